@@ -1,0 +1,39 @@
+"""The ``spectracli`` command: a typer app with one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from spectracli import __version__
+
+app = typer.Typer(
+    name="spectracli",
+    help="Spectral diagnostics of neural networks: weight ESDs (with FARMS), heavy-tail fits, "
+    "Hessian spectra, and a CI gate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"spectracli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Spectral diagnostics of neural networks."""
+
+
+# Command registration: one line per command module (imports stay light: no torch here).
+
+
+def main() -> None:
+    app()

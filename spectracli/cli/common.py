@@ -1,0 +1,109 @@
+"""Pieces every command shares: error handling, consoles, output writing, device choice."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from spectracli.errors import SpectraError
+from spectracli.fileio import write_text_atomic
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``spectracli: error: message`` as one line on stderr and return the Exit to raise."""
+    line = " ".join(str(message).split())
+    print(f"spectracli: error: {line}", file=sys.stderr)
+    return typer.Exit(code=code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into one line and exit code 2; never show a traceback for bad input.
+
+    Unexpected exceptions are bugs: one line and exit code 3, the traceback only with
+    ``SPECTRACLI_DEBUG=1``.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SpectraError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", code=130) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
+            if os.environ.get("SPECTRACLI_DEBUG"):
+                raise
+            raise fail(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set SPECTRACLI_DEBUG=1 for the traceback and please report it)",
+                code=EXIT_INTERNAL,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_plain_output(stream: Any = None) -> bool:
+    """Plain text (no colour, no boxes, no progress bars) when piped or NO_COLOR is set."""
+    stream = stream if stream is not None else sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+def stdout_console():
+    from rich.console import Console
+
+    plain = is_plain_output(sys.stdout)
+    return Console(
+        file=sys.stdout,
+        no_color=plain,
+        highlight=False,
+        soft_wrap=False,
+        width=None if not plain else 200,
+    )
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr, no_color=is_plain_output(sys.stderr), highlight=False)
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Write machine output to ``output`` atomically, or to stdout when no file is given."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    else:
+        write_text_atomic(output, text if text.endswith("\n") else text + "\n")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a usage error."""
+    import torch
+
+    device = device.lower()
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise SpectraError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpectraError("--device cuda was given but torch sees no CUDA device")
+    return device

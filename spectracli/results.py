@@ -1,0 +1,328 @@
+"""Result types of ``analyze`` and the versioned JSON report they serialise to.
+
+The JSON report is the one input, besides a checkpoint, that ``report``, ``plot``, ``gate`` and
+``compare`` accept, so nothing is computed twice. Downstream code reads the plain dict form
+(``AnalysisReport.to_dict()`` or a loaded file, checked by :func:`load_report`).
+
+Schema (``schema_version`` 1), analyze report::
+
+    {
+      "schema_version": 1, "kind": "analyze", "tool_version": "0.1.0", "created": ISO-8601,
+      "source": {"path", "format", "size_bytes", "n_tensors", "base": null | {"path", "format"}},
+      "settings": {...},                    # every option that changes a number
+      "layers": [LayerResult.to_dict()],    # see LayerResult
+      "skipped": [{"name", "shape", "reason"}],
+      "summary": {...},                     # means / extremes of the main metrics
+      "timing": {"total_s", "solve_s"}
+    }
+
+A Hessian report has ``"kind": "hessian"`` and is defined in ``spectracli.hessian``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spectracli.errors import ReportError
+
+SCHEMA_VERSION = 1
+
+# Per-layer numbers that gate rules, compare and plots may name (FARMS ones as "farms.alpha").
+LAYER_METRICS = (
+    "sigma_max",
+    "sigma_min",
+    "condition_number",
+    "lambda_max",
+    "frobenius_norm",
+    "stable_rank",
+    "entropy",
+    "numerical_rank",
+    "mp_bulk_edge",
+    "num_spikes",
+    "alpha",
+    "xmin",
+    "tail_size",
+    "ks_distance",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "farms.alpha",
+    "farms.xmin",
+    "farms.tail_size",
+    "farms.ks_distance",
+    "farms.alpha_weighted",
+)
+
+
+@dataclass
+class PowerLawFit:
+    """Continuous power-law MLE fit of an ESD tail (see docs/metrics.md)."""
+
+    alpha: float | None
+    xmin: float | None
+    tail_size: int
+    ks_distance: float | None
+    alpha_weighted: float | None
+    log_alpha_norm: float | None
+    fit_status: str  # "ok" | "failed: <why>"
+    fit_method: str  # "ks" | "median" | "peak"
+    n_eigenvalues: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EsdSample:
+    """The eigenvalues of an ESD as stored in the report, for plots without recomputation.
+
+    ``values`` are all eigenvalues (ascending) when there are at most ``MAX_STORED``; otherwise
+    ``MAX_STORED`` evenly spaced quantiles of them (``quantiles`` true), which keeps the ECDF
+    and the log-histogram shape.
+    """
+
+    values: list[float]
+    count: int
+    quantiles: bool
+
+    MAX_STORED = 2000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"values": self.values, "count": self.count, "quantiles": self.quantiles}
+
+
+@dataclass
+class FarmsResult:
+    """FARMS: the pooled ESD of fixed-aspect-ratio windows, fitted once."""
+
+    fit: PowerLawFit
+    window_rows: int
+    window_cols: int
+    n_windows: int
+    grid: tuple[int, int]  # offsets per dimension (rows, cols)
+    esd: EsdSample | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.fit.to_dict()
+        out.update(
+            window_rows=self.window_rows,
+            window_cols=self.window_cols,
+            n_windows=self.n_windows,
+            grid=list(self.grid),
+            esd=self.esd.to_dict() if self.esd else None,
+        )
+        return out
+
+
+@dataclass
+class LayerResult:
+    """Everything analyze reports for one weight tensor (one ESD; conv slices pooled)."""
+
+    name: str
+    kind: str  # linear | conv1d | conv2d | conv3d | embedding | matrix
+    shape: list[int]  # tensor shape as stored
+    matrix_shape: list[int]  # (m, n) of each matrix analysed
+    n_matrices: int  # 1, or kh*kw for a pooled conv kernel
+    dtype: str
+    status: str  # "ok" | "nonfinite" | "zero"
+    warnings: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    n_eigenvalues: int = 0
+    sigma_max: float | None = None
+    sigma_min: float | None = None
+    condition_number: float | None = None
+    rank_deficient: bool | None = None
+    lambda_max: float | None = None
+    frobenius_norm: float | None = None
+    stable_rank: float | None = None
+    entropy: float | None = None
+    numerical_rank: int | None = None
+    mp_sigma2: float | None = None
+    mp_bulk_edge: float | None = None
+    num_spikes: int | None = None
+    fit: PowerLawFit | None = None
+    farms: FarmsResult | None = None
+    esd: EsdSample | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in (
+            "name", "kind", "shape", "matrix_shape", "n_matrices", "dtype", "status",
+            "warnings", "aliases", "n_eigenvalues", "sigma_max", "sigma_min",
+            "condition_number", "rank_deficient", "lambda_max", "frobenius_norm",
+            "stable_rank", "entropy", "numerical_rank", "mp_sigma2", "mp_bulk_edge",
+            "num_spikes",
+        ):
+            out[key] = getattr(self, key)
+        fit = self.fit.to_dict() if self.fit else {}
+        for key in ("alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted",
+                    "log_alpha_norm", "fit_status", "fit_method"):
+            out[key] = fit.get(key)
+        out["farms"] = self.farms.to_dict() if self.farms else None
+        out["esd"] = self.esd.to_dict() if self.esd else None
+        return out
+
+
+@dataclass
+class SkippedTensor:
+    name: str
+    shape: list[int]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AnalysisReport:
+    tool_version: str
+    created: str
+    source: dict[str, Any]
+    settings: dict[str, Any]
+    layers: list[LayerResult]
+    skipped: list[SkippedTensor]
+    timing: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        return summarize([layer.to_dict() for layer in self.layers], len(self.skipped))
+
+    def to_dict(self) -> dict[str, Any]:
+        layers = [layer.to_dict() for layer in self.layers]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "analyze",
+            "tool_version": self.tool_version,
+            "created": self.created,
+            "source": self.source,
+            "settings": self.settings,
+            "layers": layers,
+            "skipped": [s.to_dict() for s in self.skipped],
+            "summary": summarize(layers, len(self.skipped)),
+            "timing": self.timing,
+        }
+
+
+def _finite(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def _mean(values: list[Any]) -> float | None:
+    vals = _finite(values)
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(layers: list[dict[str, Any]], n_skipped: int) -> dict[str, Any]:
+    """Means and extremes of the main metrics over the analysed layers (finite values only)."""
+    conds = [layer.get("condition_number") for layer in layers]
+    finite_conds = _finite(conds)
+    farms_alpha = [(layer.get("farms") or {}).get("alpha") for layer in layers]
+    return {
+        "n_layers": len(layers),
+        "n_skipped": n_skipped,
+        "n_fit_failed": sum(
+            1 for layer in layers if not str(layer.get("fit_status") or "").startswith("ok")
+        ),
+        "n_rank_deficient": sum(1 for layer in layers if layer.get("rank_deficient")),
+        "n_not_ok": sum(1 for layer in layers if layer.get("status") != "ok"),
+        "mean_alpha": _mean([layer.get("alpha") for layer in layers]),
+        "mean_farms_alpha": _mean(farms_alpha),
+        "mean_alpha_weighted": _mean([layer.get("alpha_weighted") for layer in layers]),
+        "mean_stable_rank": _mean([layer.get("stable_rank") for layer in layers]),
+        "mean_log10_sigma_max": _mean(
+            [math.log10(v) for v in _finite([layer.get("sigma_max") for layer in layers]) if v > 0]
+        ),
+        "max_sigma_max": max(_finite([layer.get("sigma_max") for layer in layers]), default=None),
+        "max_condition_number": (
+            math.inf if any(c == math.inf for c in conds if isinstance(c, float))
+            else max(finite_conds, default=None)
+        ),
+    }
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no inf/nan: write them as the strings "inf", "-inf", "nan" (documented)."""
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return "nan"
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return obj
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _restore(obj: Any) -> Any:
+    if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
+        return float(obj)
+    if isinstance(obj, dict):
+        return {k: _restore(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_restore(v) for v in obj]
+    return obj
+
+
+def dumps_report(report: dict[str, Any] | Any, indent: int | None = 2) -> str:
+    """Serialise a report dict (or anything with ``to_dict``) to strict JSON."""
+    data = report.to_dict() if hasattr(report, "to_dict") else report
+    return json.dumps(_clean(data), indent=indent, default=_json_default, allow_nan=False)
+
+
+def parse_report(text: str, origin: str = "<string>") -> dict[str, Any]:
+    """Parse and check a report: a JSON object with a known ``kind`` and our schema version."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{origin} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or "schema_version" not in data or "kind" not in data:
+        raise ReportError(f"{origin} is not a spectracli report (no schema_version/kind)")
+    version = data["schema_version"]
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        hint = "upgrade spectracli" if newer else "re-run analyze with this version"
+        raise ReportError(
+            f"{origin} has schema_version {version!r}; this spectracli reads "
+            f"{SCHEMA_VERSION} ({hint})"
+        )
+    if data["kind"] not in ("analyze", "hessian"):
+        raise ReportError(f"{origin} has unknown report kind {data['kind']!r}")
+    if data["kind"] == "analyze" and not isinstance(data.get("layers"), list):
+        raise ReportError(f"{origin} is an analyze report without a 'layers' list")
+    return _restore(data)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a saved report; a one-line :class:`ReportError` for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"{path}: no such report file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read ({exc})") from None
+    return parse_report(text, str(path))
+
+
+def layer_metric(layer: dict[str, Any], metric: str) -> Any:
+    """A metric of a layer dict by name; ``farms.alpha`` reaches into the FARMS block."""
+    if metric.startswith("farms."):
+        return (layer.get("farms") or {}).get(metric.split(".", 1)[1])
+    return layer.get(metric)
+
+
+def looks_like_report(path: str | Path) -> bool:
+    """True for a ``.json`` path: a report rather than a checkpoint."""
+    return str(path).lower().endswith(".json")
