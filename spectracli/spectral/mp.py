@@ -1,0 +1,68 @@
+"""Marchenko-Pastur bulk and spikes (Marchenko & Pastur 1967; Johnstone 2001).
+
+For W of shape N x M (N >= M) with i.i.d. entries of variance s^2, the eigenvalues of W^T W lie,
+as N, M grow with y = M / N fixed, on [N s^2 (1 - sqrt(y))^2, N s^2 (1 + sqrt(y))^2]. We estimate
+s^2 from the bulk robustly by matching the median of the ESD to the median of the MP law (spikes
+barely move a median), then count as spikes the eigenvalues above the edge plus a Tracy-Widom
+margin: the 99% quantile of TW1 (2.02) times Johnstone's scale for real Wishart matrices.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+TW1_Q99 = 2.0234  # 99% quantile of the Tracy-Widom (beta = 1) law
+
+
+@functools.lru_cache(maxsize=256)
+def mp_median(y: float) -> float:
+    """Median of the MP law with ratio y = M/N in (0, 1] and variance 1 (normalised units)."""
+    from scipy import integrate, optimize
+
+    a, b = (1 - math.sqrt(y)) ** 2, (1 + math.sqrt(y)) ** 2
+
+    def density(x: float) -> float:
+        return math.sqrt(max((b - x) * (x - a), 0.0)) / (2 * math.pi * y * x)
+
+    def cdf(x: float) -> float:
+        # The y = 1 density has an integrable 1/sqrt(x) singularity at 0.
+        return integrate.quad(density, a, x, limit=200)[0]
+
+    return float(optimize.brentq(lambda x: cdf(x) - 0.5, a + 1e-12, b))
+
+
+@dataclass
+class MPFit:
+    sigma2: float  # estimated entry variance s^2
+    bulk_edge: float  # lambda_+ in the units of the ESD given
+    tw_margin: float  # added to the edge before counting spikes
+    num_spikes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mp_fit(eigs: np.ndarray, n_rows: int, n_cols: int, normalized: bool = False) -> MPFit:
+    """Bulk edge and spike count for the pooled ESD of matrices of shape (n_rows, n_cols).
+
+    ``eigs``: all eigenvalues (of one or several equal-shape matrices), in the units of W^T W,
+    divided by max(n_rows, n_cols) when ``normalized``.
+    """
+    big, small = max(n_rows, n_cols), min(n_rows, n_cols)
+    y = small / big
+    eigs = np.asarray(eigs, dtype=np.float64)
+    scale = 1.0 if normalized else float(big)
+    median = float(np.median(eigs))
+    sigma2 = median / (scale * mp_median(y)) if median > 0 else 0.0
+    edge = scale * sigma2 * (1 + math.sqrt(y)) ** 2
+    # Johnstone (2001): lambda_max of X^T X, X (n x p) standard normal, centres at
+    # (sqrt(n-1) + sqrt(p))^2 with scale (sqrt(n-1) + sqrt(p)) (1/sqrt(n-1) + 1/sqrt(p))^(1/3).
+    rn, rp = math.sqrt(max(big - 1, 1)), math.sqrt(small)
+    tw_scale = (rn + rp) * (1 / rn + 1 / rp) ** (1 / 3)
+    margin = TW1_Q99 * tw_scale * sigma2 * (scale / big)
+    spikes = int(np.count_nonzero(eigs > edge + margin))
+    return MPFit(sigma2=sigma2, bulk_edge=edge, tw_margin=margin, num_spikes=spikes)
