@@ -1,0 +1,115 @@
+"""NumPy ``.npz`` archives, read with ``allow_pickle=False`` one array at a time.
+
+Shapes and dtypes come from each member's ``.npy`` header, read without the array data. An array
+of Python objects would need unpickling: it is refused with a ``CheckpointError`` naming the key.
+Arrays that torch cannot hold (strings, structured records, datetimes) are not tensors and are
+ignored, like non-tensor entries of a PyTorch checkpoint.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spectracli.errors import CheckpointError
+from spectracli.io._common import one_line
+from spectracli.io.base import Checkpoint, TensorHandle
+
+
+def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:  # (3, 0) only differs in allowing utf-8 field names
+        shape, _, dtype = np.lib.format._read_array_header(fh, version)
+    return tuple(int(d) for d in shape), dtype
+
+
+def _torch_dtype_name(dtype: np.dtype) -> str | None:
+    try:
+        return str(torch.from_numpy(np.empty(0, dtype=dtype.newbyteorder("="))).dtype).removeprefix(
+            "torch."
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+class NpzCheckpoint(Checkpoint):
+    def __init__(self, path: Path):
+        self.path = path
+        self.format = "npz"
+        self.size_bytes = path.stat().st_size
+        try:
+            self._npz = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise CheckpointError(
+                f"{path} is not a readable .npz archive: {one_line(exc)}"
+            ) from None
+        if not isinstance(self._npz, np.lib.npyio.NpzFile):
+            raise CheckpointError(
+                f"{path} is a single .npy array, not an .npz archive of named arrays"
+            )
+        self._entries: list[tuple[str, tuple[int, ...], str]] = []
+        try:
+            for member in self._npz.zip.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                key = member[: -len(".npy")]
+                with self._npz.zip.open(member) as fh:
+                    shape, dtype = _read_npy_header(fh)
+                if dtype.hasobject:
+                    raise CheckpointError(
+                        f"{path}: array '{key}' holds Python objects (dtype=object), which would "
+                        "need unpickling; .npz files are read with allow_pickle=False"
+                    )
+                name = _torch_dtype_name(dtype)
+                if name is not None:
+                    self._entries.append((key, shape, name))
+        except CheckpointError:
+            self.close()
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            self.close()
+            raise CheckpointError(f"{path} is a corrupt .npz archive: {one_line(exc)}") from None
+
+    def handles(self) -> Iterator[TensorHandle]:
+        for key, shape, dtype in self._entries:
+            yield TensorHandle(name=key, shape=shape, dtype=dtype, loader=_Get(self, key))
+
+    def load(self, key: str) -> torch.Tensor:
+        if self._npz is None:
+            raise CheckpointError(f"{self.path} is closed")
+        try:
+            arr = self._npz[key]  # NpzFile reads the member anew each time: nothing is cached
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise CheckpointError(
+                f"cannot read array '{key}' from {self.path}: {one_line(exc)}"
+            ) from None
+        if not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        return torch.from_numpy(arr)
+
+    def close(self) -> None:
+        npz, self._npz = getattr(self, "_npz", None), None
+        if npz is not None:
+            npz.close()
+
+
+class _Get:
+    __slots__ = ("ckpt", "key")
+
+    def __init__(self, ckpt: NpzCheckpoint, key: str):
+        self.ckpt, self.key = ckpt, key
+
+    def __call__(self) -> torch.Tensor:
+        return self.ckpt.load(self.key)
+
+
+def open_npz(path: Path) -> Checkpoint:
+    return NpzCheckpoint(path)
