@@ -1,0 +1,423 @@
+"""Rules + report (+ baseline) -> findings, checks and an exit code.
+
+Every rule applies to every layer its ``match`` globs select (names and tied-weight aliases,
+``fnmatch`` case-sensitive), minus its ``exclude`` globs. For each (rule, layer) pair one
+:class:`Check` is recorded (a JUnit test case); every violated limit is a :class:`Finding`.
+
+Against a baseline value b, a value v has relative increase (v - b) / |b| (``+inf`` when b = 0
+and v > 0, 0 when v = b) and absolute change |v - b|. Findings are sorted worst first:
+errors before warnings, then layer-set problems (shape changes, missing layers), then
+threshold violations by how far beyond the limit they lie relative to the limit, then notes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from spectracli.gate.baseline import diff_layers, settings_differences
+from spectracli.gate.rules import ConfigError, GateConfig, Rule
+from spectracli.gate.subjects import Subject, metric_names, subjects
+
+EXIT_PASS = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+# Ids of the gate's own checks (user rule ids may not start with "spectracli/").
+MISSING_LAYER = "spectracli/missing-layer"
+NEW_LAYER = "spectracli/new-layer"
+SHAPE_CHANGE = "spectracli/shape-change"
+SETTINGS_DIFFER = "spectracli/settings-differ"
+BUILTIN_RULES = {
+    MISSING_LAYER: "A layer of the baseline is missing from the report.",
+    NEW_LAYER: "The report has a layer the baseline lacks.",
+    SHAPE_CHANGE: "A layer's shape differs from the baseline's (always an error).",
+    SETTINGS_DIFFER: "Report and baseline were analysed with different settings.",
+}
+
+# Sort groups within a severity: structural problems, threshold violations, notes.
+_GROUP = {
+    "shape_change": 0, "missing_layer": 0,
+    "min": 1, "max": 1, "max_rel_increase": 1, "max_abs_change": 1,
+    "no_value": 2, "unmatched": 2, "new_layer": 2, "settings_differ": 2,
+}
+
+
+@dataclass
+class Finding:
+    """One violation or note: which rule, which layer and metric, the numbers, how far."""
+
+    rule_id: str
+    severity: str  # "error" | "warning"
+    kind: str  # min | max | max_rel_increase | max_abs_change | no_value | unmatched |
+    #            missing_layer | new_layer | shape_change | settings_differ
+    message: str
+    layer: str | None = None
+    metric: str | None = None
+    value: float | None = None  # the metric, or the relative/absolute change for baseline rules
+    threshold: float | None = None
+    baseline: float | None = None  # the baseline's value of the metric, for baseline rules
+    excess: float | None = None  # |value - threshold| / |threshold| (inf when threshold is 0)
+    how_far: str = ""
+
+    def sort_key(self) -> tuple:
+        excess = self.excess if self.excess is not None else -1.0
+        return (
+            0 if self.severity == "error" else 1,
+            _GROUP.get(self.kind, 3),
+            -excess,
+            self.layer or "",
+            self.rule_id,
+        )
+
+    @property
+    def limit_text(self) -> str:
+        """The threshold as people read it: ``<= 1e+04``, ``<= 150 (+50% of 100)``."""
+        t, b = self.threshold, self.baseline
+        if t is None:
+            return "-"
+        if self.kind == "min":
+            return f">= {fmt(t)}"
+        if self.kind == "max":
+            return f"<= {fmt(t)}"
+        if self.kind == "max_rel_increase" and b is not None:
+            return f"<= {fmt(b + t * abs(b))} (+{t:.0%} of {fmt(b)})"
+        if self.kind == "max_abs_change" and b is not None:
+            return f"{fmt(b)} +/- {fmt(t)}"
+        return fmt(t)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule_id,
+            "severity": self.severity,
+            "kind": self.kind,
+            "layer": self.layer,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "limit": self.limit_text,
+            "baseline": self.baseline,
+            "excess": self.excess,
+            "how_far": self.how_far,
+            "message": self.message,
+        }
+
+
+@dataclass
+class Check:
+    """One (rule, layer) pair: a JUnit test case. ``status``: pass | fail | warning | skipped."""
+
+    rule_id: str
+    layer: str | None  # None for a rule that matched no layer
+    metric: str | None
+    value: float | None
+    status: str
+    messages: list[str] = field(default_factory=list)
+    severity: str = "error"
+
+
+@dataclass
+class GateResult:
+    findings: list[Finding]
+    checks: list[Check]
+    rules: list[Rule]  # the rules that applied to this report kind
+    not_applicable: list[Rule]
+    report_kind: str
+    n_layers: int
+    source: str = ""
+    baseline_source: str | None = None
+
+    @property
+    def n_errors(self) -> int:
+        return sum(1 for f in self.findings if f.severity == "error")
+
+    @property
+    def n_warnings(self) -> int:
+        return sum(1 for f in self.findings if f.severity == "warning")
+
+    def passed(self, strict: bool = False) -> bool:
+        return self.n_errors == 0 and not (strict and self.n_warnings)
+
+    def exit_code(self, strict: bool = False, exit_zero: bool = False) -> int:
+        """0 pass; 1 an error finding (or, with ``strict``, any warning); 0 with exit_zero."""
+        if exit_zero:
+            return EXIT_PASS
+        return EXIT_PASS if self.passed(strict) else EXIT_FAIL
+
+    def to_dict(self, strict: bool = False) -> dict[str, Any]:
+        return {
+            "kind": "gate",
+            "passed": self.passed(strict),
+            "strict": strict,
+            "source": self.source,
+            "baseline": self.baseline_source,
+            "report_kind": self.report_kind,
+            "counts": {
+                "errors": self.n_errors,
+                "warnings": self.n_warnings,
+                "checks": len(self.checks),
+                "layers": self.n_layers,
+                "rules": len(self.rules),
+            },
+            "findings": [f.to_dict() for f in self.findings],
+            "rules": [r.to_dict() for r in self.rules],
+            "not_applicable": [r.id for r in self.not_applicable],
+        }
+
+
+def fmt(value: float | None) -> str:
+    """Numbers as people read them in a table: 4 significant digits, inf spelled out."""
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def excess_of(value: float, limit: float, side: str = "max") -> float:
+    """How far beyond the limit, for ranking findings worst first.
+
+    For positive value and limit it is the ratio beyond 1 (value/limit - 1 above a max,
+    limit/value - 1 below a min), so 10x over a max ranks with 10x under a min; otherwise
+    |value - limit| / |limit| (inf for a zero limit with a nonzero gap, or an infinite value).
+    """
+    gap = abs(value - limit)
+    if math.isinf(gap):
+        return math.inf
+    if value > 0 and limit > 0:
+        return value / limit - 1 if side == "max" else limit / value - 1
+    if limit == 0:
+        return math.inf if gap > 0 else 0.0
+    return gap / abs(limit)
+
+
+def how_far(value: float, limit: float, side: str) -> str:
+    """A short phrase: ``16.09 above (+161%)``, ``0.2 below (-10%)``, ``2.6e+03x the max``."""
+    word = "above" if side == "max" else "below"
+    gap = abs(value - limit)
+    if math.isinf(gap):
+        return f"infinitely {word}"
+    if limit != 0 and value != 0 and (value > 0) == (limit > 0):
+        ratio = value / limit if side == "max" else limit / value
+        if ratio >= 10:
+            return f"{ratio:.3g}x the max" if side == "max" else f"1/{ratio:.3g} of the min"
+    if limit == 0:
+        return f"{fmt(gap)} {word}"
+    sign = "+" if side == "max" else "-"
+    return f"{fmt(gap)} {word} ({sign}{gap / abs(limit):.0%})"
+
+
+def relative_increase(value: float, base: float) -> float:
+    if value == base:
+        return 0.0
+    if base == 0 or math.isinf(base):
+        if math.isinf(base) and not math.isinf(value):
+            return -1.0  # from infinite to finite: a full decrease
+        return math.copysign(math.inf, value - base)
+    return (value - base) / abs(base)
+
+
+def absolute_change(value: float, base: float) -> float:
+    if value == base:
+        return 0.0
+    return abs(value - base)
+
+
+def rule_matches(rule: Rule, subject: Subject) -> bool:
+    names = [subject.name, *subject.aliases]
+    hit = any(fnmatchcase(n, g) for n in names for g in rule.match)
+    return hit and not any(fnmatchcase(n, g) for n in names for g in rule.exclude)
+
+
+def applies(rule: Rule, kind: str) -> bool:
+    if rule.report == "any":
+        return rule.metric in metric_names(kind)
+    return rule.report == kind
+
+
+def _why_missing(subject: Subject, metric: str) -> str:
+    status_key = "farms.fit_status" if metric.startswith("farms.") else "fit_status"
+    status = subject.metrics.get(status_key)
+    if status and str(status) != "ok" and metric.split(".")[-1] in (
+        "alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted", "log_alpha_norm"
+    ):
+        return f" (fit {status})"
+    return ""
+
+
+def _severity(policy: str) -> str | None:
+    return None if policy == "ignore" else policy
+
+
+def evaluate(
+    config: GateConfig,
+    report: dict[str, Any],
+    baseline: dict[str, Any] | None = None,
+    *,
+    source: str = "",
+    baseline_source: str | None = None,
+) -> GateResult:
+    """Apply every rule of ``config`` to ``report`` (and ``baseline``); raises ConfigError when
+    a rule needs a baseline and none is given, BaselineError for a baseline of another model."""
+    kind = str(report.get("kind"))
+    subs = subjects(report)
+    findings: list[Finding] = []
+    checks: list[Check] = []
+
+    base_by_name: dict[str, Subject] = {}
+    shape_changes: dict[str, tuple] = {}
+    if baseline is not None:
+        diff, base_by_name = diff_layers(report, baseline, baseline_source or "the baseline")
+        shape_changes = diff.shape_changes
+        for name, (old, cur) in diff.shape_changes.items():
+            findings.append(Finding(
+                SHAPE_CHANGE, "error", "shape_change",
+                f"{name}: shape {old} in the baseline, {cur} now",
+                layer=name, how_far=f"{old} -> {cur}",
+            ))
+        for names, policy, kind_, rid, text in (
+            (diff.missing, config.missing_layers, "missing_layer", MISSING_LAYER,
+             "in the baseline but missing now"),
+            (diff.new, config.new_layers, "new_layer", NEW_LAYER, "new: not in the baseline"),
+        ):
+            severity = _severity(policy)
+            if severity is None:
+                continue
+            for name in names:
+                findings.append(Finding(rid, severity, kind_, f"{name}: {text}", layer=name,
+                                        how_far=text.split(":")[0]))
+        for text in settings_differences(report, baseline):
+            findings.append(Finding(
+                SETTINGS_DIFFER, "warning", "settings_differ",
+                f"settings differ, numbers may not be comparable: {text}", how_far=text,
+            ))
+        for f in findings:
+            checks.append(Check(f.rule_id, f.layer, None, None,
+                                "fail" if f.severity == "error" else "warning", [f.message],
+                                f.severity))
+
+    applicable = [r for r in config.rules if applies(r, kind)]
+    skipped_rules = [r for r in config.rules if not applies(r, kind)]
+    for rule in applicable:
+        if rule.needs_baseline and baseline is None:
+            raise ConfigError(
+                f"{rule.origin}: rule {rule.id!r} compares with a baseline "
+                "(max_rel_increase/max_abs_change) but none was given: pass --baseline FILE "
+                "or set 'baseline' in the [gate] table"
+            )
+        matched = [s for s in subs if rule_matches(rule, s)]
+        if not matched:
+            text = (f"rule {rule.id!r}: no layer matches {', '.join(rule.match)}"
+                    + (f" (excluding {', '.join(rule.exclude)})" if rule.exclude else "")
+                    + f" among {len(subs)} layers")
+            findings.append(Finding(rule.id, "warning", "unmatched", text, metric=rule.metric,
+                                    how_far="matched nothing"))
+            checks.append(Check(rule.id, None, rule.metric, None, "warning", [text], "warning"))
+            continue
+        for subject in matched:
+            found = _check_one(rule, subject, base_by_name.get(subject.name),
+                               subject.name in shape_changes, config)
+            findings.extend(found)
+            value = subject.value(rule.metric)
+            severities = {f.severity for f in found}
+            if "error" in severities:
+                status = "fail"
+            elif "warning" in severities:
+                status = "warning"
+            elif value is None:
+                status = "skipped"
+            else:
+                status = "pass"
+            messages = [f.message for f in found]
+            if status == "skipped":
+                messages = [f"{subject.name}: {rule.metric} has no value"
+                            + _why_missing(subject, rule.metric)]
+            sev = "error" if "error" in severities else "warning" if severities else rule.severity
+            checks.append(Check(rule.id, subject.name, rule.metric, value, status, messages, sev))
+
+    findings.sort(key=Finding.sort_key)
+    return GateResult(
+        findings=findings,
+        checks=checks,
+        rules=applicable,
+        not_applicable=skipped_rules,
+        report_kind=kind,
+        n_layers=len(subs),
+        source=source,
+        baseline_source=baseline_source,
+    )
+
+
+def _check_one(
+    rule: Rule,
+    subject: Subject,
+    base: Subject | None,
+    shape_changed: bool,
+    config: GateConfig,
+) -> list[Finding]:
+    out: list[Finding] = []
+    name, metric = subject.name, rule.metric
+    value = subject.value(metric)
+    if value is None:
+        severity = _severity(config.missing_value)
+        if severity is not None:
+            out.append(Finding(
+                rule.id, severity, "no_value",
+                f"{name}: {metric} has no value{_why_missing(subject, metric)}",
+                layer=name, metric=metric, how_far="no value",
+            ))
+        return out
+    for side, limit in (("min", rule.min), ("max", rule.max)):
+        if limit is None:
+            continue
+        bad = value < limit if side == "min" else value > limit
+        if bad:
+            far = how_far(value, limit, side)
+            out.append(Finding(
+                rule.id, rule.severity, side,
+                f"{name}: {metric} = {fmt(value)} {'<' if side == 'min' else '>'} "
+                f"{side} {fmt(limit)}: {far}",
+                layer=name, metric=metric, value=value, threshold=limit,
+                excess=excess_of(value, limit, side), how_far=far,
+            ))
+    if not rule.needs_baseline or base is None or shape_changed:
+        # New layers and shape changes are reported once, as layer-set findings.
+        return out
+    before = base.value(metric)
+    if before is None:
+        severity = _severity(config.missing_value)
+        if severity is not None:
+            out.append(Finding(
+                rule.id, severity, "no_value",
+                f"{name}: the baseline has no value of {metric}{_why_missing(base, metric)}",
+                layer=name, metric=metric, value=value, how_far="no baseline value",
+            ))
+        return out
+    if rule.max_rel_increase is not None:
+        rel = relative_increase(value, before)
+        if rel > rule.max_rel_increase:
+            far = (f"+{rel:.1%} vs +{rule.max_rel_increase:.1%} allowed"
+                   if math.isfinite(rel) else "from 0 or to inf")
+            out.append(Finding(
+                rule.id, rule.severity, "max_rel_increase",
+                f"{name}: {metric} rose from {fmt(before)} to {fmt(value)} "
+                f"(+{rel:.1%}; at most +{rule.max_rel_increase:.1%} allowed)",
+                layer=name, metric=metric, value=value, threshold=rule.max_rel_increase,
+                baseline=before, excess=excess_of(rel, rule.max_rel_increase), how_far=far,
+            ))
+    if rule.max_abs_change is not None:
+        change = absolute_change(value, before)
+        if change > rule.max_abs_change:
+            out.append(Finding(
+                rule.id, rule.severity, "max_abs_change",
+                f"{name}: {metric} changed from {fmt(before)} to {fmt(value)} "
+                f"(by {fmt(change)}; at most {fmt(rule.max_abs_change)} allowed)",
+                layer=name, metric=metric, value=value, threshold=rule.max_abs_change,
+                baseline=before, excess=excess_of(change, rule.max_abs_change),
+                how_far=f"changed by {fmt(change)} (limit {fmt(rule.max_abs_change)})",
+            ))
+    return out

@@ -1,0 +1,463 @@
+"""Gate configuration: threshold rules and analyze settings, read from TOML and validated.
+
+Where the configuration lives (first found, walking up from the working directory):
+
+- ``spectracli.toml``: tables ``[gate]``, ``[[gate.rules]]`` and ``[analyze]``;
+- ``pyproject.toml`` with a ``[tool.spectracli]`` table: ``[tool.spectracli.gate]``,
+  ``[[tool.spectracli.gate.rules]]`` and ``[tool.spectracli.analyze]``.
+
+``--config FILE`` names a file explicitly (either layout). Every key is documented in
+docs/ci.md. A configuration error is a :class:`ConfigError` whose one-line message names the
+file, the key and what was expected, so the CLI exits with code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spectracli.errors import SpectraError
+from spectracli.results import LAYER_METRICS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+# The Hessian report is gated as one pseudo-layer named "hessian" with these metrics.
+HESSIAN_LAYER = "hessian"
+HESSIAN_METRICS = (
+    "lambda_max",
+    "lambda_min",
+    "condition_number",
+    "trace",
+    "trace_stderr",
+    "grad_norm",
+    "loss",
+    "edge_of_stability",
+    "n_outliers",
+    "bulk_edge",
+    "max_residual",
+)
+
+SEVERITIES = ("error", "warning")
+POLICIES = ("error", "warning", "ignore")
+RULE_KEYS = (
+    "id",
+    "match",
+    "exclude",
+    "metric",
+    "min",
+    "max",
+    "max_rel_increase",
+    "max_abs_change",
+    "severity",
+    "report",
+    "description",
+)
+GATE_KEYS = ("rules", "baseline", "missing_layers", "new_layers", "missing_value", "strict")
+# Analyze settings a config may carry, with their expected type (mapped onto AnalyzeConfig).
+# ``trust_pickle`` is deliberately absent: unpickling is a command-line decision, never a
+# setting that a file in a repository can switch on.
+ANALYZE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "fit": (str, '"ks", "median" or "peak"'),
+    "min_tail": (int, "an integer >= 2"),
+    "farms": (bool, "true or false"),
+    "farms_window": (int, "a positive integer"),
+    "farms_ratio": ((int, float), "a positive number"),
+    "farms_steps": (int, "a positive integer"),
+    "min_size": (int, "a positive integer"),
+    "include": (list, "a list of glob strings"),
+    "exclude": (list, "a list of glob strings"),
+    "normalize": (bool, "true or false"),
+    "device": (str, '"auto", "cpu" or "cuda"'),
+    "dtype": (str, '"float64" or "float32"'),
+    "threads": (int, "a positive integer"),
+    "base": (str, "a checkpoint path"),
+}
+RESERVED_PREFIX = "spectracli/"
+
+
+class ConfigError(SpectraError):
+    """A gate configuration that cannot be used (names the file, the key, what was expected)."""
+
+
+@dataclass
+class Rule:
+    """One threshold rule: for every layer whose name matches, check ``metric``.
+
+    ``min``/``max`` bound the value; ``max_rel_increase`` bounds (value - base) / |base| and
+    ``max_abs_change`` bounds |value - base| against the baseline's value of the same layer.
+    """
+
+    id: str
+    metric: str
+    match: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    max_rel_increase: float | None = None
+    max_abs_change: float | None = None
+    severity: str = "error"
+    report: str = "analyze"  # the report kind it applies to: "analyze" | "hessian" | "any"
+    description: str = ""
+    origin: str = ""  # where the rule was defined, for messages
+
+    @property
+    def needs_baseline(self) -> bool:
+        return self.max_rel_increase is not None or self.max_abs_change is not None
+
+    def describe(self) -> str:
+        """A one-line text of the rule's limits, e.g. ``condition_number <= 1e+04``."""
+        parts = []
+        if self.min is not None:
+            parts.append(f"{self.metric} >= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"{self.metric} <= {self.max:g}")
+        if self.max_rel_increase is not None:
+            parts.append(f"{self.metric} rises at most {self.max_rel_increase:g}x of baseline")
+        if self.max_abs_change is not None:
+            parts.append(f"|{self.metric} - baseline| <= {self.max_abs_change:g}")
+        where = ",".join(self.match)
+        text = " and ".join(parts) + f" on {where}"
+        if self.exclude:
+            text += f" except {','.join(self.exclude)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "metric": self.metric,
+            "match": list(self.match),
+            "exclude": list(self.exclude),
+            "min": self.min,
+            "max": self.max,
+            "max_rel_increase": self.max_rel_increase,
+            "max_abs_change": self.max_abs_change,
+            "severity": self.severity,
+            "report": self.report,
+            "description": self.description,
+        }
+
+
+@dataclass
+class GateConfig:
+    """Everything the gate needs besides the inputs: rules, policies and analyze settings."""
+
+    rules: list[Rule] = field(default_factory=list)
+    baseline: Path | None = None
+    missing_layers: str = "error"  # layers in the baseline and missing now
+    new_layers: str = "warning"  # layers now that the baseline lacks
+    missing_value: str = "warning"  # a matched layer whose metric is null/nan (e.g. failed fit)
+    strict: bool = False
+    analyze: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+
+def valid_metrics() -> tuple[str, ...]:
+    """Every metric a rule may name: per-layer metrics, then the Hessian pseudo-layer's."""
+    return tuple(dict.fromkeys(LAYER_METRICS + HESSIAN_METRICS))
+
+
+def _unknown(what: str, name: str, valid: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}; valid: {', '.join(valid)}"
+
+
+def _number(value: Any) -> float | None:
+    """A TOML number (int or float, inf allowed), or a numeric string such as "1e4"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _globs(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    return None
+
+
+def build_rule(raw: dict[str, Any], where: str) -> Rule:
+    """Validate one rule table; ``where`` names it in messages, e.g. ``f.toml: gate.rules[2]``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table with 'metric' and limits, got {raw!r}")
+    for key in raw:
+        if key not in RULE_KEYS:
+            raise ConfigError(f"{where}: {_unknown('key', key, RULE_KEYS)}")
+    rule_id = raw.get("id")
+    if rule_id is not None:
+        where = f"{where} (id {rule_id!r})"
+        if not isinstance(rule_id, str) or not rule_id.strip() or rule_id != rule_id.strip():
+            raise ConfigError(f"{where} key 'id': expected a non-empty string without spaces "
+                              f"at the ends, got {rule_id!r}")
+        if rule_id.startswith(RESERVED_PREFIX):
+            raise ConfigError(f"{where} key 'id': the prefix {RESERVED_PREFIX!r} is reserved "
+                              "for the gate's built-in checks")
+    metric = raw.get("metric")
+    if metric is None:
+        raise ConfigError(f"{where}: missing key 'metric' (one of {', '.join(valid_metrics())})")
+    if not isinstance(metric, str) or metric not in valid_metrics():
+        unknown = _unknown("metric", str(metric), valid_metrics())
+        raise ConfigError(f"{where} key 'metric': {unknown}")
+
+    limits: dict[str, float | None] = {}
+    for key in ("min", "max", "max_rel_increase", "max_abs_change"):
+        if key not in raw:
+            limits[key] = None
+            continue
+        value = _number(raw[key])
+        if value is None or math.isnan(value):
+            raise ConfigError(f"{where} key {key!r}: expected a number, got {raw[key]!r}")
+        if key.startswith("max_") and key != "max" and value < 0:
+            raise ConfigError(f"{where} key {key!r}: expected a number >= 0, got {raw[key]!r}")
+        limits[key] = value
+    if all(v is None for v in limits.values()):
+        raise ConfigError(f"{where}: a rule needs at least one of min, max, max_rel_increase, "
+                          "max_abs_change")
+    lo, hi = limits["min"], limits["max"]
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"{where} keys 'min'/'max': min {lo:g} is above max {hi:g}, "
+                          "so no value could pass")
+
+    match = _globs(raw.get("match", "*"))
+    if match is None:
+        raise ConfigError(f"{where} key 'match': expected a glob string or a list of them, "
+                          f"got {raw.get('match')!r}")
+    exclude: tuple[str, ...] = ()
+    if "exclude" in raw:
+        got = _globs(raw["exclude"])
+        if got is None:
+            raise ConfigError(f"{where} key 'exclude': expected a glob string or a list of them, "
+                              f"got {raw['exclude']!r}")
+        exclude = got
+    severity = raw.get("severity", "error")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{where} key 'severity': expected \"error\" or \"warning\", "
+                          f"got {severity!r}")
+    report = raw.get("report")
+    if report is None:
+        # A metric only the Hessian has, or a rule aimed at the "hessian" pseudo-layer.
+        hessian = metric not in LAYER_METRICS or match == (HESSIAN_LAYER,)
+        report = "hessian" if hessian else "analyze"
+    elif report not in ("analyze", "hessian"):
+        raise ConfigError(f"{where} key 'report': expected \"analyze\" or \"hessian\", "
+                          f"got {report!r}")
+    allowed = LAYER_METRICS if report == "analyze" else HESSIAN_METRICS
+    if metric not in allowed:
+        raise ConfigError(f"{where} key 'metric': {metric!r} is not a metric of {report} "
+                          f"reports; valid: {', '.join(allowed)}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where} key 'description': expected a string, got {description!r}")
+    if rule_id is None:
+        rule_id = metric if match == ("*",) else f"{metric}[{','.join(match)}]"
+    return Rule(
+        id=rule_id,
+        metric=metric,
+        match=match,
+        exclude=exclude,
+        min=lo,
+        max=hi,
+        max_rel_increase=limits["max_rel_increase"],
+        max_abs_change=limits["max_abs_change"],
+        severity=severity,
+        report=report,
+        description=description,
+        origin=where,
+    )
+
+
+def check_unique_ids(rules: list[Rule]) -> None:
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.id in seen:
+            raise ConfigError(f"{rule.origin}: duplicate rule id {rule.id!r} (also "
+                              f"{seen[rule.id].origin}); give each rule its own 'id'")
+        seen[rule.id] = rule
+
+
+def _policy(table: dict[str, Any], key: str, default: str, where: str) -> str:
+    value = table.get(key, default)
+    if value not in POLICIES:
+        raise ConfigError(f"{where} key {key!r}: expected \"error\", \"warning\" or \"ignore\", "
+                          f"got {value!r}")
+    return value
+
+
+def validate_analyze(table: Any, where: str) -> dict[str, Any]:
+    """Check analyze settings against :data:`ANALYZE_KEYS`; returns them as a plain dict."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table of analyze settings, got {table!r}")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in ANALYZE_KEYS:
+            raise ConfigError(f"{where}: {_unknown('key', key, list(ANALYZE_KEYS))}")
+        types, expected = ANALYZE_KEYS[key]
+        ok = isinstance(value, types) and not (isinstance(value, bool) and types is not bool)
+        if ok and key == "fit":
+            ok = value in ("ks", "median", "peak")
+        elif ok and key == "dtype":
+            ok = value in ("float64", "float32")
+        elif ok and key == "min_tail":
+            ok = value >= 2
+        elif ok and key == "device":
+            ok = value in ("auto", "cpu", "cuda") or value.startswith("cuda:")
+        elif ok and key in ("include", "exclude"):
+            ok = all(isinstance(v, str) for v in value)
+        elif ok and key in ("farms_window", "farms_ratio", "farms_steps", "min_size", "threads"):
+            ok = value > 0
+        if not ok:
+            raise ConfigError(f"{where} key {key!r}: expected {expected}, got {value!r}")
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def config_from_tables(
+    gate: Any, analyze: Any, source: Path, prefix: str
+) -> GateConfig:
+    """Build a :class:`GateConfig` from the ``gate`` and ``analyze`` tables of one file.
+
+    ``prefix`` is the tables' path in the file (``tool.spectracli`` or empty), for messages.
+    """
+    dot = f"{prefix}." if prefix else ""
+    where_gate = f"{source}: [{dot}gate]"
+    config = GateConfig(source=source)
+    if gate is not None:
+        if not isinstance(gate, dict):
+            raise ConfigError(f"{where_gate}: expected a table, got {gate!r}")
+        for key in gate:
+            if key not in GATE_KEYS:
+                raise ConfigError(f"{where_gate}: {_unknown('key', key, GATE_KEYS)}")
+        raw_rules = gate.get("rules", [])
+        if not isinstance(raw_rules, list):
+            raise ConfigError(f"{where_gate} key 'rules': expected an array of tables "
+                              f"([[{dot}gate.rules]]), got {raw_rules!r}")
+        config.rules = [
+            build_rule(raw, f"{source}: [[{dot}gate.rules]] #{i + 1}")
+            for i, raw in enumerate(raw_rules)
+        ]
+        check_unique_ids(config.rules)
+        baseline = gate.get("baseline")
+        if baseline is not None:
+            if not isinstance(baseline, str) or not baseline:
+                raise ConfigError(f"{where_gate} key 'baseline': expected a path string, "
+                                  f"got {baseline!r}")
+            # Relative to the config file, so the gate runs the same from any directory.
+            config.baseline = (source.parent / baseline) if not Path(baseline).is_absolute() \
+                else Path(baseline)
+        config.missing_layers = _policy(gate, "missing_layers", "error", where_gate)
+        config.new_layers = _policy(gate, "new_layers", "warning", where_gate)
+        config.missing_value = _policy(gate, "missing_value", "warning", where_gate)
+        strict = gate.get("strict", False)
+        if not isinstance(strict, bool):
+            raise ConfigError(f"{where_gate} key 'strict': expected true or false, got {strict!r}")
+        config.strict = strict
+    if analyze is not None:
+        config.analyze = validate_analyze(analyze, f"{source}: [{dot}analyze]")
+        base = config.analyze.get("base")
+        if base and not Path(base).is_absolute():
+            config.analyze["base"] = str(source.parent / base)
+    return config
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        # The decoder's message carries "(at line L, column C)".
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: malformed TOML: not UTF-8 text") from None
+
+
+def _tool_table(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    tool = data.get("tool")
+    if not isinstance(tool, dict) or "spectracli" not in tool:
+        return None
+    table = tool["spectracli"]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.spectracli]: expected a table, got {table!r}")
+    return table
+
+
+def load_config(path: str | Path) -> GateConfig:
+    """Read a config file: a pyproject.toml (``[tool.spectracli.*]``) or a spectracli.toml."""
+    path = Path(path)
+    data = read_toml(path)
+    table = _tool_table(data, path)
+    if table is not None:
+        prefix = "tool.spectracli"
+        unknown = [k for k in table if k not in ("gate", "analyze")]
+        if unknown:
+            raise ConfigError(f"{path}: [tool.spectracli]: "
+                              f"{_unknown('table', unknown[0], ['gate', 'analyze'])}")
+    else:
+        if path.name == "pyproject.toml":
+            raise ConfigError(f"{path}: no [tool.spectracli.gate] table")
+        table, prefix = data, ""
+        unknown = [k for k in table if k not in ("gate", "analyze")]
+        if unknown:
+            raise ConfigError(f"{path}: {_unknown('table', unknown[0], ['gate', 'analyze'])}")
+    return config_from_tables(table.get("gate"), table.get("analyze"), path, prefix)
+
+
+def find_config(start: str | Path | None = None) -> Path | None:
+    """The nearest spectracli.toml, or pyproject.toml with ``[tool.spectracli]``, upwards."""
+    here = Path(start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "spectracli.toml"
+        if candidate.is_file():
+            return candidate
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = read_toml(candidate)
+            except ConfigError:
+                # A broken pyproject may still be ours: report it rather than skip it.
+                if b"spectracli" in candidate.read_bytes():
+                    return candidate
+                continue
+            if _tool_table(data, candidate) is not None:
+                return candidate
+    return None
+
+
+def parse_quick_rule(kind: str, text: str) -> Rule:
+    """A rule from a command-line option: ``--max condition_number=1e4`` and the like.
+
+    ``kind`` is the option: ``min``, ``max``, ``max_rel_increase`` or ``max_abs_change``.
+    ``METRIC@GLOB=VALUE`` restricts the rule to layers matching GLOB.
+    """
+    option = "--" + kind.replace("_", "-")
+    if "=" not in text:
+        raise ConfigError(f"{option} {text!r}: expected METRIC=VALUE, e.g. "
+                          f"{option} condition_number=1e4")
+    left, value = text.rsplit("=", 1)
+    metric, _, glob = left.partition("@")
+    raw: dict[str, Any] = {"metric": metric.strip(), kind: value.strip()}
+    if glob:
+        raw["match"] = glob.strip()
+    rule = build_rule(raw, f"{option} {text}")
+    rule.id = f"cli.{kind}.{metric.strip()}" + (f"@{glob.strip()}" if glob else "")
+    # A rule typed for one file applies to whichever report kind has the metric.
+    rule.report = "any"
+    return rule

@@ -1,0 +1,106 @@
+"""What the gate checks: the layers of an analyze report, or a Hessian report's one pseudo-layer.
+
+An analyze report's layers are its ``layers`` list (metrics by
+:func:`spectracli.results.layer_metric`, FARMS ones as ``farms.alpha``). A Hessian report is
+seen as one layer named ``hessian`` whose shape is ``[n_params]`` and whose metrics are
+listed in :data:`spectracli.gate.rules.HESSIAN_METRICS` (defined in docs/ci.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from spectracli.gate.rules import HESSIAN_LAYER, HESSIAN_METRICS
+from spectracli.results import LAYER_METRICS, layer_metric
+
+
+@dataclass
+class Subject:
+    """One gated unit: a layer's name, stored shape, aliases and its metric values."""
+
+    name: str
+    shape: list[int] | None
+    metrics: dict[str, Any]
+    aliases: list[str] = field(default_factory=list)
+
+    def value(self, metric: str) -> float | None:
+        """The metric as a float, or None when absent, null or NaN (e.g. a failed fit)."""
+        return as_float(self.metrics.get(metric))
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and not math.isnan(value):
+        return float(value)
+    return None
+
+
+def _finite_list(values: Any) -> list[float]:
+    if not isinstance(values, list):
+        return []
+    return [float(v) for v in values if as_float(v) is not None]
+
+
+def hessian_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The Hessian pseudo-layer's metrics from a ``kind: "hessian"`` report dict.
+
+    A top-level field of the same name wins; otherwise: ``lambda_max``/``lambda_min`` are the
+    largest/smallest computed eigenvalue (the Hessian's extremes only for the ``--which`` that
+    computed them), ``trace`` is ``trace.estimate``, ``trace_stderr`` is ``trace.stderr``,
+    ``bulk_edge``/``n_outliers`` come from ``density``, ``max_residual`` is the largest
+    Lanczos residual norm.
+    """
+    eig = _finite_list(report.get("eigenvalues"))
+    trace = report.get("trace") if isinstance(report.get("trace"), dict) else {}
+    density = report.get("density") if isinstance(report.get("density"), dict) else {}
+    residuals = _finite_list(report.get("residuals"))
+    eos = report.get("edge_of_stability")
+    if isinstance(eos, dict):  # tolerate a structured form {"ratio": ..., "lr": ...}
+        eos = eos.get("ratio", eos.get("value"))
+    derived: dict[str, Any] = {
+        "lambda_max": max(eig) if eig else None,
+        "lambda_min": min(eig) if eig else None,
+        "condition_number": report.get("condition_number"),
+        "trace": trace.get("estimate"),
+        "trace_stderr": trace.get("stderr"),
+        "grad_norm": report.get("grad_norm"),
+        "loss": report.get("loss"),
+        "edge_of_stability": eos,
+        "n_outliers": density.get("n_outliers"),
+        "bulk_edge": density.get("bulk_edge"),
+        "max_residual": max(residuals) if residuals else None,
+    }
+    out = {}
+    for name in HESSIAN_METRICS:
+        top = report.get(name)
+        out[name] = top if as_float(top) is not None else derived.get(name)
+    return out
+
+
+def subjects(report: dict[str, Any]) -> list[Subject]:
+    """The gated units of a report dict, in report order."""
+    if report.get("kind") == "hessian":
+        n_params = report.get("n_params")
+        shape = [int(n_params)] if isinstance(n_params, int) else None
+        return [Subject(HESSIAN_LAYER, shape, hessian_metrics(report))]
+    out = []
+    for layer in report.get("layers") or []:
+        metrics = {name: layer_metric(layer, name) for name in LAYER_METRICS}
+        # Statuses travel along so a missing value can say why (e.g. "failed: tail too short").
+        metrics["fit_status"] = layer.get("fit_status")
+        metrics["farms.fit_status"] = (layer.get("farms") or {}).get("fit_status")
+        shape = layer.get("shape")
+        out.append(Subject(
+            name=str(layer.get("name")),
+            shape=list(shape) if isinstance(shape, list) else None,
+            metrics=metrics,
+            aliases=[str(a) for a in layer.get("aliases") or []],
+        ))
+    return out
+
+
+def metric_names(kind: str) -> tuple[str, ...]:
+    return HESSIAN_METRICS if kind == "hessian" else LAYER_METRICS
