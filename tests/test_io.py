@@ -6,8 +6,11 @@ written.
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 import struct
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -86,6 +89,36 @@ def test_safetensors_handles_read_no_data_until_load(tmp_path, monkeypatch):
         handles[0].load()
         handles[1].load()
     assert len(opened) == 1
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "npz"])
+def test_streaming_readers_keep_no_reference_to_loaded_tensors(tmp_path, fmt):
+    want = {f"w{i}": torch.randn(8, 8) for i in range(4)}
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "npz":
+        np.savez(path, **{k: v.numpy() for k, v in want.items()})
+    else:
+        save_file(want, path)
+    with open_checkpoint(path) as ckpt:
+        for h in ckpt.handles():
+            t = h.load()
+            ref = weakref.ref(t)
+            assert torch.equal(t, want[h.name])
+            del t
+            gc.collect()
+            assert ref() is None, f"{fmt} reader keeps {h.name} alive: memory would grow"
+
+
+def test_safetensors_handles_pickle_for_worker_processes(tmp_path):
+    want = _tensors()
+    path = tmp_path / "m.safetensors"
+    save_file(want, path)
+    with open_checkpoint(path) as ckpt:
+        handles = list(ckpt.handles())
+        handles[0].load()  # the file is open in this process
+        for h in handles:
+            copy = pickle.loads(pickle.dumps(h))
+            assert torch.equal(copy.load(), want[h.name])
 
 
 def test_directory_with_one_safetensors_is_found(tmp_path):

@@ -21,10 +21,3 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
         first = first[: limit - 3] + "..."
     return first
 
-
-def human_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} bytes"  # pragma: no cover

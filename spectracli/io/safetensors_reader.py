@@ -29,6 +29,7 @@ import json
 import math
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,23 @@ class SafetensorsFile:
         self.entries, self.metadata = read_header(path)
         self.size_bytes = path.stat().st_size
         self._handle: Any = None
+        self._lock = threading.Lock()  # loads may come from several threads: open once
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for worker processes: reopen there
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _open(self) -> Any:
+        with self._lock:
+            return self._open_locked()
+
+    def _open_locked(self) -> Any:
         if self._handle is None:
             try:
                 try:
