@@ -33,6 +33,9 @@ def _root(
 
 
 # Command registration: one line per command module (imports stay light: no torch here).
+from spectracli.cli import analyze as _analyze  # noqa: E402
+
+app.command("analyze")(_analyze.analyze)
 
 
 def main() -> None:

@@ -1,0 +1,296 @@
+"""checkpoint -> AnalysisReport: stream tensors, turn them into matrices, compute their spectra.
+
+One tensor is loaded at a time (plus its float64 workspace); every tensor is either analysed or
+listed in ``skipped`` with its reason. Progress goes to an optional callback, so the library never
+prints.
+
+Example::
+
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+    report = analyze_checkpoint("sample_models/digits_mlp.safetensors", AnalyzeConfig(fit="median"))
+    print(report.to_dict()["summary"]["mean_alpha"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spectracli import __version__
+from spectracli.errors import SpectraError
+from spectracli.io import open_checkpoint
+from spectracli.io.base import TensorHandle
+from spectracli.results import (
+    AnalysisReport,
+    EsdSample,
+    FarmsResult,
+    LayerResult,
+    SkippedTensor,
+)
+from spectracli.spectral import (
+    alpha_warning,
+    farms_esd,
+    fit_power_law,
+    matrix_metrics,
+    mp_fit,
+    squared_singular_values,
+)
+from spectracli.spectral.powerlaw import XMIN_METHODS
+from spectracli.weights import MatrixPlan, as_matrices, name_selected, plan_tensor
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class AnalyzeConfig:
+    """Every option that changes a number in the report (recorded in ``settings``)."""
+
+    fit: str = "ks"  # xmin rule: ks | median | peak
+    min_tail: int = 10
+    farms: bool = True
+    farms_window: int = 2000
+    farms_ratio: float = 1.0
+    farms_steps: int = 10
+    min_size: int = 10
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    normalize: bool = False
+    device: str = "auto"
+    dtype: str = "float64"
+    threads: int | None = None
+    trust_pickle: bool = False
+    base: str | Path | None = None
+    store_esd: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.fit not in XMIN_METHODS:
+            raise SpectraError(f"--fit must be one of {', '.join(XMIN_METHODS)}, got {self.fit!r}")
+        if self.min_tail < 2:
+            raise SpectraError(f"--min-tail must be at least 2, got {self.min_tail}")
+        if self.farms_window < 2 or self.farms_steps < 1 or not self.farms_ratio > 0:
+            raise SpectraError(
+                "FARMS needs --farms-window >= 2, --farms-steps >= 1 and --farms-ratio > 0, got "
+                f"{self.farms_window}, {self.farms_steps}, {self.farms_ratio}"
+            )
+        if self.min_size < 1:
+            raise SpectraError(f"--min-size must be at least 1, got {self.min_size}")
+        if self.dtype not in ("float64", "float32"):
+            raise SpectraError(f"--dtype must be float64 or float32, got {self.dtype!r}")
+        if self.threads is not None and self.threads < 1:
+            raise SpectraError(f"--threads must be at least 1, got {self.threads}")
+
+    def settings(self, device: str) -> dict:
+        out = asdict(self)
+        out.pop("extra")
+        out.update(include=list(self.include), exclude=list(self.exclude), device=device)
+        out["base"] = str(self.base) if self.base is not None else None
+        out["esd_convention"] = "lambda = sigma^2 of W" + (" / max(m, n)" if self.normalize else "")
+        return out
+
+
+def _device(name: str) -> torch.device:
+    name = name.lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SpectraError("--device cuda was given but torch sees no CUDA device")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SpectraError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def esd_sample(lam: np.ndarray) -> EsdSample:
+    """All eigenvalues when few, else ``MAX_STORED`` evenly spaced quantiles (7 digits kept)."""
+    lam = np.sort(lam)
+    count = lam.size
+    quantiles = count > EsdSample.MAX_STORED
+    if quantiles:
+        lam = np.quantile(lam, np.linspace(0.0, 1.0, EsdSample.MAX_STORED))
+    return EsdSample([float(f"{v:.7g}") for v in lam], count, quantiles)
+
+
+def analyze_matrices(
+    name: str,
+    mats: torch.Tensor,
+    plan: MatrixPlan,
+    config: AnalyzeConfig,
+    shape: Sequence[int],
+    dtype: str,
+) -> LayerResult:
+    """Spectrum, metrics, fits (full and FARMS) of one layer's stack of (out, in) matrices."""
+    result = LayerResult(
+        name=name,
+        kind=plan.kind,
+        shape=list(shape),
+        matrix_shape=list(plan.matrix_shape),
+        n_matrices=plan.n_matrices,
+        dtype=dtype,
+        status="ok",
+    )
+    if not bool(torch.isfinite(mats).all()):
+        bad = int((~torch.isfinite(mats)).sum())
+        result.status = "nonfinite"
+        result.warnings.append(f"{bad} NaN/Inf entries: layer not analysed")
+        return result
+    m, n = plan.matrix_shape
+    lam = squared_singular_values(mats)  # (slices, k), ascending
+    metrics = matrix_metrics(lam, (m, n))
+    for key, value in metrics.to_dict().items():
+        setattr(result, key, value)
+    if metrics.sigma_max == 0:
+        result.status = "zero"
+        result.warnings.append("all-zero matrix: no spectrum to fit")
+        result.condition_number = None
+        return result
+    scale = 1.0 / max(m, n) if config.normalize else 1.0
+    pooled = np.sort(lam.reshape(-1).to("cpu", torch.float64).numpy() * scale)
+    result.n_eigenvalues = int(pooled.size)
+    result.lambda_max = float(pooled[-1])
+    mp = mp_fit(pooled, m, n, normalized=config.normalize)
+    result.mp_sigma2, result.mp_bulk_edge = mp.sigma2, mp.bulk_edge
+    result.num_spikes = mp.num_spikes
+    result.fit = fit_power_law(pooled, config.fit, config.min_tail)
+    if config.store_esd:
+        result.esd = esd_sample(pooled)
+    if config.farms:
+        farms_lam, grid = farms_esd(
+            mats, config.farms_window, config.farms_ratio, config.farms_steps, config.normalize
+        )
+        farms_np = farms_lam.to("cpu", torch.float64).numpy()
+        result.farms = FarmsResult(
+            fit=fit_power_law(farms_np, config.fit, config.min_tail),
+            window_rows=grid.rows,
+            window_cols=grid.cols,
+            n_windows=grid.n_windows * plan.n_matrices,
+            grid=(len(grid.row_offsets), len(grid.col_offsets)),
+            esd=esd_sample(farms_np) if config.store_esd else None,
+        )
+    _add_warnings(result)
+    return result
+
+
+def _add_warnings(result: LayerResult) -> None:
+    if result.rank_deficient:
+        result.warnings.append("rank deficient: condition number is infinite")
+    for label, fit in (("alpha", result.fit), ("FARMS alpha", result.farms and result.farms.fit)):
+        if fit is None:
+            continue
+        if fit.fit_status != "ok":
+            result.warnings.append(f"{label} fit {fit.fit_status}")
+        elif note := alpha_warning(fit.alpha, label):
+            result.warnings.append(note)
+    if result.kind == "embedding":
+        result.warnings.append(
+            "embedding table: a lookup, not a linear map; alpha heuristics were made for linear "
+            "layers"
+        )
+
+
+def _timestamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _plan(
+    handles: Sequence[TensorHandle],
+    config: AnalyzeConfig,
+    base: dict[str, TensorHandle] | None,
+) -> tuple[list[tuple[TensorHandle, MatrixPlan]], list[SkippedTensor]]:
+    """Split the tensors into those analysed (with their plan) and those skipped (with why)."""
+    work: list[tuple[TensorHandle, MatrixPlan]] = []
+    skipped: list[SkippedTensor] = []
+    for h in handles:
+        if not name_selected(h.name, config.include, config.exclude):
+            reason: str | MatrixPlan = "excluded by --include/--exclude"
+        else:
+            reason = plan_tensor(h.name, h.shape, h.dtype, config.min_size)
+        if base is not None and not isinstance(reason, str):
+            other = base.get(h.name)
+            if other is None:
+                reason = "not in the --base checkpoint"
+            elif tuple(other.shape) != tuple(h.shape):
+                reason = f"shape {list(h.shape)} differs from --base {list(other.shape)}"
+        if isinstance(reason, str):
+            skipped.append(SkippedTensor(h.name, list(h.shape), reason))
+        else:
+            work.append((h, reason))
+    return work, skipped
+
+
+def analyze_checkpoint(
+    path: str | Path,
+    config: AnalyzeConfig | None = None,
+    progress: Progress | None = None,
+) -> AnalysisReport:
+    """Analyse every weight matrix of a checkpoint (file or sharded directory).
+
+    With ``config.base`` set, each layer is analysed as W - W_base, matched by name and shape.
+    """
+    config = config or AnalyzeConfig()
+    config.validate()
+    device = _device(config.device)
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    solve_s = 0.0
+    layers: list[LayerResult] = []
+    with contextlib.ExitStack() as stack:
+        base: dict[str, TensorHandle] | None = None
+        base_source = None
+        if config.base is not None:
+            base_ckpt = stack.enter_context(
+                open_checkpoint(config.base, trust_pickle=config.trust_pickle)
+            )
+            base = {alias: h for h in base_ckpt.handles() for alias in (h.name, *h.aliases)}
+            base_source = {"path": str(config.base), "format": base_ckpt.format}
+        ckpt = stack.enter_context(open_checkpoint(path, trust_pickle=config.trust_pickle))
+        handles = list(ckpt.handles())
+        work, skipped = _plan(handles, config, base)
+        if base is not None and not work:
+            raise SpectraError(
+                f"{path} and --base {config.base} have no weight matrix in common "
+                "(matched by name and shape)"
+            )
+        for index, (h, plan) in enumerate(work):
+            if progress:
+                progress(index, len(work), h.name)
+            tensor = h.load().to(device=device, dtype=dtype)
+            if base is not None:
+                tensor = tensor - base[h.name].load().to(device=device, dtype=dtype)
+            t0 = time.perf_counter()
+            layer = analyze_matrices(
+                h.name, as_matrices(tensor, plan), plan, config, h.shape, h.dtype
+            )
+            solve_s += time.perf_counter() - t0
+            layer.aliases = list(h.aliases)
+            layers.append(layer)
+            del tensor
+        if progress:
+            progress(len(work), len(work), "")
+        source = {
+            "path": str(path),
+            "format": ckpt.format,
+            "size_bytes": ckpt.size_bytes,
+            "n_tensors": len(handles),
+            "base": base_source,
+        }
+    return AnalysisReport(
+        tool_version=__version__,
+        created=_timestamp(),
+        source=source,
+        settings=config.settings(str(device)),
+        layers=layers,
+        skipped=skipped,
+        timing={
+            "total_s": round(time.perf_counter() - started, 4),
+            "solve_s": round(solve_s, 4),
+        },
+    )

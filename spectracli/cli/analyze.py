@@ -1,0 +1,97 @@
+"""``spectracli analyze CHECKPOINT``: weight spectra, power-law fits and FARMS for every matrix."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import typer
+
+from spectracli.cli.common import (
+    emit,
+    handle_errors,
+    is_plain_output,
+    stderr_console,
+    stdout_console,
+)
+
+
+@contextlib.contextmanager
+def progress_callback():
+    """A rich progress bar on a terminal (stderr); nothing when piped or NO_COLOR is set."""
+    import sys
+
+    if is_plain_output(sys.stderr):
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr_console(), transient=True,
+    ) as bar:
+        task = bar.add_task("analyzing", total=None)
+
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=name[-40:] or "done")
+
+        yield update
+
+
+@handle_errors
+def analyze(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint: .safetensors, sharded directory, "
+                                      ".pt/.pth/.bin/.ckpt, or .npz."),
+    fmt: str = typer.Option("table", "--format", "-f",
+                            help="table | json | csv | markdown | html."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Write to this file (atomically) instead of stdout."),
+    fit: str = typer.Option("ks", help="xmin rule of the power-law fit: ks | median | peak."),
+    min_tail: int = typer.Option(10, help="Smallest tail (eigenvalues) a fit may use."),
+    farms: bool = typer.Option(True, "--farms/--no-farms", help="Also fit the FARMS ESD."),
+    farms_window: int = typer.Option(2000, help="FARMS window rows (capped by the matrix)."),
+    farms_ratio: float = typer.Option(1.0, help="FARMS window aspect ratio cols/rows."),
+    farms_steps: int = typer.Option(10, help="FARMS grid offsets per dimension."),
+    min_size: int = typer.Option(10, help="Skip matrices with fewer rows or columns than this."),
+    include: list[str] = typer.Option([], help="Only tensors whose name matches this glob "
+                                      "(repeatable)."),
+    exclude: list[str] = typer.Option([], help="Skip tensors whose name matches this glob "
+                                      "(repeatable)."),
+    normalize: bool = typer.Option(False, help="Divide eigenvalues by max(m, n)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    dtype: str = typer.Option("float64", help="Precision of the eigen solves: float64 | float32."),
+    threads: int | None = typer.Option(None, help="CPU threads for the solves."),
+    base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickles that need arbitrary globals "
+                                      "(runs code from the file: only for trusted files)."),
+    esd: bool = typer.Option(True, "--esd/--no-esd", help="Store eigenvalues in the JSON report."),
+    plots: Path | None = typer.Option(None, help="Also write plots into this directory."),
+    plot_format: str = typer.Option("png", help="png | svg."),
+) -> None:
+    """Spectra, heavy-tail fits (with and without FARMS) and norms of every weight matrix."""
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+    from spectracli.errors import SpectraError
+    from spectracli.report import FORMATS, render
+
+    if fmt not in FORMATS:
+        raise SpectraError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if plot_format not in ("png", "svg"):
+        raise SpectraError(f"--plot-format must be png or svg, got {plot_format!r}")
+    config = AnalyzeConfig(
+        fit=fit, min_tail=min_tail, farms=farms, farms_window=farms_window,
+        farms_ratio=farms_ratio, farms_steps=farms_steps, min_size=min_size,
+        include=tuple(include), exclude=tuple(exclude), normalize=normalize, device=device,
+        dtype=dtype, threads=threads, trust_pickle=trust_pickle, base=base, store_esd=esd,
+    )
+    with progress_callback() as progress:
+        report = analyze_checkpoint(checkpoint, config, progress=progress).to_dict()
+    if plots is not None:
+        from spectracli.report.plots import write_plots
+
+        write_plots(report, plots, image_format=plot_format)
+    if fmt == "table" and output is None and not is_plain_output():
+        from spectracli.report.table import print_rich
+
+        print_rich(report, stdout_console())
+        return
+    emit(render(report, fmt), output)

@@ -1,0 +1,38 @@
+"""Results -> text: terminal table, JSON, CSV, Markdown, HTML (plots in ``report.plots``).
+
+Every renderer takes the report dict (``AnalysisReport.to_dict()`` or a loaded JSON report), so
+a saved report renders exactly like a fresh one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spectracli.errors import SpectraError
+
+FORMATS = ("table", "json", "csv", "markdown", "html")
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    """The report in ``fmt``; ``table`` here is the plain-text table (rich is for terminals)."""
+    if fmt == "json":
+        from spectracli.results import dumps_report
+
+        return dumps_report(report)
+    if fmt == "csv":
+        from spectracli.report.csv import render_csv
+
+        return render_csv(report)
+    if fmt == "markdown":
+        from spectracli.report.markdown import render_markdown
+
+        return render_markdown(report)
+    if fmt == "html":
+        from spectracli.report.html import render_html
+
+        return render_html(report)
+    if fmt == "table":
+        from spectracli.report.table import render_plain
+
+        return render_plain(report)
+    raise SpectraError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

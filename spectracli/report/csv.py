@@ -1,0 +1,34 @@
+"""One CSV row per analysed layer; FARMS columns prefixed ``farms_``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from spectracli.results import LAYER_METRICS
+
+_LEADING = ("name", "kind", "shape", "matrix_shape", "n_matrices", "dtype", "status")
+_FARMS_EXTRA = ("window_rows", "window_cols", "n_windows")
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    metrics = [m for m in LAYER_METRICS if not m.startswith("farms.")]
+    farms = [m.split(".", 1)[1] for m in LAYER_METRICS if m.startswith("farms.")]
+    header = [*_LEADING, *metrics, "rank_deficient", "fit_status", "fit_method",
+              *(f"farms_{m}" for m in (*farms, "fit_status", *_FARMS_EXTRA)), "aliases", "warnings"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for layer in report.get("layers", []):
+        f = layer.get("farms") or {}
+        row: list[Any] = [
+            "x".join(map(str, layer[k])) if k in ("shape", "matrix_shape") else layer.get(k)
+            for k in _LEADING
+        ]
+        row += [layer.get(m) for m in metrics]
+        row += [layer.get("rank_deficient"), layer.get("fit_status"), layer.get("fit_method")]
+        row += [f.get(m) for m in (*farms, "fit_status", *_FARMS_EXTRA)]
+        row += [";".join(layer.get("aliases") or []), "; ".join(layer.get("warnings") or [])]
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()

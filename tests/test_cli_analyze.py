@@ -1,0 +1,102 @@
+"""The analyze command through typer's CliRunner: formats, files, and bad input."""
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from spectracli.cli.app import app
+
+SAMPLE = "sample_models/digits_mlp.safetensors"
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_plain_table_on_the_sample_model():
+    res = run("analyze", SAMPLE)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:3] == ["layer", "kind", "shape"]
+    assert any(line.startswith("fc1.weight") for line in lines)
+    assert "fc1.bias: 1-D tensor" in res.stdout
+    assert "3 layers analysed, 3 tensors skipped" in res.stdout
+
+
+def test_json_to_file_and_csv_to_stdout(tmp_path):
+    out = tmp_path / "r.json"
+    res = run("analyze", SAMPLE, "--format", "json", "--output", str(out), "--fit", "median")
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["settings"]["fit"] == "median"
+    assert [layer["name"] for layer in data["layers"]] == ["fc1.weight", "fc2.weight",
+                                                            "head.weight"]
+    assert list(tmp_path.iterdir()) == [out]  # no temp file left behind
+    res = run("analyze", SAMPLE, "--format", "csv", "--no-farms", "--include", "fc*")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["name"] for r in rows] == ["fc1.weight", "fc2.weight"]
+    assert rows[0]["farms_alpha"] == ""
+    assert float(rows[0]["sigma_max"]) == pytest.approx(data["layers"][0]["sigma_max"])
+
+
+def _file(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def _dir(path):
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.safetensors", "missing.safetensors"),
+        (lambda p: _file(p / "notes.txt", b"hello"), "notes.txt"),
+        (lambda p: _file(p / "empty.safetensors", b""), "empty.safetensors"),
+        (lambda p: _file(p / "cut.safetensors", b"\xff" * 8 + b"{"), "cut.safetensors"),
+        (lambda p: _dir(p / "weights_dir"), "weights_dir"),
+    ],
+)
+def test_bad_checkpoints_give_one_line_and_exit_2_with_no_output_file(tmp_path, make, message):
+    target = make(tmp_path)
+    out = tmp_path / "out.json"
+    res = run("analyze", str(target), "--format", "json", "--output", str(out))
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("spectracli: error:")
+    assert message in err
+    assert "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_bad_options_exit_2():
+    assert run("analyze", SAMPLE, "--fit", "best").exit_code == 2
+    assert run("analyze", SAMPLE, "--format", "yaml").exit_code == 2
+    assert run("analyze", SAMPLE, "--device", "cuda:7").exit_code == 2 or torch.cuda.is_available()
+
+
+def test_nan_layer_is_reported_and_the_rest_analysed(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"good": torch.randn(30, 20), "bad": torch.full((30, 20), float("inf"))}, str(path))
+    res = run("analyze", str(path), "--format", "json")
+    assert res.exit_code == 0, res.output
+    layers = {layer["name"]: layer for layer in json.loads(res.stdout)["layers"]}
+    assert layers["bad"]["status"] == "nonfinite" and layers["good"]["status"] == "ok"
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "spectracli", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert res.stdout.startswith("spectracli ")
