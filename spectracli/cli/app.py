@@ -36,6 +36,10 @@ def _root(
 from spectracli.cli import analyze as _analyze  # noqa: E402
 
 app.command("analyze")(_analyze.analyze)
+from spectracli.cli import gate as _gate  # noqa: E402
+
+app.command("gate")(_gate.gate)
+app.command("baseline")(_gate.baseline)
 
 
 def main() -> None:

@@ -1,0 +1,160 @@
+"""``spectracli gate`` and ``spectracli baseline``: threshold rules for CI (see docs/ci.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from spectracli.cli.common import emit, handle_errors, stdout_console
+
+FORMATS = ("table", "json")
+
+
+def _config(config: Path | None, no_config: bool):
+    from spectracli.gate.rules import GateConfig, find_config, load_config
+
+    if config is not None:
+        return load_config(config)
+    if no_config:
+        return GateConfig()
+    found = find_config()
+    return load_config(found) if found else GateConfig()
+
+
+@handle_errors
+def gate(
+    target: Path = typer.Argument(..., help="A checkpoint (analysed) or a saved report (.json)."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Config file (default: nearest spectracli.toml or "
+        "pyproject.toml with [tool.spectracli])."
+    ),
+    no_config: bool = typer.Option(False, "--no-config", help="Ignore config files."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", "-b", help="Baseline report to compare with (overrides the config)."
+    ),
+    min_: list[str] = typer.Option(
+        [], "--min", metavar="METRIC=VALUE",
+        help="Quick rule METRIC[@GLOB]=VALUE: the metric must be >= VALUE."
+    ),
+    max_: list[str] = typer.Option(
+        [], "--max", metavar="METRIC=VALUE",
+        help="Quick rule METRIC[@GLOB]=VALUE: the metric must be <= VALUE."
+    ),
+    max_rel_increase: list[str] = typer.Option(
+        [], "--max-rel-increase", metavar="METRIC=VALUE",
+        help="Quick rule METRIC[@GLOB]=R: at most (1+R) x baseline."
+    ),
+    max_abs_change: list[str] = typer.Option(
+        [], "--max-abs-change", metavar="METRIC=VALUE",
+        help="Quick rule METRIC[@GLOB]=D: within D of the baseline."
+    ),
+    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write findings here."),
+    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    sarif: Path | None = typer.Option(None, "--sarif", help="Write SARIF 2.1.0 here."),
+    github: bool = typer.Option(
+        False, "--github", help="Print GitHub annotations; append to $GITHUB_STEP_SUMMARY."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
+    exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when rules fail."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (checkpoints)."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Allow unpickling a legacy PyTorch checkpoint."
+    ),
+) -> None:
+    """Check a checkpoint or report against threshold rules; exit 1 when an error rule fails.
+
+    Exit codes: 0 pass, 1 an error-severity violation (or any warning with --strict),
+    2 usage, config or load error.
+    """
+    from spectracli.gate import render
+    from spectracli.gate.baseline import load_baseline
+    from spectracli.gate.evaluate import evaluate
+    from spectracli.gate.inputs import load_input
+    from spectracli.gate.rules import ConfigError, check_unique_ids, parse_quick_rule
+
+    if output_format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    cfg = _config(config, no_config)
+    for kind, texts in (("min", min_), ("max", max_), ("max_rel_increase", max_rel_increase),
+                        ("max_abs_change", max_abs_change)):
+        cfg.rules.extend(parse_quick_rule(kind, t) for t in texts)
+    check_unique_ids(cfg.rules)
+    if not cfg.rules:
+        where = f"{cfg.source} has no rules" if cfg.source else "no config file was found"
+        raise ConfigError(f"no rules to check: {where}; add [[tool.spectracli.gate.rules]] to "
+                          "pyproject.toml (see docs/ci.md) or pass --max/--min METRIC=VALUE")
+    baseline_path = baseline or cfg.baseline
+    base = load_baseline(baseline_path) if baseline_path else None
+    report = load_input(
+        target, cfg.analyze, origin=str(cfg.source or "config"),
+        device=device, trust_pickle=trust_pickle or None, store_esd=False,
+    )
+    result = evaluate(
+        cfg, report, base, source=str(target),
+        baseline_source=str(baseline_path) if baseline_path else None,
+    )
+    strict = strict or cfg.strict
+
+    if junit is not None:
+        from spectracli.fileio import write_text_atomic
+        from spectracli.gate.junit import to_junit
+
+        write_text_atomic(junit, to_junit(result, strict))
+    if sarif is not None:
+        from spectracli.fileio import write_text_atomic
+        from spectracli.gate.sarif import to_sarif_json
+
+        write_text_atomic(sarif, to_sarif_json(result) + "\n")
+    if github:
+        from spectracli.gate.github import annotations, append_step_summary
+
+        for line in annotations(result):
+            print(line)
+        append_step_summary(result, strict)
+    if output_format == "json":
+        emit(render.to_json(result, strict), output)
+    elif output is not None:
+        emit(render.to_markdown(result, strict), output)
+    else:
+        render.print_table(result, stdout_console(), strict)
+    sys.stdout.flush()
+    raise typer.Exit(result.exit_code(strict=strict, exit_zero=exit_zero))
+
+
+@handle_errors
+def baseline(
+    target: Path = typer.Argument(..., help="A checkpoint (analysed) or a saved report (.json)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Where to write (default: the config's gate.baseline)."
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file."),
+    no_config: bool = typer.Option(False, "--no-config", help="Ignore config files."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (checkpoints)."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Allow unpickling a legacy PyTorch checkpoint."
+    ),
+) -> None:
+    """Write (or overwrite, to update) a baseline report for `gate --baseline`."""
+    from spectracli.fileio import write_text_atomic
+    from spectracli.gate.baseline import make_baseline
+    from spectracli.gate.inputs import load_input
+    from spectracli.gate.rules import ConfigError
+    from spectracli.results import dumps_report
+
+    cfg = _config(config, no_config)
+    target_path = output or cfg.baseline
+    if target_path is None:
+        raise ConfigError("no output: pass --output baseline.json or set 'baseline' in the "
+                          "[tool.spectracli.gate] table")
+    report = load_input(
+        target, cfg.analyze, origin=str(cfg.source or "config"),
+        device=device, trust_pickle=trust_pickle or None, store_esd=False,
+    )
+    data = make_baseline(report, str(target))
+    write_text_atomic(target_path, dumps_report(data) + "\n")
+    n = len(data.get("layers") or []) if data.get("kind") == "analyze" else 1
+    print(f"wrote {target_path}: {data.get('kind')} baseline of {target} "
+          f"({n} layer{'s' * (n != 1)})", file=sys.stderr)
