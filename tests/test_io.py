@@ -560,3 +560,30 @@ def test_errors_are_one_line(tmp_path):
     with pytest.raises(CheckpointError) as info:
         open_checkpoint(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["Q9", ["F32"], None])
+def test_unknown_or_malformed_dtype(tmp_path, dtype):
+    def set_dtype(header):
+        header["a"]["dtype"] = dtype
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(_rewrite_header(_valid_safetensors_bytes(), set_dtype))
+    with pytest.raises(CheckpointError, match="'a' has an unknown dtype"):
+        open_checkpoint(path)
+
+
+def test_sharded_index_without_weight_map(tmp_path):
+    _write_sharded(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text('{"metadata": {}}')
+    with pytest.raises(CheckpointError, match="weight_map"):
+        open_checkpoint(tmp_path)
+
+
+def test_content_decides_over_extension(tmp_path):
+    want = _tensors()
+    path = tmp_path / "actually_safetensors.bin"
+    save_file(want, path)
+    fmt, got, _ = _read_all(path)
+    assert fmt == "safetensors"
+    _assert_same(got, want)

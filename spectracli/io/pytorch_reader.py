@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -82,13 +83,11 @@ def load_pickle(path: Path, trust_pickle: bool) -> Any:
     is_zip = zipfile.is_zipfile(path)
     weights_only = not trust_pickle
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=is_zip)
-        except RuntimeError as exc:
-            if not is_zip or "mmap" not in str(exc):
-                raise
-            # A zip file torch still cannot map: read it whole rather than fail.
-            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=False)
+        with warnings.catch_warnings():
+            # A damaged pickle makes torch warn about odd protocol numbers before failing; the
+            # one-line error below says what matters.
+            warnings.simplefilter("ignore", UserWarning)
+            return _torch_load(path, weights_only, is_zip)
     except pickle.UnpicklingError as exc:
         if weights_only and "Weights only load failed" in str(exc):
             raise _unsafe_error(path, is_zip, exc) from None
@@ -106,6 +105,16 @@ def load_pickle(path: Path, trust_pickle: bool) -> Any:
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint: {type(exc).__name__}: {one_line(exc)}"
         ) from None
+
+
+def _torch_load(path: Path, weights_only: bool, is_zip: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=is_zip)
+    except RuntimeError as exc:
+        if not is_zip or "mmap" not in str(exc):
+            raise
+        # A zip file torch still cannot map: read it whole rather than fail.
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=False)
 
 
 def _unsafe_error(path: Path, is_zip: bool, exc: Exception) -> CheckpointError:

@@ -166,7 +166,7 @@ def _entry(path: Path, name: str, info: Any, data_len: int) -> TensorEntry:
     if not isinstance(info, dict):
         raise CheckpointError(f"{path} is corrupt: header entry '{name}' is not an object")
     code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if code not in DTYPES:
+    if not isinstance(code, str) or code not in DTYPES:
         raise CheckpointError(f"{path}: tensor '{name}' has an unknown dtype {code!r}")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
