@@ -1,11 +1,17 @@
 """Gate config: TOML layouts, discovery, one-line errors naming file, key and expectation."""
 
 import math
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from spectracli.gate.rules import (
+    ANALYZE_KEYS,
+    GATE_KEYS,
+    HESSIAN_METRICS,
+    RULE_KEYS,
     ConfigError,
     find_config,
     load_config,
@@ -166,3 +172,20 @@ def test_every_report_metric_is_gateable():
     for name in ("lambda_max", "lambda_min", "condition_number", "trace", "grad_norm", "loss",
                  "edge_of_stability", "n_outliers"):
         assert name in valid_metrics()
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "ci.md"
+
+
+def test_docs_reference_every_key_and_metric():
+    text = DOCS.read_text(encoding="utf-8")
+    for key in (*RULE_KEYS, *GATE_KEYS, *ANALYZE_KEYS, *HESSIAN_METRICS, *LAYER_METRICS):
+        assert f"`{key}`" in text, key
+
+
+def test_docs_example_config_is_valid(tmp_path):
+    text = DOCS.read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    cfg = load_config(_write(tmp_path / "pyproject.toml", example))
+    assert [r.id for r in cfg.rules] == ["conditioning", "alpha-band", "sigma-drift", "sharpness"]
+    assert cfg.rules[-1].report == "hessian"

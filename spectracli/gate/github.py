@@ -27,6 +27,15 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def _repo_path(path: str) -> str:
+    """GitHub matches ``file=`` against repository paths: relative to the working directory."""
+    try:
+        rel = os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else Path(rel).as_posix()
+
+
 def annotations(result: GateResult, max_per_type: int = MAX_PER_TYPE) -> list[str]:
     """The annotation lines, worst first, at most ``max_per_type`` errors and warnings each."""
     lines: list[str] = []
@@ -40,7 +49,7 @@ def annotations(result: GateResult, max_per_type: int = MAX_PER_TYPE) -> list[st
         shown[level] += 1
         props = []
         if result.source:
-            props.append(f"file={escape_property(result.source)}")
+            props.append(f"file={escape_property(_repo_path(result.source))}")
         title = f"spectracli {f.rule_id}" + (f": {f.layer}" if f.layer else "")
         props.append(f"title={escape_property(title)}")
         lines.append(f"::{level} {','.join(props)}::{escape_data(f.message)}")
