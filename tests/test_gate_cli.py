@@ -145,6 +145,19 @@ def test_no_rules_and_missing_baseline_exit_2(reports, workdir):
     assert res.exit_code == 2 and "nope.json: no such report file" in res.stderr
 
 
+def test_unreadable_inputs_exit_2_with_one_line(reports, workdir):
+    (workdir / "notes.json").write_text('{"hello": 1}')
+    (workdir / "broken.safetensors").write_bytes(b"\x00" * 12)
+    for target, expected in (("missing.safetensors", "missing.safetensors"),
+                             ("notes.json", "not a spectracli report"),
+                             ("broken.safetensors", "broken.safetensors")):
+        res = gate(workdir / target, "--max", "alpha=9")
+        assert res.exit_code == 2, res.stdout
+        assert expected in res.stderr and res.stderr.count("\n") == 1
+    res = gate(reports["base"], "--max", "alpha=9", "--format", "xml")
+    assert res.exit_code == 2 and "--format must be one of table, json" in res.stderr
+
+
 def test_baseline_drift_beyond_the_ratio_fails_and_within_passes(reports, workdir):
     before, after = layers(reports["base"]), layers(reports["scaled"])
     # Scaling W by 2 doubles sigma_max exactly; other layers are untouched.

@@ -93,6 +93,12 @@ def test_a_glob_matching_nothing_is_a_listed_warning_that_fails_only_when_strict
     assert result.exit_code(strict=True) == 1
 
 
+def test_a_layer_with_nonfinite_weights_says_so():
+    rep = report(layer("bad", status="nonfinite", condition_number=None, alpha=None))
+    (finding,) = evaluate(config({"metric": "condition_number", "max": 10}), rep).findings
+    assert finding.kind == "no_value" and "(layer status: nonfinite)" in finding.message
+
+
 @pytest.mark.parametrize("policy, kinds", [("ignore", []), ("error", ["error"]),
                                            ("warning", ["warning"])])
 def test_missing_value_policy(policy, kinds):

@@ -122,6 +122,9 @@ def test_spectracli_toml_layout_and_hessian_rules(tmp_path):
         ('[reports]\nx = 1', ["unknown table 'reports'"]),
         ('[[gate.rules]]\nmetric = "alpha"\nmax = 3\n[[gate.rules]]\nmetric = "alpha"\nmin = 1',
          ["duplicate rule id 'alpha'", "give each rule its own 'id'"]),
+        ('[[gate.rules]]\nid = "lo"\nmetric = "alpha"\nmin = 6\n'
+         '[[gate.rules]]\nid = "hi"\nmetric = "alpha"\nmax = 2',
+         ["min 6 of rule 'lo' is above max 2 of rule 'hi'", "no value could pass both"]),
     ],
 )
 def test_config_errors_name_file_key_and_expectation(tmp_path, body, expected):

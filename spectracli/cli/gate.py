@@ -73,7 +73,12 @@ def gate(
     from spectracli.gate.baseline import load_baseline
     from spectracli.gate.evaluate import evaluate
     from spectracli.gate.inputs import load_input
-    from spectracli.gate.rules import ConfigError, check_unique_ids, parse_quick_rule
+    from spectracli.gate.rules import (
+        ConfigError,
+        check_consistent,
+        check_unique_ids,
+        parse_quick_rule,
+    )
 
     if output_format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
@@ -82,6 +87,7 @@ def gate(
                         ("max_abs_change", max_abs_change)):
         cfg.rules.extend(parse_quick_rule(kind, t) for t in texts)
     check_unique_ids(cfg.rules)
+    check_consistent(cfg.rules)
     if not cfg.rules:
         where = f"{cfg.source} has no rules" if cfg.source else "no config file was found"
         raise ConfigError(f"no rules to check: {where}; add [[tool.spectracli.gate.rules]] to "

@@ -240,6 +240,9 @@ def applies(rule: Rule, kind: str) -> bool:
 
 
 def _why_missing(subject: Subject, metric: str) -> str:
+    layer_status = subject.metrics.get("status")
+    if layer_status and layer_status != "ok":
+        return f" (layer status: {layer_status})"  # e.g. non-finite weights
     status_key = "farms.fit_status" if metric.startswith("farms.") else "fit_status"
     status = subject.metrics.get(status_key)
     if status and str(status) != "ok" and metric.split(".")[-1] in (

@@ -290,6 +290,22 @@ def check_unique_ids(rules: list[Rule]) -> None:
         seen[rule.id] = rule
 
 
+def check_consistent(rules: list[Rule]) -> None:
+    """Refuse rules on the same metric and layers whose min lies above another's max."""
+    for lo in rules:
+        for hi in rules:
+            if lo.min is None or hi.max is None or lo.min <= hi.max:
+                continue
+            same = (lo.metric, lo.match, lo.exclude, lo.report) == (
+                hi.metric, hi.match, hi.exclude, hi.report)
+            if same and lo is not hi:
+                raise ConfigError(
+                    f"{lo.origin}: min {lo.min:g} of rule {lo.id!r} is above max {hi.max:g} of "
+                    f"rule {hi.id!r} ({hi.origin}) on the same metric and layers, so no value "
+                    "could pass both"
+                )
+
+
 def _policy(table: dict[str, Any], key: str, default: str, where: str) -> str:
     value = table.get(key, default)
     if value not in POLICIES:
@@ -351,6 +367,7 @@ def config_from_tables(
             for i, raw in enumerate(raw_rules)
         ]
         check_unique_ids(config.rules)
+        check_consistent(config.rules)
         baseline = gate.get("baseline")
         if baseline is not None:
             if not isinstance(baseline, str) or not baseline:

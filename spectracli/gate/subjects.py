@@ -92,6 +92,7 @@ def subjects(report: dict[str, Any]) -> list[Subject]:
         # Statuses travel along so a missing value can say why (e.g. "failed: tail too short").
         metrics["fit_status"] = layer.get("fit_status")
         metrics["farms.fit_status"] = (layer.get("farms") or {}).get("fit_status")
+        metrics["status"] = layer.get("status")
         shape = layer.get("shape")
         out.append(Subject(
             name=str(layer.get("name")),
