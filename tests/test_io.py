@@ -10,6 +10,7 @@ import gc
 import json
 import pickle
 import struct
+import warnings
 import weakref
 import zipfile
 from pathlib import Path
@@ -587,3 +588,18 @@ def test_content_decides_over_extension(tmp_path):
     fmt, got, _ = _read_all(path)
     assert fmt == "safetensors"
     _assert_same(got, want)
+
+
+def test_torchscript_archive_needs_trust(tmp_path):
+    torch.manual_seed(4)
+    model = torch.nn.Linear(3, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # torch.jit is deprecated, still shipped
+        torch.jit.script(model).save(str(tmp_path / "model.jit"))
+    with pytest.raises(CheckpointError, match="TorchScript.*--trust-pickle"):
+        open_checkpoint(tmp_path / "model.jit")
+    fmt, got, _ = _read_all(tmp_path / "model.jit", trust_pickle=True)
+    assert fmt == "pytorch"
+    _assert_same(got, {k: v.detach() for k, v in model.state_dict().items()})

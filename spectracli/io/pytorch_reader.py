@@ -81,6 +81,8 @@ _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error: ([^\n]*)")
 def load_pickle(path: Path, trust_pickle: bool) -> Any:
     """``torch.load`` on the CPU, mmap for zip files, weights_only unless ``trust_pickle``."""
     is_zip = zipfile.is_zipfile(path)
+    if is_zip and _is_torchscript(path):
+        return _load_torchscript(path, trust_pickle)
     weights_only = not trust_pickle
     try:
         with warnings.catch_warnings():
@@ -104,6 +106,32 @@ def load_pickle(path: Path, trust_pickle: bool) -> Any:
             ) from None
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint: {type(exc).__name__}: {one_line(exc)}"
+        ) from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except Exception:  # noqa: BLE001 - not a readable zip: torch.load reports it
+        return False
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _load_torchscript(path: Path, trust_pickle: bool) -> Any:
+    """A ``torch.jit.save`` archive: its module runs TorchScript code, so only when trusted."""
+    if not trust_pickle:
+        raise CheckpointError(
+            f"{path} is a TorchScript archive, which torch can only load by running its "
+            "TorchScript code; pass --trust-pickle only if you trust its source"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load is deprecated
+            return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(
+            f"{path} could not be loaded as TorchScript: {type(exc).__name__}: {one_line(exc)}"
         ) from None
 
 
