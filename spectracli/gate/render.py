@@ -42,9 +42,10 @@ def print_table(result: GateResult, console: Any, strict: bool = False) -> None:
     if result.findings:
         # Plain output (piped, NO_COLOR) gets no box characters: CI logs stay greppable.
         table = Table(box=None if console.no_color else box.SIMPLE_HEAD, show_edge=False,
-                      pad_edge=False)
+                      collapse_padding=True, pad_edge=False)
         for h in HEADERS:
-            table.add_column(h, overflow="fold", no_wrap=h in ("value", "severity"))
+            # Names and numbers stay whole; only the free-text column wraps on a narrow terminal.
+            table.add_column(h, overflow="fold", no_wrap=h != "how far")
         for f in result.findings:
             style = "red" if f.severity == "error" else "yellow"
             table.add_row(*_row(f), style=None if console.no_color else style)
