@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from spectracli.cli.analyze import progress_callback
 from spectracli.cli.common import emit, handle_errors, stdout_console
 
 FORMATS = ("table", "json")
@@ -94,10 +95,11 @@ def gate(
                           "pyproject.toml (see docs/ci.md) or pass --max/--min METRIC=VALUE")
     baseline_path = baseline or cfg.baseline
     base = load_baseline(baseline_path) if baseline_path else None
-    report = load_input(
-        target, cfg.analyze, origin=str(cfg.source or "config"),
-        device=device, trust_pickle=trust_pickle or None, store_esd=False,
-    )
+    with progress_callback() as progress:
+        report = load_input(
+            target, cfg.analyze, origin=str(cfg.source or "config"), progress=progress,
+            device=device, trust_pickle=trust_pickle or None, store_esd=False,
+        )
     result = evaluate(
         cfg, report, base, source=str(target),
         baseline_source=str(baseline_path) if baseline_path else None,
@@ -155,10 +157,11 @@ def baseline(
     if target_path is None:
         raise ConfigError("no output: pass --output baseline.json or set 'baseline' in the "
                           "[tool.spectracli.gate] table")
-    report = load_input(
-        target, cfg.analyze, origin=str(cfg.source or "config"),
-        device=device, trust_pickle=trust_pickle or None, store_esd=False,
-    )
+    with progress_callback() as progress:
+        report = load_input(
+            target, cfg.analyze, origin=str(cfg.source or "config"), progress=progress,
+            device=device, trust_pickle=trust_pickle or None, store_esd=False,
+        )
     data = make_baseline(report, str(target))
     write_text_atomic(target_path, dumps_report(data) + "\n")
     n = len(data.get("layers") or []) if data.get("kind") == "analyze" else 1
