@@ -41,6 +41,12 @@ from spectracli.cli import gate as _gate  # noqa: E402
 app.command("gate")(_gate.gate)
 app.command("baseline")(_gate.baseline)
 
+from spectracli.cli import plot as _plot  # noqa: E402
+from spectracli.cli import report as _report  # noqa: E402
+
+app.command("report")(_report.report)
+app.command("plot")(_plot.plot)
+
 
 def main() -> None:
     app()

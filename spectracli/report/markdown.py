@@ -1,0 +1,346 @@
+"""Markdown rendering of a report (analyze or Hessian), fit for ``$GITHUB_STEP_SUMMARY``.
+
+The same content as the HTML report, in text and tables: what was analysed and how, the flagged
+layers first and why, the per-layer table, and the skipped tensors with their reasons.
+
+Numbers are printed with :func:`format_number`: 6 significant digits, so a number read back from
+the Markdown is within a relative 5e-6 of the report's value (the JSON report is the exact one);
+``inf`` is printed as ``inf`` and a missing value as ``-``.
+
+The flag rules (:func:`flag_reasons`) are shared with the HTML report. ``alpha`` outside [2, 6]
+is labelled a heuristic: it is the range where trained layers are commonly seen (Martin &
+Mahoney 2021), not a verdict on a layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from spectracli.errors import ReportError
+
+ALPHA_BAND = (2.0, 6.0)
+MISSING = "-"
+
+
+def format_number(value: Any, digits: int = 6) -> str:
+    """6 significant digits (``%.6g``); ints as ints; ``inf``; ``-`` for None / NaN."""
+    if value is None or isinstance(value, str):
+        return MISSING if value is None else str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return MISSING
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def format_bytes(n: Any) -> str:
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return MISSING
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover - unreachable
+
+
+def format_shape(shape: Any) -> str:
+    if not isinstance(shape, (list, tuple)):
+        return MISSING
+    if not shape:
+        return "scalar"
+    return "x".join(str(d) for d in shape)
+
+
+def _ok(status: Any) -> bool:
+    return str(status or "").startswith("ok")
+
+
+def flag_reasons(layer: dict[str, Any]) -> list[str]:
+    """Why a layer deserves a look: not ok, failed fits, rank deficiency, alpha outside [2, 6],
+    and the warnings analyze attached. A rule whose finding a warning already states is not
+    repeated (reports from analyze carry them; hand-made or older ones may not)."""
+    warnings = [str(w) for w in layer.get("warnings") or []]
+
+    def said(test: Any) -> bool:
+        return any(test(w) for w in warnings)
+
+    reasons: list[str] = []
+    status = layer.get("status")
+    if status != "ok":
+        reasons.append(f"status {status!s}: metrics not computed")
+    farms = layer.get("farms") if isinstance(layer.get("farms"), dict) else None
+    if status == "ok":
+        for label, block in (("alpha", layer), ("FARMS alpha", farms)):
+            if block is None or _ok(block.get("fit_status")):
+                continue
+            if not said(lambda w, label=label: w.startswith(f"{label} fit")):
+                reasons.append(f"{label} fit {block.get('fit_status') or 'missing'}")
+    if layer.get("rank_deficient") and not said(lambda w: "rank deficient" in w):
+        reasons.append(
+            f"rank deficient (numerical rank {format_number(layer.get('numerical_rank'))}): "
+            "condition number is infinite"
+        )
+    lo, hi = ALPHA_BAND
+    for label, value in (("alpha", layer.get("alpha")),
+                         ("FARMS alpha", farms.get("alpha") if farms else None)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value)) or lo <= value <= hi:
+            continue
+        if not said(lambda w, label=label: w.startswith(f"{label} ") and "[2, 6]" in w):
+            side = "below 2 (very heavy tail)" if value < lo else "above 6 (light tail)"
+            reasons.append(
+                f"{label} {format_number(value, 3)} is {side}; heuristic range [2, 6], "
+                "not a verdict on training"
+            )
+    return reasons + warnings
+
+
+# Columns of the per-layer table: (header, how to get the cell value from a layer dict).
+LAYER_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("layer", lambda la: la.get("name")),
+    ("kind", lambda la: la.get("kind")),
+    ("matrix", lambda la: format_shape(la.get("matrix_shape"))
+     + (f" x{la['n_matrices']}" if (la.get("n_matrices") or 1) > 1 else "")),
+    ("sigma_max", lambda la: la.get("sigma_max")),
+    ("sigma_min", lambda la: la.get("sigma_min")),
+    ("condition", lambda la: la.get("condition_number")),
+    ("stable rank", lambda la: la.get("stable_rank")),
+    ("alpha", lambda la: la.get("alpha")),
+    ("xmin", lambda la: la.get("xmin")),
+    ("tail", lambda la: la.get("tail_size")),
+    ("KS", lambda la: la.get("ks_distance")),
+    ("FARMS alpha", lambda la: (la.get("farms") or {}).get("alpha")),
+    ("alpha_w", lambda la: la.get("alpha_weighted")),
+    ("spikes", lambda la: la.get("num_spikes")),
+    ("fit", lambda la: la.get("fit_status")),
+    ("status", lambda la: la.get("status")),
+)
+
+
+def _cell(value: Any) -> str:
+    """A Markdown table cell: escape pipes, keep it on one line."""
+    text = format_number(value) if not isinstance(value, str) else value
+    return " ".join(text.replace("|", "\\|").split()) or MISSING
+
+
+def md_table(headers: list[str], rows: list[list[Any]], align_right: set[int] | None = None) -> str:
+    align_right = align_right or set()
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |"]
+    lines.append(
+        "|" + "|".join("---:" if i in align_right else "---" for i in range(len(headers))) + "|"
+    )
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def source_line(source: dict[str, Any]) -> str:
+    if not source:
+        return MISSING
+    parts = []
+    if source.get("path"):
+        parts.append(f"`{source['path']}`")
+    details = [str(source[k]) for k in ("format",) if source.get(k)]
+    if source.get("size_bytes") is not None:
+        details.append(format_bytes(source.get("size_bytes")))
+    if source.get("n_tensors") is not None:
+        details.append(f"{source['n_tensors']} tensors")
+    if details:
+        parts.append("(" + ", ".join(details) + ")")
+    base = source.get("base")
+    if isinstance(base, dict) and base.get("path"):
+        parts.append(f"minus base `{base['path']}`")
+    for key, value in source.items():
+        if key not in ("path", "format", "size_bytes", "n_tensors", "base") and value is not None:
+            parts.append(f"{key}: `{value}`")
+    return " ".join(parts) or MISSING
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The analyze summary as (label, value) pairs, in reading order."""
+    s = report.get("summary") or {}
+    layers = report.get("layers") or []
+    n_flagged = sum(1 for layer in layers if flag_reasons(layer))
+    return [
+        ("layers analysed", s.get("n_layers", len(layers))),
+        ("layers flagged", n_flagged),
+        ("tensors skipped", s.get("n_skipped", len(report.get("skipped") or []))),
+        ("fits failed", s.get("n_fit_failed")),
+        ("rank deficient", s.get("n_rank_deficient")),
+        ("status not ok", s.get("n_not_ok")),
+        ("mean alpha", s.get("mean_alpha")),
+        ("mean FARMS alpha", s.get("mean_farms_alpha")),
+        ("mean alpha_weighted", s.get("mean_alpha_weighted")),
+        ("mean stable rank", s.get("mean_stable_rank")),
+        ("max sigma_max", s.get("max_sigma_max")),
+        ("max condition number", s.get("max_condition_number")),
+    ]
+
+
+def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    eig = report.get("eigenvalues") or []
+    converged = report.get("converged") or []
+    rows: list[tuple[str, Any]] = [
+        ("operator", report.get("operator")),
+        ("parameters", report.get("n_params")),
+        ("samples", report.get("n_samples")),
+        ("loss", report.get("loss")),
+        ("gradient norm", report.get("grad_norm")),
+        ("lambda_max", eig[0] if eig else None),
+        ("eigenvalues computed", len(eig)),
+        ("converged", f"{sum(1 for c in converged if c)} of {len(converged)}"),
+        ("Hessian-vector products", report.get("hvp_count")),
+        ("condition number", report.get("condition_number")),
+    ]
+    eos = report.get("edge_of_stability")
+    if isinstance(eos, dict):
+        for key, value in eos.items():
+            rows.append((f"edge of stability: {key}", value))
+    elif eos is not None:
+        rows.append(("edge of stability", eos))
+    trace = report.get("trace")
+    if isinstance(trace, dict):
+        rows.append(("trace (Hutch++)", trace.get("estimate")))
+        rows.append(("trace stderr", trace.get("stderr")))
+        rows.append(("trace matvecs", trace.get("n_matvecs")))
+    density = report.get("density")
+    if isinstance(density, dict):
+        rows.append(("density bulk edge", density.get("bulk_edge")))
+        rows.append(("density outliers", density.get("n_outliers")))
+    return rows
+
+
+def check_renderable(report: Any) -> str:
+    """The report kind, or a one-line :class:`ReportError` for anything else."""
+    if not isinstance(report, dict):
+        raise ReportError(f"expected a report dict, got {type(report).__name__}")
+    kind = report.get("kind")
+    if kind == "analyze":
+        if not isinstance(report.get("layers"), list):
+            raise ReportError("analyze report without a 'layers' list")
+        return kind
+    if kind == "hessian":
+        if not isinstance(report.get("eigenvalues"), list):
+            raise ReportError("hessian report without an 'eigenvalues' list")
+        return kind
+    raise ReportError(f"cannot render a report of kind {kind!r}")
+
+
+def _settings_md(settings: dict[str, Any]) -> str:
+    if not settings:
+        return "_none recorded_"
+    return ", ".join(f"`{k}={_setting_value(v)}`" for k, v in settings.items())
+
+
+def _setting_value(value: Any) -> str:
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_setting_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _header(report: dict[str, Any], title: str) -> list[str]:
+    lines = [f"# {title}", ""]
+    lines.append(f"- **Source**: {source_line(report.get('source') or {})}")
+    lines.append(f"- **Settings**: {_settings_md(report.get('settings') or {})}")
+    created = report.get("created")
+    lines.append(
+        f"- **Created**: {created or MISSING} by spectracli {report.get('tool_version') or '?'}"
+    )
+    timing = report.get("timing") or {}
+    if timing.get("total_s") is not None:
+        lines.append(f"- **Time**: {format_number(timing['total_s'], 3)} s")
+    lines.append("")
+    return lines
+
+
+def render_analyze_markdown(report: dict[str, Any]) -> str:
+    layers = report.get("layers") or []
+    lines = _header(report, "spectracli weight spectra")
+    lines += ["## Summary", ""]
+    lines.append(md_table(["metric", "value"], [list(r) for r in summary_rows(report)], {1}))
+    lines.append("")
+
+    flagged = [(layer, flag_reasons(layer)) for layer in layers]
+    flagged = [(layer, reasons) for layer, reasons in flagged if reasons]
+    lines += [f"## Flagged layers ({len(flagged)})", ""]
+    if flagged:
+        lines.append(
+            md_table(["layer", "why"], [[la.get("name"), "; ".join(r)] for la, r in flagged])
+        )
+        lines += ["", "_alpha outside [2, 6] is a heuristic, not a verdict on training; a failed "
+                  "fit says nothing about the layer._"]
+    else:
+        lines.append("No layer flagged.")
+    lines.append("")
+
+    lines += [f"## Layers ({len(layers)})", ""]
+    headers = ["#"] + [h for h, _ in LAYER_COLUMNS]
+    rows = [[i] + [get(layer) for _, get in LAYER_COLUMNS] for i, layer in enumerate(layers)]
+    numeric = {0} | {i + 1 for i, (h, _) in enumerate(LAYER_COLUMNS)
+                     if h not in ("layer", "kind", "matrix", "fit", "status")}
+    lines.append(md_table(headers, rows, numeric) if rows else "No layer analysed.")
+    lines.append("")
+
+    skipped = report.get("skipped") or []
+    lines += [f"## Skipped tensors ({len(skipped)})", ""]
+    if skipped:
+        lines.append(
+            md_table(
+                ["tensor", "shape", "reason"],
+                [[s.get("name"), format_shape(s.get("shape")), s.get("reason")] for s in skipped],
+            )
+        )
+    else:
+        lines.append("Nothing skipped.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_hessian_markdown(report: dict[str, Any]) -> str:
+    lines = _header(report, "spectracli Hessian spectrum")
+    lines += ["## Summary", ""]
+    lines.append(md_table(["metric", "value"], [list(r) for r in hessian_summary_rows(report)],
+                          {1}))
+    lines.append("")
+    eig = report.get("eigenvalues") or []
+    res = report.get("residuals") or []
+    conv = report.get("converged") or []
+    lines += [f"## Top eigenvalues ({len(eig)})", ""]
+    rows = [
+        [i + 1, v, res[i] if i < len(res) else None, conv[i] if i < len(conv) else None]
+        for i, v in enumerate(eig)
+    ]
+    lines.append(md_table(["k", "eigenvalue", "residual", "converged"], rows, {0, 1, 2}))
+    lines.append("")
+    not_conv = [i + 1 for i, c in enumerate(conv) if c is False]
+    if not_conv:
+        lines += [f"**Not converged**: eigenpairs {', '.join(map(str, not_conv))} "
+                  "(their residuals are above the tolerance).", ""]
+    density = report.get("density")
+    if isinstance(density, dict):
+        outliers = density.get("outliers") or []
+        lines += ["## Spectral density (SLQ)", ""]
+        lines.append(f"- bulk edge: {format_number(density.get('bulk_edge'))}")
+        lines.append(
+            f"- outliers ({format_number(density.get('n_outliers'))}): "
+            + (", ".join(format_number(v) for v in outliers) or "none")
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The Markdown report of an analyze or Hessian report dict."""
+    kind = check_renderable(report)
+    if kind == "hessian":
+        return render_hessian_markdown(report)
+    return render_analyze_markdown(report)

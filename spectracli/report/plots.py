@@ -1,0 +1,551 @@
+"""Figures of a report, drawn with matplotlib's object API (``Figure`` + Agg canvas, no pyplot).
+
+Analyze reports give:
+
+- ``esd_NN.png``: per-layer ESDs on log-log axes, ``ESD_LAYERS_PER_FIGURE`` layers per file, one
+  row per layer: the full-matrix ESD on the left and the pooled FARMS ESD on the right. Each panel
+  is a histogram density over log-spaced bins of the eigenvalues lambda = sigma^2 stored in the
+  report, with the fitted power law drawn from xmin on, xmin marked (dashed) and, on the full
+  ESD, the Marchenko-Pastur bulk edge lambda_+ (dotted). The fitted line is the tail's share of
+  the ESD times the Pareto density,
+  p(lambda) = (n_tail / N) (alpha - 1) / xmin (lambda / xmin)^-alpha,
+  so it sits on the histogram when the fit is good.
+- ``alpha_by_depth.png``: alpha (filled) and FARMS alpha (hollow) against layer depth, one marker
+  shape and colour per layer kind, the heuristic band [2, 6] shaded, failed fits marked.
+- ``norms_by_depth.png``: sigma_max and the condition number against depth on log axes; infinite
+  condition numbers (rank-deficient layers) are drawn as red triangles at the top, not dropped.
+
+Hessian reports give ``hessian_eigenvalues.png`` (the top eigenvalues, log scale, symlog when
+some are negative; unconverged ones hollow) and ``hessian_density.png`` (the SLQ density on a log
+scale with the bulk edge and the outliers marked).
+
+Matplotlib is imported inside the functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spectracli.errors import SpectraError
+from spectracli.fileio import write_bytes_atomic
+from spectracli.report.markdown import ALPHA_BAND, check_renderable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+IMAGE_FORMATS = ("png", "svg")
+DPI = 100
+WIDTH_IN = 11.0
+ESD_LAYERS_PER_FIGURE = 6
+ESD_ROW_IN = 2.9
+MAX_NAMED_TICKS = 40
+
+KIND_STYLE = {  # marker, colour: kinds stay distinguishable without relying on colour alone
+    "linear": ("o", "#1f77b4"),
+    "conv1d": ("v", "#ff7f0e"),
+    "conv2d": ("s", "#2ca02c"),
+    "conv3d": ("D", "#9467bd"),
+    "embedding": ("^", "#8c564b"),
+    "matrix": ("P", "#e377c2"),
+}
+OTHER_STYLE = ("X", "#7f7f7f")
+
+
+@dataclass
+class RenderedFigure:
+    """One figure as image bytes, with the file name it is written under and a caption."""
+
+    filename: str
+    title: str
+    caption: str
+    data: bytes
+    image_format: str
+    width_px: int
+    height_px: int
+
+    @property
+    def mime(self) -> str:
+        return "image/png" if self.image_format == "png" else "image/svg+xml"
+
+
+def _check_format(image_format: str) -> str:
+    fmt = str(image_format).lower()
+    if fmt not in IMAGE_FORMATS:
+        raise SpectraError(f"image format must be png or svg, got {image_format!r}")
+    return fmt
+
+
+def new_figure(width_in: float, height_in: float, layout: str | None = "constrained") -> Figure:
+    """A pyplot-free figure with the Agg canvas attached."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_bytes(fig: Figure, image_format: str = "png") -> bytes:
+    """The figure as PNG or SVG bytes at its own size (no tight bounding box: sizes are exact)."""
+    import matplotlib as mpl
+
+    fmt = _check_format(image_format)
+    buf = io.BytesIO()
+    # A fixed SVG hash salt and no date keep SVG output reproducible.
+    metadata = {"Date": None} if fmt == "svg" else {"Software": "spectracli"}
+    with mpl.rc_context({"svg.hashsalt": "spectracli", "font.size": 10}):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
+    return buf.getvalue()
+
+
+def _finite_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else "\u2026" + name[-(width - 1):]
+
+
+# ---------------------------------------------------------------------------------------------
+# ESD panels
+
+
+def _few_log_ticks(ax: Axes, x_span: float) -> None:
+    """At most ~6 labelled decades per log axis, labelled in plain text ("0.001", "1e-05"):
+    readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
+    spanning less than two decades also labels its minor ticks at 2 and 5 so that it is never
+    left without a number."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    y_lo, y_hi = ax.get_ylim()
+    spans = ((ax.xaxis, x_span), (ax.yaxis, y_hi / y_lo if y_lo > 0 else 1.0))
+    for axis, span in spans:
+        axis.set_major_locator(LogLocator(base=10, numticks=6))
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=6))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain if span < 100 else NullFormatter())
+
+
+def esd_panel(
+    ax: Axes,
+    esd: dict[str, Any] | None,
+    fit: dict[str, Any] | None,
+    title: str,
+    mp_edge: float | None = None,
+) -> None:
+    """One ESD on log-log axes: density histogram, fitted power law from xmin, xmin, MP edge."""
+    import numpy as np
+
+    ax.set_title(title, fontsize=10, loc="left")
+    values = (esd or {}).get("values") if isinstance(esd, dict) else None
+    if not values:
+        ax.text(0.5, 0.5, "ESD not stored in the report", ha="center", va="center",
+                transform=ax.transAxes, fontsize=10, color="#555555")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    lam = np.asarray([v for v in values if isinstance(v, (int, float))], dtype=float)
+    lam = lam[np.isfinite(lam)]
+    pos = lam[lam > 0]
+    if pos.size == 0:
+        ax.text(0.5, 0.5, "no positive eigenvalues", ha="center", va="center",
+                transform=ax.transAxes, fontsize=10, color="#555555")
+        return
+    hi = float(pos.max())
+    # Eigenvalues more than 12 decades below the largest are numerically zero (float64 rounding
+    # of a rank-deficient matrix); showing them would stretch the axis over dozens of decades.
+    n_tiny = int(np.sum(pos < hi * 1e-12))
+    pos = pos[pos >= hi * 1e-12]
+    lo = float(pos.min())
+    if hi <= lo * (1 + 1e-12):
+        lo, hi = lo / 2, hi * 2
+    n_bins = int(min(60, max(10, 2 * math.sqrt(pos.size))))
+    edges = np.logspace(math.log10(lo), math.log10(hi), n_bins + 1)
+    counts, _ = np.histogram(pos, bins=edges)
+    # Density of the whole ESD (zeros included in the total), so the power law's tail share fits.
+    dens = counts / (lam.size * np.diff(edges))
+    # One stairs artist rather than a bar per bin: far cheaper to draw; empty bins are gaps.
+    ax.stairs(np.where(dens > 0, dens, np.nan), edges, fill=True, color="#9ecae1",
+              label="ESD")
+    ax.stairs(np.where(dens > 0, dens, np.nan), edges, color="#4a90c2", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("eigenvalue \u03bb = \u03c3\u00b2", fontsize=9)
+    ax.set_ylabel("density", fontsize=9)
+    ax.set_xlim(lo / 1.3, hi * 1.3)
+    fit = fit or {}
+    alpha, xmin = _finite_float(fit.get("alpha")), _finite_float(fit.get("xmin"))
+    tail = fit.get("tail_size")
+    status = str(fit.get("fit_status") or "")
+    notes = []
+    if alpha is not None and xmin is not None and xmin > 0 and alpha > 1 and tail:
+        start = max(xmin, lo)
+        x = np.logspace(math.log10(start), math.log10(max(hi, start * 1.01)), 60)
+        share = float(tail) / lam.size
+        ax.plot(x, share * (alpha - 1) / xmin * (x / xmin) ** (-alpha), color="#d62728", lw=1.8,
+                label=f"power law \u03b1={alpha:.3g}")
+    for value, style, label in (
+        (xmin, dict(color="#d62728", ls="--", lw=1.0), "xmin"),
+        (_finite_float(mp_edge), dict(color="#2ca02c", ls=":", lw=1.5), "MP edge"),
+    ):
+        if value is None or value <= 0:
+            continue
+        if lo / 1.3 <= value <= hi * 1.3:
+            ax.axvline(value, label=f"{label}={value:.3g}", **style)
+        else:
+            notes.append(f"{label}={value:.3g} outside the shown range")
+    if status and not status.startswith("ok"):
+        notes.append(f"fit {status}")
+    n_zero = int(lam.size - pos.size) - n_tiny
+    if n_zero:
+        notes.append(f"{n_zero} zero eigenvalue(s) not shown")
+    if n_tiny:
+        notes.append(f"{n_tiny} eigenvalue(s) below 1e-12 \u03bb_max not shown")
+    if (esd or {}).get("quantiles"):
+        notes.append(f"{len(lam)} quantiles of {esd.get('count')} eigenvalues")
+    if notes:
+        ax.text(0.02, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=8,
+                color="#b00000" if status and not status.startswith("ok") else "#444444",
+                va="bottom")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    ax.tick_params(labelsize=8)
+    _few_log_ticks(ax, hi / lo)
+
+
+def esd_figure(layers: list[dict[str, Any]]) -> Figure:
+    """One row per layer: full-matrix ESD (left) and FARMS ESD (right)."""
+    rows = max(1, len(layers))
+    height = ESD_ROW_IN * rows
+    # A fixed layout in inches: constrained layout costs ~40% more time on a grid of log axes.
+    fig = new_figure(WIDTH_IN, height, layout=None)
+    axes = fig.subplots(rows, 2, squeeze=False)
+    fig.subplots_adjust(left=0.07, right=0.985, wspace=0.18, top=1 - 0.35 / height,
+                        bottom=0.5 / height, hspace=0.85 / (ESD_ROW_IN - 0.85))
+    for row, layer in zip(axes, layers, strict=False):
+        name = _short(str(layer.get("name")), 48)
+        shape = layer.get("matrix_shape") or []
+        shape_txt = "x".join(str(d) for d in shape)
+        esd_panel(row[0], layer.get("esd"), layer, f"{name}  ({shape_txt}) full matrix",
+                  layer.get("mp_bulk_edge"))
+        farms = layer.get("farms")
+        if isinstance(farms, dict):
+            title = (f"{name}  FARMS {farms.get('n_windows')} windows "
+                     f"{farms.get('window_rows')}x{farms.get('window_cols')}")
+            esd_panel(row[1], farms.get("esd"), farms, title)
+        else:
+            row[1].set_title(f"{name}  FARMS", fontsize=10, loc="left")
+            row[1].text(0.5, 0.5, "FARMS not computed", ha="center", va="center",
+                        transform=row[1].transAxes, fontsize=10, color="#555555")
+            row[1].set_xticks([])
+            row[1].set_yticks([])
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# By-depth figures
+
+
+def _depth_axis(ax: Axes, names: list[str]) -> None:
+    n = len(names)
+    if n <= MAX_NAMED_TICKS:
+        ax.set_xticks(range(n))
+        ax.set_xticklabels([_short(s) for s in names], rotation=60, ha="right", fontsize=8)
+    else:
+        ax.set_xlabel("layer depth (index in the report's layer table)", fontsize=9)
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
+    """alpha (filled) and FARMS alpha (hollow) by depth, markers per kind, [2, 6] band."""
+    from matplotlib.lines import Line2D
+
+    fig = new_figure(WIDTH_IN, 5.5)
+    ax = fig.add_subplot()
+    names = [str(layer.get("name")) for layer in layers]
+    ax.axhspan(*ALPHA_BAND, color="#2ca02c", alpha=0.10, lw=0)
+    values = []
+    for layer in layers:
+        values += [_finite_float(layer.get("alpha")),
+                   _finite_float((layer.get("farms") or {}).get("alpha"))]
+    finite = [v for v in values if v is not None]
+    top = max([ALPHA_BAND[1] + 1.0] + finite) * 1.05
+    top = min(top, 20.0)  # a few wild fits should not flatten the rest: clip and mark them
+    bottom = min([1.0] + finite) * 0.95
+    kinds_seen: dict[str, tuple[str, str]] = {}
+    failed_x, clipped = [], []
+    for i, layer in enumerate(layers):
+        kind = str(layer.get("kind"))
+        marker, colour = KIND_STYLE.get(kind, OTHER_STYLE)
+        kinds_seen[kind] = (marker, colour)
+        a = _finite_float(layer.get("alpha"))
+        fa = _finite_float((layer.get("farms") or {}).get("alpha"))
+        for value, filled in ((a, True), (fa, False)):
+            if value is None:
+                continue
+            y = min(value, top * 0.98)
+            if value > top:
+                clipped.append((i, value))
+            ax.plot([i], [y], marker=marker, ms=8, ls="none", color=colour,
+                    mfc=colour if filled else "white", mew=1.6)
+        if a is not None and fa is not None:
+            ax.plot([i, i], [min(a, top * 0.98), min(fa, top * 0.98)], color=colour, lw=0.8,
+                    alpha=0.5)
+        if a is None:
+            failed_x.append(i)
+    if failed_x:
+        ax.plot(failed_x, [bottom + 0.05 * (top - bottom)] * len(failed_x), "x", color="#d62728",
+                ms=9, mew=2)
+    for i, value in clipped:
+        ax.annotate(f"{value:.3g}", (i, top * 0.98), textcoords="offset points", xytext=(4, -4),
+                    fontsize=8, color="#d62728")
+    ax.set_ylim(bottom, top)
+    ax.set_ylabel("power-law \u03b1", fontsize=10)
+    ax.set_title("\u03b1 by layer depth (filled: full matrix, hollow: FARMS)", fontsize=11,
+                 loc="left")
+    _depth_axis(ax, names)
+    handles = [Line2D([], [], marker=m, color=c, ls="none", ms=8, label=k)
+               for k, (m, c) in kinds_seen.items()]
+    handles.append(Line2D([], [], marker="o", color="#444444", mfc="white", ls="none", ms=8,
+                          label="FARMS \u03b1 (hollow)"))
+    from matplotlib.patches import Patch
+
+    handles.append(Patch(color="#2ca02c", alpha=0.2, label="[2, 6] heuristic range"))
+    if failed_x:
+        handles.append(Line2D([], [], marker="x", color="#d62728", ls="none", ms=9, mew=2,
+                              label="fit failed"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def norms_figure(layers: list[dict[str, Any]]) -> Figure:
+    """sigma_max and condition number by depth on log axes; inf condition numbers marked."""
+    fig = new_figure(WIDTH_IN, 7.0)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    names = [str(layer.get("name")) for layer in layers]
+    for ax, key, label, colour in (
+        (ax1, "sigma_max", "\u03c3_max (spectral norm)", "#1f77b4"),
+        (ax2, "condition_number", "condition number \u03c3_max / \u03c3_min", "#9467bd"),
+    ):
+        xs, ys, inf_x, missing = [], [], [], 0
+        for i, layer in enumerate(layers):
+            raw = layer.get(key)
+            value = _finite_float(raw)
+            if isinstance(raw, float) and math.isinf(raw) and raw > 0:
+                inf_x.append(i)
+            elif value is None or value <= 0:
+                missing += 1
+            else:
+                xs.append(i)
+                ys.append(value)
+        if ys:
+            # NaN where a layer has no finite value, so the line breaks there instead of
+            # bridging over it.
+            line = [math.nan] * len(layers)
+            for i, y in zip(xs, ys, strict=True):
+                line[i] = y
+            ax.plot(range(len(layers)), line, "-", color=colour, lw=1, alpha=0.6)
+            ax.plot(xs, ys, "o", color=colour, ms=5)
+            ax.set_yscale("log")
+            lo, hi = min(ys), max(ys)
+        else:
+            ax.set_yscale("log")
+            lo, hi = 1.0, 10.0
+        if inf_x:
+            top = hi * 10 ** max(0.5, 0.15 * math.log10(max(hi / lo, 10.0)))
+            ax.set_ylim(lo / 2, top * 2)
+            ax.plot(inf_x, [top] * len(inf_x), "^", color="#d62728", ms=10,
+                    label="inf (rank deficient)")
+            for i in inf_x:
+                ax.annotate("inf", (i, top), textcoords="offset points", xytext=(0, -16),
+                            ha="center", fontsize=8, color="#d62728")
+            ax.legend(fontsize=8, loc="upper left")
+        title = label
+        if missing:
+            title += f"  ({missing} layer(s) without a value)"
+        ax.set_title(title, fontsize=11, loc="left")
+        ax.set_ylabel(key, fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+    _depth_axis(ax2, names)
+    ax1.tick_params(labelbottom=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Hessian figures
+
+
+def hessian_eigenvalues_figure(report: dict[str, Any]) -> Figure:
+    """The computed top eigenvalues (descending) on a log scale; symlog when some are <= 0."""
+    eig = [float(v) for v in report.get("eigenvalues") or []]
+    conv = list(report.get("converged") or [])
+    fig = new_figure(8.0, 5.0)
+    ax = fig.add_subplot()
+    ks = list(range(1, len(eig) + 1))
+    if eig:
+        done = [i for i in range(len(eig)) if i >= len(conv) or conv[i]]
+        not_done = [i for i in range(len(eig)) if i < len(conv) and not conv[i]]
+        ax.plot([ks[i] for i in done], [eig[i] for i in done], "o", color="#1f77b4", ms=7,
+                label="converged")
+        if not_done:
+            ax.plot([ks[i] for i in not_done], [eig[i] for i in not_done], "o", mfc="white",
+                    color="#d62728", ms=8, mew=1.6, label="not converged")
+        if min(eig) > 0:
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=max(abs(v) for v in eig) * 1e-3 or 1.0)
+        ax.legend(fontsize=9)
+    ax.set_xlabel("k (eigenvalues in descending order)", fontsize=10)
+    ax.set_ylabel("eigenvalue", fontsize=10)
+    ax.set_title(f"Top {len(eig)} {report.get('operator') or 'Hessian'} eigenvalues", fontsize=11,
+                 loc="left")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def hessian_density_figure(report: dict[str, Any]) -> Figure:
+    """SLQ spectral density with log-scaled density, bulk edge and outliers marked."""
+    import numpy as np
+
+    density = report.get("density") or {}
+    grid = np.asarray(density.get("grid") or [], dtype=float)
+    values = np.asarray(density.get("values") or [], dtype=float)
+    fig = new_figure(WIDTH_IN, 5.0)
+    ax = fig.add_subplot()
+    ok = np.isfinite(grid) & np.isfinite(values) & (values > 0)
+    if ok.any():
+        ax.plot(grid[ok], values[ok], color="#1f77b4", lw=1.4, label="SLQ density")
+        ax.set_yscale("log")
+        # Ten decades below the peak is where SLQ's Gaussian smoothing tails stop meaning much.
+        peak = float(values[ok].max())
+        ax.set_ylim(max(peak * 1e-10, float(values[ok].min()) / 2), peak * 3)
+    edge = _finite_float(density.get("bulk_edge"))
+    if edge is not None:
+        ax.axvline(edge, color="#2ca02c", ls=":", lw=1.6, label=f"bulk edge={edge:.3g}")
+    outliers = [v for v in (density.get("outliers") or []) if _finite_float(v) is not None]
+    for j, v in enumerate(outliers):
+        ax.axvline(float(v), color="#d62728", ls="--", lw=1.0,
+                   label="outliers" if j == 0 else None)
+    ax.set_xlabel("eigenvalue", fontsize=10)
+    ax.set_ylabel("density (log scale)", fontsize=10)
+    ax.set_title(f"Spectral density (stochastic Lanczos quadrature), "
+                 f"{len(outliers)} outlier(s)", fontsize=11, loc="left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# All figures of a report
+
+
+def _render(fig: Figure, filename: str, title: str, caption: str, fmt: str) -> RenderedFigure:
+    width, height = fig.get_size_inches()
+    return RenderedFigure(
+        filename=filename,
+        title=title,
+        caption=caption,
+        data=figure_bytes(fig, fmt),
+        image_format=fmt,
+        width_px=int(round(width * DPI)),
+        height_px=int(round(height * DPI)),
+    )
+
+
+def render_figures(report: dict[str, Any], image_format: str = "png") -> list[RenderedFigure]:
+    """Every figure of an analyze or Hessian report, rendered in memory."""
+    fmt = _check_format(image_format)
+    kind = check_renderable(report)
+    out: list[RenderedFigure] = []
+    if kind == "hessian":
+        if report.get("eigenvalues"):
+            out.append(_render(hessian_eigenvalues_figure(report), f"hessian_eigenvalues.{fmt}",
+                               "Top eigenvalues", "Computed top eigenvalues; hollow red: the "
+                               "residual did not reach the tolerance.", fmt))
+        if isinstance(report.get("density"), dict) and report["density"].get("grid"):
+            out.append(_render(hessian_density_figure(report), f"hessian_density.{fmt}",
+                               "Spectral density", "SLQ density on a log scale; dotted: bulk "
+                               "edge, dashed: outliers.", fmt))
+        return out
+
+    layers = [layer for layer in report.get("layers") or [] if isinstance(layer, dict)]
+    if layers:
+        out.append(_render(alpha_figure(layers), f"alpha_by_depth.{fmt}", "alpha by depth",
+                           "Power-law alpha of each layer (filled) and its FARMS alpha (hollow); "
+                           "the shaded band [2, 6] is a heuristic range, not a verdict.", fmt))
+        out.append(_render(norms_figure(layers), f"norms_by_depth.{fmt}",
+                           "sigma_max and condition number by depth",
+                           "Spectral norm and condition number on log axes; red triangles: "
+                           "infinite condition number (rank deficient).", fmt))
+    with_esd = [
+        layer for layer in layers
+        if layer.get("esd") or (isinstance(layer.get("farms"), dict) and layer["farms"].get("esd"))
+    ]
+    n_groups = math.ceil(len(with_esd) / ESD_LAYERS_PER_FIGURE)
+    for g in range(n_groups):
+        group = with_esd[g * ESD_LAYERS_PER_FIGURE:(g + 1) * ESD_LAYERS_PER_FIGURE]
+        first = layers.index(group[0])
+        last = layers.index(group[-1])
+        out.append(_render(
+            esd_figure(group), f"esd_{g + 1:02d}.{fmt}",
+            f"ESDs of layers {first}-{last}",
+            "Full-matrix ESD (left) and FARMS ESD (right) on log-log axes; red: fitted power law "
+            "from xmin (dashed); green dotted: Marchenko-Pastur bulk edge.", fmt))
+    return out
+
+
+def _check_writable_dir(out_dir: Path) -> None:
+    """Fail before rendering when ``out_dir`` (or the ancestor it would be created in) is not a
+    writable directory."""
+    probe = out_dir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "it" if probe == out_dir else f"{probe}"
+        raise SpectraError(f"cannot write plots to {out_dir}: {what} exists and is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SpectraError(f"cannot write plots to {out_dir}: {probe} is not writable")
+
+
+def write_plots(report: dict[str, Any], out_dir: Path, image_format: str = "png") -> list[Path]:
+    """Render every figure of ``report`` and write them into ``out_dir`` (created if missing).
+
+    All figures are rendered before anything is written and each file is written atomically; a
+    directory that cannot be created or written raises :class:`SpectraError` before any file
+    lands, and a failure midway removes the files this call wrote.
+    """
+    out_dir = Path(out_dir)
+    fmt = _check_format(image_format)
+    check_renderable(report)
+    _check_writable_dir(out_dir)
+    figures = render_figures(report, fmt)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpectraError(f"cannot create plot directory {out_dir}: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise SpectraError(f"cannot write plots to {out_dir}: permission denied")
+    written: list[Path] = []
+    try:
+        for figure in figures:
+            path = out_dir / figure.filename
+            write_bytes_atomic(path, figure.data)
+            written.append(path)
+    except (OSError, SpectraError) as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        message = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise SpectraError(f"cannot write plots to {out_dir}: {message}") from None
+    return written
