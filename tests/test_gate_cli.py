@@ -156,6 +156,8 @@ def test_unreadable_inputs_exit_2_with_one_line(reports, workdir):
         assert expected in res.stderr and res.stderr.count("\n") == 1
     res = gate(reports["base"], "--max", "alpha=9", "--format", "xml")
     assert res.exit_code == 2 and "--format must be one of table, json" in res.stderr
+    res = gate(reports["base"], "--max", "alpha=9", "--format", "json", "--github")
+    assert res.exit_code == 2 and "write the JSON with --output FILE" in res.stderr
 
 
 def test_baseline_drift_beyond_the_ratio_fails_and_within_passes(reports, workdir):

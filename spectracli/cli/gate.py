@@ -83,6 +83,10 @@ def gate(
 
     if output_format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    if github and output_format == "json" and output is None:
+        # Annotations are stdout lines too: they would corrupt the JSON document.
+        raise ConfigError("--github prints annotations on stdout: with --format json, "
+                          "write the JSON with --output FILE")
     cfg = _config(config, no_config)
     for kind, texts in (("min", min_), ("max", max_), ("max_rel_increase", max_rel_increase),
                         ("max_abs_change", max_abs_change)):
