@@ -20,4 +20,3 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
     if len(first) > limit:
         first = first[: limit - 3] + "..."
     return first
-
