@@ -148,6 +148,7 @@ class GateResult:
 
     def to_dict(self, strict: bool = False) -> dict[str, Any]:
         return {
+            "schema_version": 1,
             "kind": "gate",
             "passed": self.passed(strict),
             "strict": strict,
