@@ -95,7 +95,9 @@ def test_sarif_has_the_required_keys_and_stable_rule_ids():
         assert res["message"]["text"]
         assert driver["rules"][res["ruleIndex"]]["id"] == res["ruleId"]
     cond = [r for r in run["results"] if r["ruleId"] == "cond"]
-    assert cond[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "model.json"
+    physical = cond[0]["locations"][0]["physicalLocation"]
+    assert physical["artifactLocation"]["uri"] == "model.json"
+    assert physical["region"]["startLine"] == 1
     assert cond[0]["locations"][0]["logicalLocations"][0]["name"] == "blocks.2.w"  # worst first
     # Ids and fingerprints do not depend on the values: the same finding next run matches.
     again = to_sarif(evaluate(_config(*RULES), _report(cond=[10, 99, 30]), base,

@@ -62,7 +62,12 @@ def to_sarif(result: GateResult) -> dict[str, Any]:
     for f in result.findings:
         location: dict[str, Any] = {}
         if uri:
-            location["physicalLocation"] = {"artifactLocation": {"uri": uri}}
+            # GitHub code scanning places results only with region.startLine; a checkpoint
+            # has no lines, so line 1 stands for the whole file.
+            location["physicalLocation"] = {
+                "artifactLocation": {"uri": uri},
+                "region": {"startLine": 1},
+            }
         if f.layer:
             location["logicalLocations"] = [
                 {"name": f.layer, "fullyQualifiedName": f.layer, "kind": "member"}
