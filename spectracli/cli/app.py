@@ -41,11 +41,17 @@ from spectracli.cli import gate as _gate  # noqa: E402
 app.command("gate")(_gate.gate)
 app.command("baseline")(_gate.baseline)
 
+from spectracli.cli import compare as _compare  # noqa: E402
 from spectracli.cli import plot as _plot  # noqa: E402
 from spectracli.cli import report as _report  # noqa: E402
 
 app.command("report")(_report.report)
 app.command("plot")(_plot.plot)
+app.command("compare")(_compare.compare)
+
+from spectracli.cli import hessian as _hessian  # noqa: E402
+
+app.command("hessian")(_hessian.hessian)
 
 
 def main() -> None:
