@@ -37,6 +37,7 @@ from spectracli.results import (
 from spectracli.spectral import (
     alpha_warning,
     farms_esd,
+    farms_grid,
     fit_power_law,
     matrix_metrics,
     mp_fit,
@@ -161,10 +162,15 @@ def analyze_matrices(
     if config.store_esd:
         result.esd = esd_sample(pooled)
     if config.farms:
-        farms_lam, grid = farms_esd(
-            mats, config.farms_window, config.farms_ratio, config.farms_steps, config.normalize
-        )
-        farms_np = farms_lam.to("cpu", torch.float64).numpy()
+        grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps)
+        if (grid.rows, grid.cols) == (m, n):
+            farms_np = pooled  # one window, the whole matrix: FARMS ESD = full ESD
+        else:
+            farms_lam, grid = farms_esd(
+                mats, config.farms_window, config.farms_ratio, config.farms_steps,
+                config.normalize,
+            )
+            farms_np = farms_lam.to("cpu", torch.float64).numpy()
         result.farms = FarmsResult(
             fit=fit_power_law(farms_np, config.fit, config.min_tail),
             window_rows=grid.rows,

@@ -89,3 +89,17 @@ def test_mp_median_matches_a_large_gaussian_sample():
     w = torch.randn(2000, 1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     lam = esd(w).numpy() / 2000
     assert np.median(lam) == pytest.approx(mp_median(0.5), rel=0.01)
+
+
+@pytest.mark.parametrize("y", [0.05, 0.25, 0.5, 1.0])
+def test_mp_median_against_scipy_quadrature(y):
+    from scipy import integrate, optimize
+
+    a, b = (1 - y**0.5) ** 2, (1 + y**0.5) ** 2
+
+    def cdf(x):
+        f = lambda t: np.sqrt(max((b - t) * (t - a), 0.0)) / (2 * np.pi * y * t)  # noqa: E731
+        return integrate.quad(f, a, x, limit=200)[0]
+
+    ref = optimize.brentq(lambda x: cdf(x) - 0.5, a + 1e-12, b, xtol=1e-12)
+    assert mp_median(y) == pytest.approx(ref, rel=1e-6)

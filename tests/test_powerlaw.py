@@ -65,8 +65,8 @@ def test_coarse_to_fine_scan_on_large_esd_is_near_the_global_minimum():
     fit = fit_power_law(lam, "ks")
     idx = np.arange(0, lam.size - 10 + 1)
     d_all = ks_distances(lam, idx, _alphas(lam, idx))
-    # Coarse grid of 1024 candidates then full resolution around the best: documented as
-    # approximate beyond 1024 candidates; within 0.01 in D of the exact scan.
+    # A coarse grid of MAX_CANDIDATES, then full resolution around the best: documented as
+    # approximate beyond MAX_CANDIDATES candidates; within 0.01 in D of the exact scan.
     assert fit.ks_distance <= d_all.min() + 0.01
 
 

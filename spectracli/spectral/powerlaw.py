@@ -32,8 +32,7 @@ XMIN_METHODS = ("ks", "median", "peak")
 # Eigenvalues below this fraction of lambda_max are numerically zero for the fit.
 ZERO_FLOOR = 1e-12
 # Scan at most this many xmin candidates on a first pass; refine around the best one.
-MAX_CANDIDATES = 1024
-_BLOCK = 4_000_000  # elements per vectorised KS block
+MAX_CANDIDATES = 512
 
 
 def _alphas(lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -47,30 +46,28 @@ def _alphas(lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def ks_distances(lam: np.ndarray, idx: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """KS distance of the fitted tail for each candidate xmin = lam[i] (i in idx)."""
+    """KS distance of the fitted tail for each candidate xmin = lam[i] (i in idx, ascending)."""
     n_total = lam.size
+    logs = np.log(lam)
     out = np.full(idx.size, np.inf)
     finite = np.isfinite(alphas)
-    pos = np.arange(n_total)
-    start = 0
-    while start < idx.size:
-        rows = max(1, _BLOCK // max(n_total, 1))
+    rows = 64
+    for start in range(0, idx.size, rows):
         sl = slice(start, start + rows)
-        i, a = idx[sl], alphas[sl]
         ok = finite[sl]
-        if ok.any():
-            i, a = i[ok], a[ok]
-            ratio = lam[None, :] / lam[i][:, None]
-            j = pos[None, :] - i[:, None]
-            n = (n_total - i)[:, None]
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                fitted = 1.0 - ratio ** (1.0 - a[:, None])
-                gap = np.abs(fitted - j / n)
-            gap[j < 0] = 0.0
-            out_sl = out[sl]
-            out_sl[ok] = gap.max(axis=1)
-            out[sl] = out_sl
-        start += rows
+        if not ok.any():
+            continue
+        i, a = idx[sl][ok], alphas[sl][ok]
+        lo = int(i.min())  # columns before the smallest xmin in the block are in no tail
+        j = np.arange(lo, n_total)[None, :] - i[:, None]
+        n = (n_total - i)[:, None]
+        # (lambda_j / xmin)^(1 - alpha), in log space
+        fitted = 1.0 - np.exp((1.0 - a[:, None]) * (logs[None, lo:] - logs[i][:, None]))
+        gap = np.abs(fitted - j / n)
+        gap[j < 0] = 0.0
+        block = out[sl]
+        block[ok] = gap.max(axis=1)
+        out[sl] = block
     return out
 
 

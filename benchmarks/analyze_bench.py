@@ -1,0 +1,124 @@
+"""Whole-process cost of ``spectracli analyze`` against the bare eigen-solve floor.
+
+Builds a transformer-shaped safetensors checkpoint (6 blocks of a 384-wide encoder: q, k, v, o,
+two FFN matrices, plus a 30522 x 384 embedding: 38 matrices, like all-MiniLM-L6-v2), then times
+in fresh processes, alternating, ``--repeats`` times each:
+
+- floor: ``import torch`` + load every matrix + float64 ``eigvalsh`` of its Gram matrix, nothing
+  else (the least any tool must do to get the spectra);
+- spectracli analyze --no-farms, and spectracli analyze (full + FARMS fits), JSON to a file.
+
+Prints median wall time and peak RSS of each and the ratios. Run:
+
+    python benchmarks/analyze_bench.py [--repeats 3] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "bench_out" / "analyze_bench"
+
+FLOOR = textwrap.dedent(
+    """
+    import sys, time
+    t0 = time.perf_counter()
+    import torch
+    from safetensors import safe_open
+    if len(sys.argv) > 2:
+        torch.set_num_threads(int(sys.argv[2]))
+    with safe_open(sys.argv[1], framework="pt") as f:
+        for name in f.keys():
+            w = f.get_tensor(name).double()
+            g = w.T @ w if w.shape[1] <= w.shape[0] else w @ w.T
+            torch.linalg.eigvalsh(g)
+    print(time.perf_counter() - t0)
+    """
+)
+
+# Runs a command and prints its own children's peak RSS (KiB) after it: one child per wrapper.
+MEASURE = textwrap.dedent(
+    """
+    import resource, subprocess, sys, time
+    t0 = time.perf_counter()
+    subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    """
+)
+
+
+def build_checkpoint(path: Path) -> dict[str, tuple[int, ...]]:
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    d, ff = 384, 1536
+    shapes: dict[str, tuple[int, ...]] = {
+        "embeddings.word_embeddings.weight": (30522, d),
+        "embeddings.position_embeddings.weight": (512, d),
+    }
+    for i in range(6):
+        p = f"encoder.layer.{i}."
+        for m in ("attention.self.query", "attention.self.key", "attention.self.value",
+                  "attention.output.dense"):
+            shapes[p + m + ".weight"] = (d, d)
+        shapes[p + "intermediate.dense.weight"] = (ff, d)
+        shapes[p + "output.dense.weight"] = (d, ff)
+    tensors = {k: torch.randn(*s, generator=g) / s[-1] ** 0.5 for k, s in shapes.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return shapes
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    res = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True,
+                         check=True)
+    wall, rss = res.stdout.split()
+    return float(wall), int(rss) / 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    ckpt = OUT / "transformer.safetensors"
+    if not ckpt.exists():
+        build_checkpoint(ckpt)
+    threads = [str(args.threads)] if args.threads else []
+    spectracli = [sys.executable, "-m", "spectracli", "analyze", str(ckpt), "--format", "json",
+                  "--output", str(OUT / "report.json"), "--device", "cpu"]
+    if args.threads:
+        spectracli += ["--threads", str(args.threads)]
+    runs = {
+        "floor (import+load+eigvalsh)": [sys.executable, "-c", FLOOR, str(ckpt), *threads],
+        "spectracli analyze --no-farms": [*spectracli, "--no-farms"],
+        "spectracli analyze (full+FARMS)": spectracli,
+    }
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
+    for _ in range(args.repeats):
+        for name, cmd in runs.items():  # alternating, so drift hits every variant alike
+            results[name].append(measure(cmd))
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v))
+           for k, v in results.items()}
+    floor = med["floor (import+load+eigvalsh)"][0]
+    nofarms = med["spectracli analyze --no-farms"][0]
+    print(f"checkpoint: {ckpt} ({ckpt.stat().st_size / 2**20:.0f} MiB, 38 matrices)")
+    print(f"{'run':34s} {'wall s':>8s} {'peak RSS MiB':>13s} {'x floor':>8s}")
+    for name, (wall, rss) in med.items():
+        print(f"{name:34s} {wall:8.2f} {rss:13.0f} {wall / floor:8.2f}")
+    print(f"FARMS overhead: {med['spectracli analyze (full+FARMS)'][0] / nofarms:.2f}x "
+          "the --no-farms run")
+    report = json.loads((OUT / "report.json").read_text())
+    print(f"in-process timing of the last run: {report['timing']}")
+
+
+if __name__ == "__main__":
+    main()
