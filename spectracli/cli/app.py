@@ -49,6 +49,10 @@ app.command("report")(_report.report)
 app.command("plot")(_plot.plot)
 app.command("compare")(_compare.compare)
 
+from spectracli.cli import hessian as _hessian  # noqa: E402
+
+app.command("hessian")(_hessian.hessian)
+
 
 def main() -> None:
     app()

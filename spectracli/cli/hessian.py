@@ -1,0 +1,165 @@
+"""``spectracli hessian``: top eigenvalues, trace and density of the loss Hessian (or GGN)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from spectracli.cli.common import (
+    emit,
+    handle_errors,
+    is_plain_output,
+    resolve_device,
+    stderr_console,
+    stdout_console,
+)
+
+
+@contextlib.contextmanager
+def _progress():
+    """A rich bar on a terminal (stderr: HVPs done, current residual); nothing when piped."""
+    import sys
+
+    if is_plain_output(sys.stderr):
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        console=stderr_console(), transient=True,
+    ) as bar:
+        task = bar.add_task("HVPs", total=None, info="")
+
+        def update(stage: str, done: int, total: int, residual: float | None) -> None:
+            info = f"residual {residual:.1e}" if residual is not None else ""
+            bar.update(task, completed=done, total=total, description=f"{stage} HVPs", info=info)
+
+        yield update
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+def _print_summary(d: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    s = d["settings"]
+    console.print(
+        f"{d['operator']} of the mean {s['loss']} loss over {d['n_samples']} samples, "
+        f"{d['n_params']:,} parameters (model in eval mode, {s['dtype']} HVPs, {s['device']})"
+    )
+    console.print(f"loss {_fmt(d['loss'])}   gradient norm {_fmt(d['grad_norm'])}")
+    table = Table(title=f"eigenvalues ({s['which']}, tol {s['tol']:.0e})")
+    for col in ("#", "eigenvalue", "residual", "converged"):
+        table.add_column(col, justify="right")
+    rows = zip(d["eigenvalues"], d["residuals"], d["converged"], strict=True)
+    for i, (v, r, c) in enumerate(rows, 1):
+        table.add_row(str(i), f"{v:.8g}", f"{r:.1e}", "yes" if c else "NO")
+    console.print(table)
+    lines = [f"HVPs {d['hvp_count']} ({', '.join(f'{k} {v}' for k, v in d['hvp_counts'].items())})"
+             f" in {d['timing']['total_s']:.2f} s"]
+    if d["condition_number"] is not None:
+        lines.append(f"condition number lambda_max/lambda_min {_fmt(d['condition_number'])}")
+    if d["edge_of_stability"] is not None:
+        lines.append(f"edge of stability lr*lambda_max/2 = {_fmt(d['edge_of_stability'])} "
+                     "(>= 1: beyond the GD stability limit)")
+    if d["trace"] is not None:
+        t = d["trace"]
+        lines.append(f"trace {_fmt(t['estimate'])} +- {_fmt(t['stderr'])} "
+                     f"(Hutch++, {t['n_matvecs']} HVPs)")
+    if d["density"] is not None:
+        den = d["density"]
+        lines.append(f"density: {den['n_probes']} probes x {den['n_steps']} steps; bulk edge "
+                     f"{_fmt(den['bulk_edge'])}, {den['n_outliers']} outliers above it")
+    if not all(d["converged"]):
+        lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
+    for line in lines:
+        console.print(line)
+
+
+@handle_errors
+def hessian(
+    model: str = typer.Option(..., help="Model factory: path/to/file.py:callable or "
+                              "package.module:callable returning an nn.Module."),
+    weights: Path | None = typer.Option(None, help="Checkpoint to load strictly into the model."),
+    data: str = typer.Option(..., help=".npz/.pt/.safetensors with tensors x and y, or "
+                             "file.py:callable returning a Dataset, DataLoader or (x, y)."),
+    loss: str = typer.Option("cross_entropy", help="cross_entropy | mse | file.py:callable "
+                             "(returning the batch mean)."),
+    x_key: str = typer.Option("x", help="Name of the input tensor in the data file."),
+    y_key: str = typer.Option("y", help="Name of the target tensor in the data file."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Number of eigenpairs (per end)."),
+    which: str = typer.Option("largest", help="largest | smallest | both."),
+    operator: str = typer.Option("hessian", help="hessian | ggn (generalized Gauss-Newton)."),
+    tol: float | None = typer.Option(None, help="Relative residual tolerance "
+                                     "(default 1e-4 for float32 HVPs, 1e-6 for float64)."),
+    max_hvps: int | None = typer.Option(None, help="Cap on Lanczos HVPs (default "
+                                        "max(300, 20 x wanted))."),
+    max_basis: int | None = typer.Option(None, help="Cap on Lanczos basis vectors (restarts "
+                                         "beyond it); default from a 48 GiB budget."),
+    trace: bool = typer.Option(False, "--trace", help="Estimate the trace (Hutch++)."),
+    trace_hvps: int = typer.Option(60, help="HVPs for the trace."),
+    density: bool = typer.Option(False, "--density", help="Spectral density (SLQ)."),
+    density_probes: int = typer.Option(5, help="SLQ random probes."),
+    density_steps: int = typer.Option(24, help="SLQ Lanczos steps per probe."),
+    lr: float | None = typer.Option(None, help="Learning rate: report lr * lambda_max / 2."),
+    batch_size: int = typer.Option(512, help="Samples per batch (the result does not depend "
+                                   "on it)."),
+    max_samples: int | None = typer.Option(None, help="Use a seeded random subset of this size."),
+    seed: int = typer.Option(0, help="Seed of subsets and random start vectors."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    dtype: str = typer.Option("float32", help="Precision of the HVPs: float32 | float64."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json."),
+    output: Path | None = typer.Option(None, "--output", "-o",
+                                       help="Write to this file (atomically) instead of stdout."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickled weights that need arbitrary "
+                                      "globals (runs code from the file: trusted files only)."),
+) -> None:
+    """Top eigenvalues, trace and spectral density of the Hessian of the mean loss over a
+    dataset."""
+    from spectracli.errors import SpectraError
+
+    if fmt not in ("table", "json"):
+        raise SpectraError(f"--format must be table or json, got {fmt!r}")
+
+    from spectracli.hessian import HessianConfig, analyze
+    from spectracli.hessian.loading import apply_state_dict, build_model, load_data, resolve_loss
+    from spectracli.results import dumps_report
+
+    config = HessianConfig(
+        k=top_k, which=which, operator=operator, tol=tol, max_hvps=max_hvps,
+        max_basis=max_basis, dtype=dtype, device=resolve_device(device), batch_size=batch_size,
+        max_samples=max_samples, seed=seed, trace=trace, trace_hvps=trace_hvps,
+        density=density, density_probes=density_probes, density_steps=density_steps, lr=lr,
+    )
+    config.validate()
+    net = build_model(model)
+    if weights is not None:
+        from spectracli.io import load_state_dict
+
+        apply_state_dict(net, load_state_dict(weights, trust_pickle=trust_pickle), str(weights))
+    loss_fn, loss_name = resolve_loss(loss)
+    x, y = load_data(data, x_key, y_key)
+    source = {"model": model, "weights": str(weights) if weights else None, "data": data,
+              "loss": loss_name}
+    with _progress() as progress:
+        result = analyze(net, (x, y), loss_fn if loss_name not in ("cross_entropy", "mse")
+                         else loss_name, config, progress=progress, source=source)
+    report = result.to_dict()
+    if fmt == "json":
+        emit(dumps_report(report), output)
+        return
+    if output is not None:
+        emit(dumps_report(report), output)
+    _print_summary(report)

@@ -1,0 +1,100 @@
+"""Trace of a symmetric operator by Hutch++ (Meyer, Musco, Musco & Woodruff, SOSA 2021).
+
+With ``m`` products split in three: sketch ``Q = orth(A S)`` with ``m/3`` Rademacher columns
+``S``, then ``tr(A) ~= tr(Q^T A Q) + mean_i g_i^T (I - QQ^T) A (I - QQ^T) g_i`` over ``m/3``
+Rademacher ``g_i``. The first term is exact on the top of the spectrum, so the Hutchinson part
+only sees the deflated remainder: error ``O(1/m)`` instead of ``O(1/sqrt m)``. The error bar is
+the standard error of that Hutchinson mean (sample std / sqrt(probes)); the sketch term adds no
+variance given ``Q``.
+
+Memory: ``m/3`` float64 vectors of length ``n``.
+
+Example::
+
+    >>> import torch
+    >>> a = torch.diag(torch.arange(1.0, 201.0, dtype=torch.float64))
+    >>> est = hutchpp(lambda v: a @ v, 200, n_matvecs=60)
+    >>> abs(est.estimate - 20100.0) < 4 * est.stderr + 1e-6
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+Matvec = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TraceEstimate:
+    """Hutch++ trace: ``estimate`` +- ``stderr`` (one standard error) from ``n_matvecs``."""
+
+    estimate: float
+    stderr: float
+    n_matvecs: int
+    sketch_trace: float  # tr(Q^T A Q), the exact part
+    n_sketch: int
+    n_probes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rademacher(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return (torch.randint(0, 2, (n,), generator=gen).to(device, torch.float64) * 2.0 - 1.0)
+
+
+def hutchpp(
+    matvec: Matvec,
+    n: int,
+    n_matvecs: int = 99,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> TraceEstimate:
+    """Hutch++ estimate of ``tr(A)`` with ``n_matvecs`` (>= 6, split in thirds) products."""
+    if n_matvecs < 6:
+        raise ValueError(f"n_matvecs must be >= 6 for Hutch++ (3 groups of >= 2), got {n_matvecs}")
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    n_sketch = min(n_matvecs // 3, n)
+    n_probes = n_matvecs - 2 * n_sketch
+    done = 0
+
+    def mv(v: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        out = matvec(v).to(device, torch.float64).reshape(-1)
+        done += 1
+        if progress is not None:
+            progress(done, 2 * n_sketch + n_probes)
+        return out
+
+    ys = torch.empty(n, n_sketch, dtype=torch.float64, device=device)
+    for i in range(n_sketch):
+        ys[:, i] = mv(_rademacher(n, gen, device))
+    q, _ = torch.linalg.qr(ys)
+    del ys
+    sketch = 0.0
+    for i in range(q.shape[1]):
+        sketch += float(q[:, i] @ mv(q[:, i].clone()))
+    samples = []
+    for _ in range(n_probes):
+        g = _rademacher(n, gen, device)
+        g -= q @ (q.T @ g)
+        samples.append(float(g @ mv(g)))
+    vals = torch.tensor(samples, dtype=torch.float64)
+    mean = float(vals.mean())
+    stderr = float(vals.std(unbiased=True) / len(samples) ** 0.5) if len(samples) > 1 else 0.0
+    return TraceEstimate(
+        estimate=sketch + mean,
+        stderr=stderr,
+        n_matvecs=done,
+        sketch_trace=sketch,
+        n_sketch=n_sketch,
+        n_probes=n_probes,
+    )

@@ -1,0 +1,261 @@
+"""Resolve ``--model``, ``--data`` and ``--loss`` references into a module, batches and a loss.
+
+References are ``path/to/file.py:callable`` or ``package.module:callable``. Data files
+(``.npz``, ``.pt``, ``.safetensors``) hold tensors named ``x`` and ``y`` (other names by
+argument); a callable may return a ``Dataset``, a ``DataLoader`` or an ``(x, y)`` pair. Data are
+read once into memory (the Hessian is a deterministic function of a fixed sample; a loader with
+random augmentation would not be), then cut into batches of ``batch_size``. Every failure is a
+one-line :class:`SpectraError`. Checkpoint reading itself is not here (the CLI uses
+``spectracli.io``); :func:`apply_state_dict` loads a state dict strictly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from spectracli.errors import SpectraError
+from spectracli.hessian.losses import BUILTIN_LOSSES, LossFn, builtin_loss
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
+    """``file.py:name`` or ``pkg.module:name`` -> the attribute, which must be callable."""
+    if ":" not in ref:
+        raise SpectraError(f"{what} reference must be 'path/to/file.py:callable' or "
+                           f"'package.module:callable', got {ref!r}")
+    module_ref, _, attr = ref.rpartition(":")
+    if not module_ref or not attr:
+        raise SpectraError(f"{what} reference {ref!r} lacks a module or an attribute name")
+    if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref:
+        path = Path(module_ref)
+        if not path.is_file():
+            raise SpectraError(f"{what} file {path} does not exist")
+        name = f"_spectracli_user_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise SpectraError(f"{what} file {path} cannot be imported as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - user code: report, do not crash
+            sys.modules.pop(name, None)
+            raise SpectraError(
+                f"{what} file {path} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+    else:
+        try:
+            module = importlib.import_module(module_ref)
+        except Exception as exc:  # noqa: BLE001
+            raise SpectraError(
+                f"{what} module {module_ref!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+    if not hasattr(module, attr):
+        raise SpectraError(f"{what} {module_ref} has no attribute {attr!r}")
+    obj = getattr(module, attr)
+    if not callable(obj):
+        raise SpectraError(f"{what} {module_ref}:{attr} is not callable")
+    return obj
+
+
+def build_model(ref: str) -> nn.Module:
+    """Call the factory named by ``ref`` with no arguments; it must return an ``nn.Module``."""
+    factory = resolve_callable(ref, "model")
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001
+        raise SpectraError(f"model factory {ref} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise SpectraError(
+            f"model factory {ref} must return a torch.nn.Module, got {type(model).__name__}"
+        )
+    return model
+
+
+def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Load ``state`` into ``model`` strictly; a mismatch names missing and unexpected keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {_short(unexpected)}")
+        raise SpectraError(f"weights {origin} do not match the model ({'; '.join(parts)})")
+    bad = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if bad:
+        raise SpectraError(f"weights {origin} do not match the model: shape {_short(bad)}")
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError as exc:
+        raise SpectraError(f"weights {origin} do not load: {' '.join(str(exc).split())}") from None
+
+
+def _short(items: list[str], limit: int = 5) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def resolve_loss(ref: str) -> tuple[LossFn, str]:
+    """A builtin name or ``file.py:callable``; returns the function and its name."""
+    if ref in BUILTIN_LOSSES:
+        return builtin_loss(ref), ref
+    if ":" not in ref:
+        raise SpectraError(
+            f"--loss must be {', '.join(BUILTIN_LOSSES)} or 'file.py:callable', got {ref!r}"
+        )
+    return resolve_callable(ref, "loss"), ref
+
+
+def _as_tensor(value: Any, name: str, origin: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(value)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    raise SpectraError(f"data {origin}: {name} must be a tensor, got {type(value).__name__}")
+
+
+def _read_file(path: Path, x_key: str, y_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys = list(data.keys())
+                store = {k: data[k] for k in (x_key, y_key) if k in keys}
+        except (OSError, ValueError) as exc:
+            raise SpectraError(f"data {path} is not a readable .npz file ({exc})") from None
+    elif suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            store = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise SpectraError(f"data {path} is not a readable safetensors file ({exc})") from None
+        keys = list(store)
+    elif suffix in (".pt", ".pth"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - many pickle failure types
+            raise SpectraError(
+                f"data {path} is not a readable tensor file ({type(exc).__name__}: {exc})"
+            ) from None
+        if isinstance(obj, (tuple, list)) and len(obj) == 2:
+            obj = {x_key: obj[0], y_key: obj[1]}
+        if not isinstance(obj, dict):
+            raise SpectraError(f"data {path} must hold a dict of tensors, got {type(obj).__name__}")
+        store = obj
+        keys = list(store)
+    else:
+        raise SpectraError(
+            f"data {path}: expected a .npz, .pt or .safetensors file or file.py:callable"
+        )
+    for key in (x_key, y_key):
+        if key not in store:
+            raise SpectraError(f"data {path} has no tensor {key!r} (it has: {_short(keys, 10)})")
+    return _as_tensor(store[x_key], x_key, str(path)), _as_tensor(store[y_key], y_key, str(path))
+
+
+def _from_object(obj: Any, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) pair, DataLoader or Dataset -> two stacked tensors."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and not isinstance(obj, Dataset):
+        return _as_tensor(obj[0], "x", origin), _as_tensor(obj[1], "y", origin)
+    if isinstance(obj, DataLoader):
+        xs, ys = [], []
+        for item in obj:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise SpectraError(f"data {origin}: the DataLoader must yield (x, y) batches")
+            xs.append(_as_tensor(item[0], "x", origin))
+            ys.append(_as_tensor(item[1], "y", origin))
+        if not xs:
+            raise SpectraError(f"data {origin}: the DataLoader yielded no batches")
+        return torch.cat(xs), torch.cat(ys)
+    if isinstance(obj, Dataset) or (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")):
+        items = [obj[i] for i in range(len(obj))]
+        if not items:
+            raise SpectraError(f"data {origin}: the dataset is empty")
+        xs = [_as_tensor(it[0], "x", origin) for it in items]
+        ys = [torch.as_tensor(it[1]) for it in items]
+        return torch.stack(xs), torch.stack(ys)
+    raise SpectraError(
+        f"data {origin} must give a Dataset, a DataLoader or an (x, y) pair, "
+        f"got {type(obj).__name__}"
+    )
+
+
+def load_data(ref: str, x_key: str = "x", y_key: str = "y") -> tuple[torch.Tensor, torch.Tensor]:
+    """Read ``(x, y)`` from a data file or a ``file.py:callable`` reference."""
+    path = Path(ref)
+    if path.suffix.lower() in (".npz", ".pt", ".pth", ".safetensors") and ":" not in path.name:
+        if not path.is_file():
+            raise SpectraError(f"data file {path} does not exist")
+        x, y = _read_file(path, x_key, y_key)
+    else:
+        fn = resolve_callable(ref, "data")
+        try:
+            obj = fn()
+        except Exception as exc:  # noqa: BLE001
+            raise SpectraError(f"data callable {ref} raised {type(exc).__name__}: {exc}") from None
+        x, y = _from_object(obj, ref)
+    return check_pair(x, y, ref)
+
+
+def check_pair(x: torch.Tensor, y: torch.Tensor, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.dim() == 0 or y.dim() == 0:
+        raise SpectraError(f"data {origin}: x and y need a sample dimension, got scalars")
+    if x.shape[0] != y.shape[0]:
+        raise SpectraError(
+            f"data {origin}: x has {x.shape[0]} samples but y has {y.shape[0]} "
+            f"(shapes {tuple(x.shape)} and {tuple(y.shape)})"
+        )
+    if x.shape[0] == 0:
+        raise SpectraError(f"data {origin} is empty (0 samples)")
+    return x, y
+
+
+def make_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> list[Batch]:
+    """Cut ``(x, y)`` into batches of ``batch_size`` (the last one may be smaller). With
+    ``max_samples`` below the size, a seeded random subset (kept in data order) is used, so a
+    class-sorted file still gives a representative sample."""
+    if batch_size < 1:
+        raise SpectraError(f"--batch-size must be >= 1, got {batch_size}")
+    n = x.shape[0]
+    if max_samples is not None:
+        if max_samples < 1:
+            raise SpectraError(f"--max-samples must be >= 1, got {max_samples}")
+        if max_samples < n:
+            gen = torch.Generator().manual_seed(seed)
+            idx = torch.randperm(n, generator=gen)[:max_samples].sort().values
+            x, y = x[idx], y[idx]
+            n = max_samples
+    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)]
