@@ -1,0 +1,90 @@
+"""The HTML report in a real browser: headless Chromium renders it with every embedded image
+decoded (naturalWidth > 0) and writes a screenshot next to the HTML. Skipped when `chromium` is
+not on PATH (.ci/run installs it where it can)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from report_fixtures import build_analyze_report
+
+from spectracli.report.html import render_html
+from spectracli.results import summarize
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+WIDTH, HEIGHT = 1280, 2000
+
+# Injected into a copy of the report only: records, after load, how many images decoded.
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute("data-images-total", String(imgs.length));
+  document.body.setAttribute("data-images-ok", String(ok.length));
+  document.body.setAttribute("data-widths",
+    ok.map(function (i) { return i.naturalWidth; }).join(","));
+});
+</script>"""
+
+
+def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--no-first-run",
+         f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=180, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def html_file(tmp_path_factory) -> Path:
+    report = build_analyze_report()
+    report["layers"] = report["layers"][:3]  # three layers keep the page (and test) small
+    report["summary"] = summarize(report["layers"], len(report["skipped"]))
+    path = tmp_path_factory.mktemp("html") / "report.html"
+    path.write_text(render_html(report), encoding="utf-8")
+    return path
+
+
+def test_chromium_screenshot_of_the_report(html_file, tmp_path):
+    shot = html_file.with_suffix(".png")  # next to the HTML it shows
+    result = chromium([f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}",
+                       html_file.as_uri()], tmp_path / "profile")
+    assert shot.is_file(), result.stderr[-2000:]
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (HEIGHT, WIDTH)
+    grey = pixels[..., :3].mean(axis=2)
+    # A rendered page, not a blank one: some dark text and a good share of non-white pixels
+    # (the figures and tables), measured on the whole 1280x2000 viewport.
+    assert (grey < 0.3).mean() > 0.005
+    assert (grey < 0.97).mean() > 0.05
+    # More than two distinct colours: plots, tables and text, not a solid error page.
+    assert len(np.unique((pixels[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+
+
+def test_chromium_decodes_every_embedded_image(html_file, tmp_path):
+    text = html_file.read_text(encoding="utf-8")
+    n_img = text.count("<img ")
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    result = chromium(["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
+                      tmp_path / "profile")
+    dom = result.stdout
+    assert "<body" in dom, result.stderr[-2000:]
+    total = re.search(r'data-images-total="(\d+)"', dom)
+    ok = re.search(r'data-images-ok="(\d+)"', dom)
+    assert total and ok, dom[:500]
+    assert int(total.group(1)) == n_img >= 3
+    assert int(ok.group(1)) == n_img
+    widths = re.search(r'data-widths="([\d,]+)"', dom).group(1).split(",")
+    declared = re.findall(r'<img [^>]*width="(\d+)"', text)
+    assert widths == declared  # decoded images have the size the report states
