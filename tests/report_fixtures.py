@@ -197,7 +197,7 @@ def build_hessian_report(k: int = 8, seed: int = 0) -> dict:
         "source": {"model": "sample_models/digits.py:build_mlp",
                    "checkpoint": "digits_mlp.safetensors", "data": "digits.npz"},
         "operator": "hessian",
-        "settings": {"k": k, "tol": 1e-6, "dtype": "float64", "batch_size": 512},
+        "settings": {"k": k, "tol": 1e-6, "dtype": "float64", "batch_size": 512, "lr": 0.05},
         "eigenvalues": [float(v) for v in eig[:k]],
         "residuals": [1e-9 * (i + 1) for i in range(k)],
         "converged": [True] * (k - 1) + [False],
@@ -207,7 +207,11 @@ def build_hessian_report(k: int = 8, seed: int = 0) -> dict:
         "loss": 0.0421,
         "grad_norm": 0.0137,
         "condition_number": None,
-        "edge_of_stability": {"lr": 0.05, "lr_times_lambda_max": 0.05 * float(eig[0])},
+        "lambda_max": float(eig[0]),
+        "lambda_min": float(eig[k - 1]),
+        "hvp_counts": {"lanczos": 31},
+        "edge_of_stability": 0.05 * float(eig[0]) / 2,  # lr * lambda_max / 2 with lr = 0.05
+        "timing": {"total_s": 1.5},
         "trace": {"estimate": float(np.trace(h)), "stderr": 0.8, "n_matvecs": 99},
         "density": {
             "grid": [float(v) for v in grid],

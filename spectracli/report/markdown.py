@@ -193,7 +193,8 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("samples", report.get("n_samples")),
         ("loss", report.get("loss")),
         ("gradient norm", report.get("grad_norm")),
-        ("lambda_max", eig[0] if eig else None),
+        ("lambda_max", report.get("lambda_max", eig[0] if eig else None)),
+        ("lambda_min (of those computed)", report.get("lambda_min")),
         ("eigenvalues computed", len(eig)),
         ("converged", f"{sum(1 for c in converged if c)} of {len(converged)}"),
         ("Hessian-vector products", report.get("hvp_count")),
@@ -204,7 +205,7 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         for key, value in eos.items():
             rows.append((f"edge of stability: {key}", value))
     elif eos is not None:
-        rows.append(("edge of stability", eos))
+        rows.append(("edge of stability (see docs/hessian.md)", eos))
     trace = report.get("trace")
     if isinstance(trace, dict):
         rows.append(("trace (Hutch++)", trace.get("estimate")))

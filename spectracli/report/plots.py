@@ -119,21 +119,24 @@ def _short(name: str, width: int = 28) -> str:
 # ESD panels
 
 
-def _few_log_ticks(ax: Axes, x_span: float) -> None:
-    """At most ~6 labelled decades per log axis, labelled in plain text ("0.001", "1e-05"):
+def plain_log_axis(axis: Any, span: float) -> None:
+    """At most ~6 labelled decades on a log axis, labelled in plain text ("0.001", "1e-05"):
     readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
-    spanning less than two decades also labels its minor ticks at 2 and 5 so that it is never
-    left without a number."""
+    spanning less than two decades (``span`` = max / min) also labels its minor ticks at 2 and 5
+    so that it is never left without a number."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    axis.set_major_locator(LogLocator(base=10, numticks=6))
+    axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=6))
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain if span < 100 else NullFormatter())
+
+
+def _few_log_ticks(ax: Axes, x_span: float) -> None:
     y_lo, y_hi = ax.get_ylim()
-    spans = ((ax.xaxis, x_span), (ax.yaxis, y_hi / y_lo if y_lo > 0 else 1.0))
-    for axis, span in spans:
-        axis.set_major_locator(LogLocator(base=10, numticks=6))
-        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=6))
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain if span < 100 else NullFormatter())
+    plain_log_axis(ax.xaxis, x_span)
+    plain_log_axis(ax.yaxis, y_hi / y_lo if y_lo > 0 else 1.0)
 
 
 def esd_panel(
@@ -370,6 +373,8 @@ def norms_figure(layers: list[dict[str, Any]]) -> Figure:
                 ax.annotate("inf", (i, top), textcoords="offset points", xytext=(0, -16),
                             ha="center", fontsize=8, color="#d62728")
             ax.legend(fontsize=8, loc="upper left")
+        y_lo, y_hi = ax.get_ylim()
+        plain_log_axis(ax.yaxis, y_hi / y_lo if y_lo > 0 else 1.0)
         title = label
         if missing:
             title += f"  ({missing} layer(s) without a value)"
@@ -402,6 +407,7 @@ def hessian_eigenvalues_figure(report: dict[str, Any]) -> Figure:
                     color="#d62728", ms=8, mew=1.6, label="not converged")
         if min(eig) > 0:
             ax.set_yscale("log")
+            plain_log_axis(ax.yaxis, max(eig) / min(eig) * 4)
         else:
             ax.set_yscale("symlog", linthresh=max(abs(v) for v in eig) * 1e-3 or 1.0)
         ax.legend(fontsize=9)
@@ -428,7 +434,9 @@ def hessian_density_figure(report: dict[str, Any]) -> Figure:
         ax.set_yscale("log")
         # Ten decades below the peak is where SLQ's Gaussian smoothing tails stop meaning much.
         peak = float(values[ok].max())
-        ax.set_ylim(max(peak * 1e-10, float(values[ok].min()) / 2), peak * 3)
+        floor = max(peak * 1e-10, float(values[ok].min()) / 2)
+        ax.set_ylim(floor, peak * 3)
+        plain_log_axis(ax.yaxis, peak * 3 / floor)
     edge = _finite_float(density.get("bulk_edge"))
     if edge is not None:
         ax.axvline(edge, color="#2ca02c", ls=":", lw=1.6, label=f"bulk edge={edge:.3g}")
