@@ -281,3 +281,33 @@ def test_hessian_report_is_gateable(workdir):
     res = gate(path, "--max", "lambda_max=10")
     assert res.exit_code == 1 and "hessian" in res.stdout and "12.5" in res.stdout
     assert gate(path, "--max", "lambda_max=20", "--max", "edge_of_stability=1").exit_code == 0
+
+
+def test_a_real_hessian_report_is_gated_on_its_closed_form(workdir):
+    # Linear regression with the MSE (1/n) sum 1/2 (f(x) - y)^2 (spectracli.hessian.losses):
+    # H = A^T A / n with A = [X, 1], known exactly.
+    import numpy as np
+    import torch
+
+    from spectracli.hessian import HessianConfig, analyze
+    from spectracli.results import dumps_report
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(64, 1, generator=gen, dtype=torch.float64)
+    model = torch.nn.Linear(4, 1).double()
+    a = np.hstack([x.numpy(), np.ones((64, 1))])
+    exact = np.linalg.eigvalsh(a.T @ a / 64)  # ascending
+    result = analyze(model, (x, y), "mse",
+                     HessianConfig(k=1, which="both", dtype="float64", device="cpu"))
+    path = workdir / "h.json"
+    path.write_text(dumps_report(result.to_dict()))
+    hi, lo = exact[-1], exact[0]
+    res = gate(path, "--format", "json", "--max", f"lambda_max={hi * 0.99}",
+               "--min", f"lambda_min={lo * 0.5}", "--max", f"condition_number={hi / lo * 1.01}")
+    assert res.exit_code == 1, res.stderr
+    (finding,) = json.loads(res.stdout)["findings"]
+    assert (finding["layer"], finding["metric"]) == ("hessian", "lambda_max")
+    assert finding["value"] == pytest.approx(hi, rel=1e-8)  # Lanczos on a 5x5 operator is exact
+    res = gate(path, "--max", f"lambda_max={hi * 1.01}", "--min", f"lambda_min={lo * 0.99}")
+    assert res.exit_code == 0, res.stdout

@@ -219,6 +219,8 @@ def test_hessian_report_is_one_pseudo_layer():
     assert [(f.rule_id, f.layer, f.value) for f in result.findings] == [
         ("sharp", "hessian", 42.0), ("eos", "hessian", 1.05)]
     assert [r.id for r in result.not_applicable] == ["cond-layers"]
+    # The report's own null wins: the top-k's smallest must not pose as the Hessian's lambda_min.
+    assert hessian_metrics(dict(HESSIAN, lambda_min=None))["lambda_min"] is None
     # A Hessian baseline of a model with another parameter count is a shape change.
     base = dict(HESSIAN, n_params=1000)
     shapes = [f for f in evaluate(cfg, HESSIAN, base).findings if f.rule_id == SHAPE_CHANGE]

@@ -47,11 +47,10 @@ def _finite_list(values: Any) -> list[float]:
 def hessian_metrics(report: dict[str, Any]) -> dict[str, Any]:
     """The Hessian pseudo-layer's metrics from a ``kind: "hessian"`` report dict.
 
-    A top-level field of the same name wins; otherwise: ``lambda_max``/``lambda_min`` are the
-    largest/smallest computed eigenvalue (the Hessian's extremes only for the ``--which`` that
-    computed them), ``trace`` is ``trace.estimate``, ``trace_stderr`` is ``trace.stderr``,
-    ``bulk_edge``/``n_outliers`` come from ``density``, ``max_residual`` is the largest
-    Lanczos residual norm.
+    A top-level field of the same name wins (null included); otherwise: ``lambda_max``/
+    ``lambda_min`` are the largest/smallest computed eigenvalue, ``trace`` is
+    ``trace.estimate``, ``trace_stderr`` is ``trace.stderr``, ``bulk_edge``/``n_outliers``
+    come from ``density``, ``max_residual`` is the largest Lanczos residual norm.
     """
     eig = _finite_list(report.get("eigenvalues"))
     trace = report.get("trace") if isinstance(report.get("trace"), dict) else {}
@@ -76,7 +75,9 @@ def hessian_metrics(report: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name in HESSIAN_METRICS:
         top = report.get(name)
-        out[name] = top if as_float(top) is not None else derived.get(name)
+        # The report's own field wins, null included: lambda_min is null unless the smallest
+        # end was computed, and the top-k's smallest must not stand in for it.
+        out[name] = top if name in report and not isinstance(top, dict) else derived.get(name)
     return out
 
 
