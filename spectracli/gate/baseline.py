@@ -19,9 +19,11 @@ from spectracli.gate.subjects import Subject, subjects
 from spectracli.results import load_report
 
 # Settings that change no number, so differing values between report and baseline are fine.
-NEUTRAL_SETTINGS = frozenset(
-    {"device", "threads", "store_esd", "trust_pickle", "include", "exclude", "progress", "seed"}
-)
+# (For Hessian reports: batching, HVP mode and Lanczos caps change the cost, not the operator.)
+NEUTRAL_SETTINGS = frozenset({
+    "device", "threads", "store_esd", "trust_pickle", "include", "exclude", "progress",
+    "batch_size", "hvp_mode", "max_basis", "max_hvps", "check_determinism",
+})
 
 
 class BaselineError(SpectraError):
