@@ -32,6 +32,11 @@ class BaselineError(SpectraError):
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
     """Read a baseline: any spectracli report file (ReportError for anything else)."""
+    from spectracli.results import looks_like_report
+
+    if not looks_like_report(path):
+        raise BaselineError(f"baseline {path} is not a saved report (.json); write one with "
+                            f"'spectracli baseline {path} --output baseline.json'")
     return load_report(path)
 
 
