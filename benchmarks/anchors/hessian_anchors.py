@@ -154,21 +154,28 @@ def main() -> None:
     parser.add_argument("--workload", choices=("mlp_270k", "shrunken"), required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--uneven-batches", action="store_true")
+    parser.add_argument("--only", default="", help="comma list of runs (default: all)")
     args = parser.parse_args()
     # PyHessian calls backward(create_graph=True), which warns on every call.
     warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
-    runs = [
-        lambda: run_pyhessian(args.workload, 1e-3),
-        lambda: run_pyhessian(args.workload, 1e-6),
-        lambda: run_eigenthings(args.workload, "lanczos"),
-        lambda: run_eigenthings(args.workload, "power"),
-        lambda: run_curvlinops(args.workload),
-    ]
+    runs = {
+        "pyhessian_default": lambda: run_pyhessian(args.workload, 1e-3),
+        "pyhessian_tol1e-6": lambda: run_pyhessian(args.workload, 1e-6),
+        "eigenthings_lanczos": lambda: run_eigenthings(args.workload, "lanczos"),
+        "eigenthings_power": lambda: run_eigenthings(args.workload, "power"),
+        "curvlinops_eigsh": lambda: run_curvlinops(args.workload),
+    }
     if args.uneven_batches:
-        runs.append(lambda: run_eigenthings(args.workload, "lanczos_long", uneven=True))
+        runs["eigenthings_uneven"] = lambda: run_eigenthings(args.workload, "lanczos_long",
+                                                             uneven=True)
+    names = args.only.split(",") if args.only else list(runs)
+    unknown = [n for n in names if n not in runs]
+    if unknown:
+        parser.error(f"unknown anchor run(s) {unknown}; choose from {list(runs)}")
     results = []
-    for run in runs:
-        res = run()
+    for name in names:
+        res = runs[name]()
+        res["run"] = name
         print(f"{res['tool']:32s} {res['method'][:48]:48s} hvp={res['hvp']:4d} "
               f"wall={res['wall_s']:.2f}s top={[f'{v:.6g}' for v in res['eigenvalues']]}",
               flush=True)
