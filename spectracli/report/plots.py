@@ -124,13 +124,16 @@ def plain_log_axis(axis: Any, span: float) -> None:
     readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
     spanning less than two decades (``span`` = max / min) also labels its minor ticks at 2 and 5
     so that it is never left without a number."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     plain = FuncFormatter(lambda v, _pos: f"{v:g}")
     axis.set_major_locator(LogLocator(base=10, numticks=6))
-    axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=6))
     axis.set_major_formatter(plain)
-    axis.set_minor_formatter(plain if span < 100 else NullFormatter())
+    if span < 100:
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=6))
+        axis.set_minor_formatter(plain)
+    else:  # unlabelled minor ticks cost as much to build as labelled ones: leave them out
+        axis.set_minor_locator(NullLocator())
 
 
 def _few_log_ticks(ax: Axes, x_span: float) -> None:
