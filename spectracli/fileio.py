@@ -12,6 +12,12 @@ from typing import IO
 from spectracli.errors import SpectraError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file next to ``path``; rename it over ``path`` only on success.
@@ -29,6 +35,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise SpectraError(f"cannot write {target}: {exc.strerror}") from None
     encoding = None if "b" in mode else "utf-8"
     try:
+        # mkstemp creates the file 0600; give the output the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, encoding=encoding) as fh:
             yield fh
         os.replace(tmp, target)

@@ -220,3 +220,17 @@ def test_plot_command_bad_inputs_exit_2_with_one_line(tmp_path, analyze_report):
         assert len(lines) == 1 and lines[0].startswith("spectracli: error:"), result.stderr
         assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "good.json", "t.json"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, hessian_report):
+    # Atomic writes go through mkstemp (mode 0600); the final file must be readable like any
+    # file the user creates (0666 minus the umask), e.g. by a web server serving the plots.
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        paths = plots.write_plots(hessian_report, tmp_path)
+    finally:
+        os.umask(mask)
+    for path in paths:
+        assert path.stat().st_mode & 0o777 == 0o644
