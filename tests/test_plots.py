@@ -234,3 +234,16 @@ def test_written_files_get_the_usual_permissions(tmp_path, hessian_report):
         os.umask(mask)
     for path in paths:
         assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_depth_axis_names_layers_up_to_40_then_uses_indices():
+    def layers(n):
+        return [{"name": f"block.{i}.weight", "kind": "linear", "alpha": 3.0,
+                 "farms": {"alpha": 2.5}} for i in range(n)]
+
+    named = plots.alpha_figure(layers(plots.MAX_NAMED_TICKS)).axes[0]
+    assert [t.get_text() for t in named.get_xticklabels()][:2] == ["block.0.weight",
+                                                                  "block.1.weight"]
+    many = plots.alpha_figure(layers(plots.MAX_NAMED_TICKS + 1)).axes[0]
+    assert "layer depth" in many.get_xlabel()
+    assert not any(t.get_text().startswith("block") for t in many.get_xticklabels())

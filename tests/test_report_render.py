@@ -341,3 +341,22 @@ def test_report_command_unknown_format(tmp_path, analyze_report):
     path = _save(tmp_path, analyze_report)
     result = CliRunner().invoke(app, ["report", str(path), "-f", "pdf"])
     assert result.exit_code == 2 and "--format" in result.stderr
+
+
+def test_report_command_table_and_csv_of_analyze_reports(tmp_path, analyze_report):
+    path = _save(tmp_path, analyze_report)
+    table = CliRunner().invoke(app, ["report", str(path)])  # default: table
+    assert table.exit_code == 0, table.output
+    for layer in analyze_report["layers"]:
+        assert layer["name"] in table.stdout
+    csv_out = CliRunner().invoke(app, ["report", str(path), "-f", "csv"])
+    assert csv_out.exit_code == 0, csv_out.output
+    assert len(csv_out.stdout.strip().splitlines()) == 1 + len(analyze_report["layers"])
+
+
+def test_report_command_hessian_table_is_markdown_and_csv_is_refused(tmp_path, hessian_report):
+    path = _save(tmp_path, hessian_report, "h.json")
+    table = CliRunner().invoke(app, ["report", str(path)])
+    assert table.exit_code == 0 and table.stdout.strip() == render_markdown(hessian_report).strip()
+    csv_out = CliRunner().invoke(app, ["report", str(path), "-f", "csv"])
+    assert csv_out.exit_code == 2 and "csv is for analyze reports" in csv_out.stderr

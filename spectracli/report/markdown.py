@@ -194,7 +194,7 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("loss", report.get("loss")),
         ("gradient norm", report.get("grad_norm")),
         ("lambda_max", report.get("lambda_max", eig[0] if eig else None)),
-        ("lambda_min (of those computed)", report.get("lambda_min")),
+        ("lambda_min", report.get("lambda_min")),
         ("eigenvalues computed", len(eig)),
         ("converged", f"{sum(1 for c in converged if c)} of {len(converged)}"),
         ("Hessian-vector products", report.get("hvp_count")),
