@@ -13,6 +13,15 @@ from spectracli.hessian import HessianConfig, LossOperator, analyze, eigenpairs
 from spectracli.hessian.losses import cross_entropy, mse
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny products: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))  # 75 params

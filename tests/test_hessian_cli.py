@@ -10,6 +10,15 @@ from typer.testing import CliRunner
 
 from spectracli.cli.app import app
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny products: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 MLP = ["--model", "sample_models/digits.py:build_mlp",
        "--weights", "sample_models/digits_mlp.safetensors", "--data", "sample_models/digits.npz"]
 

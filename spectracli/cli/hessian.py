@@ -120,6 +120,7 @@ def hessian(
     seed: int = typer.Option(0, help="Seed of subsets and random start vectors."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     dtype: str = typer.Option("float32", help="Precision of the HVPs: float32 | float64."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write to this file (atomically) instead of stdout."),
@@ -144,6 +145,12 @@ def hessian(
         density=density, density_probes=density_probes, density_steps=density_steps, lr=lr,
     )
     config.validate()
+    if threads is not None:
+        if threads < 1:
+            raise SpectraError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     net = build_model(model)
     if weights is not None:
         from spectracli.io import load_state_dict
