@@ -249,3 +249,19 @@ def test_compare_bad_inputs_one_line_exit_2(tmp_path, mlp_report):
         assert len(lines) == 1 and lines[0].startswith("spectracli: error:"), result.stderr
         assert message in lines[0]
         assert not out.exists()
+
+
+def test_two_checkpoints_with_no_layer_in_common(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    renamed = {f"encoder.{k}": v for k, v in load_file(MLP).items()}
+    other = tmp_path / "renamed.safetensors"
+    save_file(renamed, str(other))
+    out = tmp_path / "cmp.json"
+    result = CliRunner().invoke(app, ["compare", MLP, str(other), "--no-farms", "-f", "json",
+                                      "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no layer in common" in lines[0]
+    assert "A (3 layers)" in lines[0] and "B (3 layers)" in lines[0]
+    assert not out.exists()
