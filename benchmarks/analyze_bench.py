@@ -8,9 +8,11 @@ in fresh processes, alternating, ``--repeats`` times each:
   else (the least any tool must do to get the spectra);
 - spectracli analyze --no-farms, and spectracli analyze (full + FARMS fits), JSON to a file.
 
-Prints median wall time and peak RSS of each and the ratios. Run:
+Prints median wall time and peak RSS of each and the ratios. ``--methods`` also times, in this
+process, the candidate ways to get the spectra of the same 38 matrices (float64 ``svdvals`` vs
+``eigvalsh`` of the Gram matrix, 1 vs 2 threads): the measurement behind the default. Run:
 
-    python benchmarks/analyze_bench.py [--repeats 3] [--threads N]
+    python benchmarks/analyze_bench.py [--repeats 3] [--threads N] [--methods]
 """
 
 from __future__ import annotations
@@ -77,6 +79,33 @@ def build_checkpoint(path: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def time_methods(ckpt: Path, repeats: int) -> None:
+    """In-process: svdvals vs Gram eigvalsh on every matrix, with 1 and 2 threads."""
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    from spectracli.spectral.esd import gram
+
+    mats = [t.double() for t in load_file(str(ckpt)).values()]
+    ways = {
+        "svdvals": lambda w: torch.linalg.svdvals(w),
+        "gram + eigvalsh": lambda w: torch.linalg.eigvalsh(gram(w)),
+    }
+    print(f"{'method':18s} {'threads':>7s} {f'seconds (min of {repeats})':>22s}")
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for name, fn in ways.items():
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for w in mats:
+                    fn(w)
+                best = min(best, time.perf_counter() - t0)
+            print(f"{name:18s} {threads:7d} {best:22.3f}")
+
+
 def measure(cmd: list[str]) -> tuple[float, float]:
     res = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True,
                          check=True)
@@ -88,10 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--methods", action="store_true", help="also time svdvals vs Gram")
     args = parser.parse_args()
     ckpt = OUT / "transformer.safetensors"
     if not ckpt.exists():
         build_checkpoint(ckpt)
+    if args.methods:
+        time_methods(ckpt, args.repeats)
     threads = [str(args.threads)] if args.threads else []
     spectracli = [sys.executable, "-m", "spectracli", "analyze", str(ckpt), "--format", "json",
                   "--output", str(OUT / "report.json"), "--device", "cpu"]
