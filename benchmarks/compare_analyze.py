@@ -112,13 +112,14 @@ def floor_main(solver: str, threads: int, ckpt: str, names_json: str) -> None:
 # --------------------------------------------------------------------------- timing
 
 
-def run_rusage(cmd: list[str]) -> dict[str, Any]:
+def run_rusage(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd`` with stdout/stderr to files and reap it with os.wait4 for its own rusage."""
     OUT.mkdir(parents=True, exist_ok=True)
     out_path, err_path = OUT / "last.stdout", OUT / "last.stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT,
+                                env=None if env is None else {**os.environ, **env})
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -131,12 +132,12 @@ def run_rusage(cmd: list[str]) -> dict[str, Any]:
     return res
 
 
-def spectracli_cmd(ckpt: Path, out_json: Path, farms: bool) -> list[str]:
+def spectracli_cmd(ckpt: Path, out_json: Path, farms: bool, *extra: str) -> list[str]:
     exe = Path(sys.executable).with_name("spectracli")
     cmd = [str(exe), "analyze", str(ckpt), "--format", "json", "--output", str(out_json)]
     if not farms:
         cmd.append("--no-farms")
-    return cmd
+    return cmd + list(extra)
 
 
 # --------------------------------------------------------------------------- fits
@@ -304,7 +305,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="alternating runs of each process")
     parser.add_argument("--jobs", default="ww,ours,ours_nofarms,floor_eigvalsh,floor_eigvalsh_t1,"
-                        "floor_svdvals_t1", help="comma list; also floor_svdvals")
+                        "floor_svdvals_t1", help="comma list; also floor_svdvals, ours_threads1, "
+                        "ours_omp_passive (OMP_WAIT_POLICY=PASSIVE)")
     args = parser.parse_args()
     if not ANCHORS_PY.exists() and "ww" in args.jobs:
         sys.exit(f"anchors venv missing: run `bash benchmarks/anchors/setup_env.sh` first "
@@ -325,7 +327,11 @@ def main() -> None:
                str(ckpt.parent), str(ww_json)],
         "ours": spectracli_cmd(ckpt, ours_json, farms=True),
         "ours_nofarms": spectracli_cmd(ckpt, nofarms_json, farms=False),
+        # Diagnostics of the BLAS/OpenMP thread policy (not part of the targets):
+        "ours_threads1": spectracli_cmd(ckpt, OUT / "ours_threads1.json", True, "--threads", "1"),
+        "ours_omp_passive": spectracli_cmd(ckpt, OUT / "ours_omp_passive.json", True),
     }
+    envs = {"ours_omp_passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
     for solver in ("eigvalsh", "svdvals"):
         for threads in (0, 1):
             jobs[f"floor_{solver}" + (f"_t{threads}" if threads else "")] = [
@@ -337,7 +343,7 @@ def main() -> None:
     for rep in range(args.reps):
         order = selected[rep % len(selected):] + selected[: rep % len(selected)]
         for job in order:
-            res = run_rusage(jobs[job])
+            res = run_rusage(jobs[job], envs.get(job))
             timing[job]["wall_s"].append(res["wall_s"])
             timing[job]["peak_rss_mb"].append(res["peak_rss_mb"])
             timing[job]["cpu_s"].append(res["user_s"] + res["sys_s"])
@@ -347,7 +353,7 @@ def main() -> None:
                 timing[job]["inner"].append(
                     {k: v for k, v in json.loads(ww_json.read_text()).items() if k != "layers"})
             else:
-                path = ours_json if job == "ours" else nofarms_json
+                path = Path(jobs[job][jobs[job].index("--output") + 1])
                 timing[job]["inner"].append(json.loads(path.read_text()).get("timing"))
             print(f"rep {rep} {job:18s} wall {res['wall_s']:6.2f} s  cpu "
                   f"{res['user_s'] + res['sys_s']:6.2f} s  peak RSS {res['peak_rss_mb']:6.0f} MB",
