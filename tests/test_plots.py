@@ -247,3 +247,13 @@ def test_depth_axis_names_layers_up_to_40_then_uses_indices():
     many = plots.alpha_figure(layers(plots.MAX_NAMED_TICKS + 1)).axes[0]
     assert "layer depth" in many.get_xlabel()
     assert not any(t.get_text().startswith("block") for t in many.get_xticklabels())
+
+
+def test_hessian_eigenvalues_with_negative_values_use_symlog(hessian_report):
+    report = dict(hessian_report, eigenvalues=[5.0, 1.0, -0.5, -2.0],
+                  converged=[True, True, True, False])
+    ax = plots.hessian_eigenvalues_figure(report).axes[0]
+    assert ax.get_yscale() == "symlog"
+    ys = sorted(y for line in ax.lines for y in line.get_ydata())
+    assert ys == [-2.0, -0.5, 1.0, 5.0]  # every eigenvalue drawn, negatives included
+    assert plots.hessian_eigenvalues_figure(hessian_report).axes[0].get_yscale() == "log"

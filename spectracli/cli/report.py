@@ -21,8 +21,9 @@ def report(
     image_format: str = typer.Option("png", "--image-format",
                                      help="Figures embedded in html: png | svg."),
 ) -> None:
-    """Render a saved report as a table, Markdown (e.g. for $GITHUB_STEP_SUMMARY), HTML, CSV or
-    JSON."""
+    """Re-render a saved report (table, markdown, html, csv, json) without recomputing.
+
+    Markdown suits $GITHUB_STEP_SUMMARY; html is one self-contained file with the figures."""
     from spectracli.errors import SpectraError
     from spectracli.report import FORMATS, render
     from spectracli.results import load_report
