@@ -223,7 +223,7 @@ def esd_panel(
         ax.text(0.02, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=8,
                 color="#b00000" if status and not status.startswith("ok") else "#444444",
                 va="bottom")
-    ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    ax.legend(fontsize=8, loc="best", framealpha=0.8)
     ax.tick_params(labelsize=8)
     _few_log_ticks(ax, hi / lo)
 
