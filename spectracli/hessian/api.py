@@ -348,6 +348,7 @@ def analyze(
     settings = asdict(config)
     settings.update(
         tol=tol, max_basis=basis, loss=loss_name, model_mode="eval", n_restarts=eig.n_restarts,
+        graph_cached=op.graph_cached,
         n_batches=len(op.batches),
     )
     return HessianResult(
