@@ -18,26 +18,15 @@ import math
 from typing import Any
 
 from spectracli.errors import ReportError
+from spectracli.report.numbers import fmt_num
 
 ALPHA_BAND = (2.0, 6.0)
 MISSING = "-"
 
 
 def format_number(value: Any, digits: int = 6) -> str:
-    """6 significant digits (``%.6g``); ints as ints; ``inf``; ``-`` for None / NaN."""
-    if value is None or isinstance(value, str):
-        return MISSING if value is None else str(value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return MISSING
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:.{digits}g}"
-    return str(value)
+    """6 significant digits (``%.6g``) by default; strings pass through (see ``fmt_num``)."""
+    return value if isinstance(value, str) else fmt_num(value, digits)
 
 
 def format_bytes(n: Any) -> str:
