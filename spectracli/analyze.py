@@ -17,7 +17,7 @@ import contextlib
 import datetime as _dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,6 @@ class AnalyzeConfig:
     trust_pickle: bool = False
     base: str | Path | None = None
     store_esd: bool = True
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.fit not in XMIN_METHODS:
@@ -90,7 +89,6 @@ class AnalyzeConfig:
 
     def settings(self, device: str) -> dict:
         out = asdict(self)
-        out.pop("extra")
         out.update(include=list(self.include), exclude=list(self.exclude), device=device)
         out["base"] = str(self.base) if self.base is not None else None
         out["esd_convention"] = "lambda = sigma^2 of W" + (" / max(m, n)" if self.normalize else "")
