@@ -89,6 +89,8 @@ def test_data_callable_and_mse(runner, tmp_path):
         (["--loss", "hinge"], "--loss must be"),
         (["--which", "middle"], "--which must be"),
         (["--y-key", "labels"], "has no tensor 'labels'"),
+        (["--threads", "zero"], "--threads must be"),
+        (["--data", "sample_models/digits.py:build_mlp"], "must give a Dataset"),
     ],
 )
 def test_bad_input_exit_2_one_line(runner, tmp_path, args, message):

@@ -88,6 +88,29 @@ def _print_summary(d: dict[str, Any]) -> None:
         console.print(line)
 
 
+def _set_threads(threads: str) -> None:
+    """OpenMP threads spin-wait: on cores busy with other processes, torch's default thread count
+    made HVPs 10-40x slower than one thread (docs/hessian.md), hence ``auto``."""
+    import os
+
+    import torch
+
+    from spectracli.errors import SpectraError
+
+    if threads != "auto":
+        if not threads.isdigit() or int(threads) < 1:
+            raise SpectraError(f"--threads must be auto or a number >= 1, got {threads!r}")
+        torch.set_num_threads(int(threads))
+        return
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    idle = round((cores or 1) - load)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), idle)))
+
+
 @handle_errors
 def hessian(
     model: str = typer.Option(..., help="Model factory: path/to/file.py:callable or "
@@ -120,7 +143,8 @@ def hessian(
     seed: int = typer.Option(0, help="Seed of subsets and random start vectors."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     dtype: str = typer.Option("float32", help="Precision of the HVPs: float32 | float64."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
+    threads: str = typer.Option("auto", help="CPU threads for torch: a number, or auto "
+                                "(torch's count, cut to the idle cores by the load average)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write to this file (atomically) instead of stdout."),
@@ -145,12 +169,7 @@ def hessian(
         density=density, density_probes=density_probes, density_steps=density_steps, lr=lr,
     )
     config.validate()
-    if threads is not None:
-        if threads < 1:
-            raise SpectraError(f"--threads must be >= 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     net = build_model(model)
     if weights is not None:
         from spectracli.io import load_state_dict
