@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -198,6 +201,28 @@ def _add_warnings(result: LayerResult) -> None:
         )
 
 
+def default_workers() -> int:
+    """Layer workers on the CPU: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the duration, then restore them (no global leak)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _timestamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -241,8 +266,7 @@ def analyze_checkpoint(
     config.validate()
     device = _device(config.device)
     dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    workers = 1 if device.type == "cuda" else (config.threads or default_workers())
     started = time.perf_counter()
     solve_s = 0.0
     layers: list[LayerResult] = []
@@ -263,9 +287,9 @@ def analyze_checkpoint(
                 f"{path} and --base {config.base} have no weight matrix in common "
                 "(matched by name and shape)"
             )
-        for index, (h, plan) in enumerate(work):
-            if progress:
-                progress(index, len(work), h.name)
+
+        def solve(item: tuple[TensorHandle, MatrixPlan]) -> tuple[LayerResult, float]:
+            h, plan = item
             tensor = h.load().to(device=device, dtype=dtype)
             if base is not None:
                 tensor = tensor - base[h.name].load().to(device=device, dtype=dtype)
@@ -273,10 +297,29 @@ def analyze_checkpoint(
             layer = analyze_matrices(
                 h.name, as_matrices(tensor, plan), plan, config, h.shape, h.dtype
             )
-            solve_s += time.perf_counter() - t0
             layer.aliases = list(h.aliases)
-            layers.append(layer)
-            del tensor
+            return layer, time.perf_counter() - t0
+
+        # Layers are solved by `workers` threads with one BLAS thread each (torch releases the
+        # GIL in its kernels): on small CPUs this beats multi-threaded BLAS, which measured
+        # slower with 2 threads than with 1 (benchmarks/analyze_bench.py --methods). At most
+        # `workers` tensors are in memory at once; results keep checkpoint order.
+        with _blas_threads(1 if device.type == "cpu" else None), ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="spectracli"
+        ) as pool:
+            pending: deque[Future] = deque()
+            for index, item in enumerate(work):
+                if progress:
+                    progress(index, len(work), item[0].name)
+                pending.append(pool.submit(solve, item))
+                if len(pending) >= workers:
+                    layer, seconds = pending.popleft().result()
+                    layers.append(layer)
+                    solve_s += seconds
+            for future in pending:
+                layer, seconds = future.result()
+                layers.append(layer)
+                solve_s += seconds
         if progress:
             progress(len(work), len(work), "")
         source = {

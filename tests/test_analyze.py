@@ -167,3 +167,13 @@ def test_rank_deficient_layer_is_flagged(tmp_path):
 def test_bad_settings_are_usage_errors(ckpt, config, message):
     with pytest.raises(SpectraError, match=message):
         analyze_checkpoint(ckpt[0], config)
+
+
+def test_parallel_workers_give_identical_ordered_results_and_restore_threads(ckpt):
+    before = torch.get_num_threads()
+    one = analyze_checkpoint(ckpt[0], AnalyzeConfig(threads=1, farms_window=16)).to_dict()
+    two = analyze_checkpoint(ckpt[0], AnalyzeConfig(threads=2, farms_window=16)).to_dict()
+    assert torch.get_num_threads() == before
+    assert [layer["name"] for layer in one["layers"]] == [layer["name"] for layer in two["layers"]]
+    for a, b in zip(one["layers"], two["layers"], strict=True):
+        assert a["sigma_max"] == b["sigma_max"] and a["alpha"] == b["alpha"]

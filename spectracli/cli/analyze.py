@@ -60,7 +60,8 @@ def analyze(
     normalize: bool = typer.Option(False, help="Divide eigenvalues by max(m, n)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     dtype: str = typer.Option("float64", help="Precision of the eigen solves: float64 | float32."),
-    threads: int | None = typer.Option(None, help="CPU threads for the solves."),
+    threads: int | None = typer.Option(None, help="Layers solved at once on the CPU, one BLAS "
+                                         "thread each (default: the available cores)."),
     base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint."),
     trust_pickle: bool = typer.Option(False, help="Allow pickles that need arbitrary globals "
                                       "(runs code from the file: only for trusted files)."),
