@@ -100,3 +100,50 @@ def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "spectracli", "--version"], capture_output=True,
                          text=True, check=True)
     assert res.stdout.startswith("spectracli ")
+
+
+class Unsafe:  # a class the safe unpickler must refuse
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def test_tied_pt_sharded_dir_and_npz_analyse_alike(tmp_path):
+    import numpy as np
+    from safetensors.torch import save_file as save
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(50, 16, generator=g)
+    fc = torch.randn(16, 12, generator=g)
+    torch.save({"state_dict": {"module.emb.weight": emb, "module.head.weight": emb,
+                               "module.fc.weight": fc}, "epoch": 3}, tmp_path / "m.pt")
+    shard_dir = tmp_path / "hf"
+    shard_dir.mkdir()
+    save({"emb.weight": emb}, str(shard_dir / "model-00001-of-00002.safetensors"))
+    save({"fc.weight": fc}, str(shard_dir / "model-00002-of-00002.safetensors"))
+    (shard_dir / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "emb.weight": "model-00001-of-00002.safetensors",
+        "fc.weight": "model-00002-of-00002.safetensors"}}))
+    np.savez(tmp_path / "m.npz", **{"emb.weight": emb.numpy(), "fc.weight": fc.numpy()})
+    sigma = {}
+    for target in ("m.pt", "hf", "m.npz"):
+        res = run("analyze", str(tmp_path / target), "--format", "json", "--min-size", "5")
+        assert res.exit_code == 0, res.output
+        layers = {layer["name"]: layer for layer in json.loads(res.stdout)["layers"]}
+        sigma[target] = {k: v["sigma_max"] for k, v in layers.items()}
+        if target == "m.pt":  # tied: analysed once, reported with its alias; prefix stripped
+            assert len(layers) == 2
+            tied = layers.get("emb.weight") or layers["head.weight"]
+            assert set(tied["aliases"]) | {tied["name"]} == {"emb.weight", "head.weight"}
+    ref = torch.linalg.matrix_norm(emb.double(), ord=2).item()
+    for target, values in sigma.items():
+        key = "emb.weight" if "emb.weight" in values else "head.weight"
+        assert values[key] == pytest.approx(ref, rel=1e-10), target
+
+
+def test_unsafe_pickle_is_refused_naming_the_flag(tmp_path):
+    torch.save({"w": torch.randn(20, 20), "x": Unsafe()}, tmp_path / "evil.pt")
+    out = tmp_path / "r.json"
+    res = run("analyze", str(tmp_path / "evil.pt"), "-f", "json", "-o", str(out))
+    assert res.exit_code == 2
+    assert "--trust-pickle" in res.stderr and "this would run" not in res.output
+    assert not out.exists()
