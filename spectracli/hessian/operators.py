@@ -33,7 +33,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -240,7 +239,3 @@ class LossOperator:
         return out
 
     __call__ = matvec
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)

@@ -1,0 +1,86 @@
+"""Model/data/loss references, strict weight loading, and the runnable docstring examples."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from spectracli.errors import SpectraError
+from spectracli.hessian.loading import (
+    apply_state_dict,
+    build_model,
+    load_data,
+    make_batches,
+    resolve_loss,
+)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["lanczos", "hutchpp", "slq", "losses", "operators", "api"],
+)
+def test_docstring_examples_run(module):
+    mod = importlib.import_module(f"spectracli.hessian.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_data_files_in_three_formats_agree(tmp_path):
+    x = torch.randn(10, 3)
+    y = torch.arange(10) % 2
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
+    save_file({"inputs": x, "labels": y}, str(tmp_path / "d.safetensors"))
+    for path, keys in (("d.npz", ("x", "y")), ("d.pt", ("x", "y")),
+                       ("d.safetensors", ("inputs", "labels"))):
+        got_x, got_y = load_data(str(tmp_path / path), *keys)
+        assert torch.equal(got_x, x) and torch.equal(got_y, y)
+
+
+def test_data_callables_dataset_loader_and_pair(tmp_path):
+    mod = tmp_path / "dd.py"
+    mod.write_text(
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+        "X = torch.arange(12.0).reshape(6, 2)\nY = torch.arange(6)\n"
+        "def pair():\n    return X, Y\n"
+        "def dataset():\n    return TensorDataset(X, Y)\n"
+        "def loader():\n    return DataLoader(TensorDataset(X, Y), batch_size=4)\n"
+    )
+    for name in ("pair", "dataset", "loader"):
+        x, y = load_data(f"{mod}:{name}")
+        assert torch.equal(x, torch.arange(12.0).reshape(6, 2)) and torch.equal(y, torch.arange(6))
+
+
+def test_batches_uneven_and_seeded_subset():
+    x, y = torch.arange(10.0)[:, None], torch.arange(10)
+    batches = make_batches(x, y, 4)
+    assert [b[0].shape[0] for b in batches] == [4, 4, 2]
+    sub = make_batches(x, y, 100, max_samples=5, seed=1)
+    again = make_batches(x, y, 100, max_samples=5, seed=1)
+    assert torch.equal(sub[0][1], again[0][1]) and sub[0][1].tolist() == sorted(sub[0][1].tolist())
+
+
+def test_strict_weights_name_missing_and_unexpected():
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(SpectraError, match=r"missing 1: bias; unexpected 1: extra"):
+        apply_state_dict(model, {"weight": torch.zeros(2, 2), "extra": torch.zeros(1)}, "w")
+    with pytest.raises(SpectraError, match=r"shape weight \(3, 2\) vs model \(2, 2\)"):
+        apply_state_dict(model, {"weight": torch.zeros(3, 2), "bias": torch.zeros(2)}, "w")
+
+
+def test_references_that_fail_are_named(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise ImportError('no such thing')\n")
+    with pytest.raises(SpectraError, match=r"bad.py failed to import: ImportError"):
+        build_model(f"{bad}:build")
+    with pytest.raises(SpectraError, match="module 'not_a_module_xyz' failed to import"):
+        build_model("not_a_module_xyz:build")
+    with pytest.raises(SpectraError, match="must be 'path/to/file.py:callable'"):
+        build_model("sample_models/digits.py")
+    fn, name = resolve_loss("mse")
+    assert name == "mse" and float(fn(torch.ones(2, 1), torch.zeros(2))) == 0.5
