@@ -51,6 +51,9 @@ def _fmt(x: Any) -> str:
 
 
 def _print_summary(d: dict[str, Any]) -> None:
+    import sys
+
+    from rich import box
     from rich.table import Table
 
     console = stdout_console()
@@ -60,7 +63,8 @@ def _print_summary(d: dict[str, Any]) -> None:
         f"{d['n_params']:,} parameters (model in eval mode, {s['dtype']} HVPs, {s['device']})"
     )
     console.print(f"loss {_fmt(d['loss'])}   gradient norm {_fmt(d['grad_norm'])}")
-    table = Table(title=f"eigenvalues ({s['which']}, tol {s['tol']:.0e})")
+    table = Table(title=f"eigenvalues ({s['which']}, tol {s['tol']:.0e})",
+                  box=box.ASCII if is_plain_output(sys.stdout) else box.HEAVY_HEAD)
     for col in ("#", "eigenvalue", "residual", "converged"):
         table.add_column(col, justify="right")
     rows = zip(d["eigenvalues"], d["residuals"], d["converged"], strict=True)

@@ -4,6 +4,7 @@ Example::
 
     >>> import torch
     >>> from spectracli.hessian import eigenpairs
+    >>> _ = torch.manual_seed(0)
     >>> model = torch.nn.Linear(4, 3)
     >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
     >>> res = eigenpairs(model, (x, y), "cross_entropy", k=2, dtype="float64")
@@ -185,6 +186,15 @@ def _shape(t: torch.Tensor) -> str:
     return "x".join(str(d) for d in t.shape) or "scalar"
 
 
+def _first_layer(model: nn.Module) -> str:
+    """What the first layer with a declared input size expects, for shape errors."""
+    for name, module in model.named_modules():
+        for attr in ("in_features", "in_channels", "num_embeddings"):
+            if hasattr(module, attr):
+                return f" (its first layer {name} has {attr}={getattr(module, attr)})"
+    return ""
+
+
 def _check_first_batch(op: LossOperator, loss_name: str, check_determinism: bool) -> None:
     """Shapes fit, labels in range, loss finite and deterministic: else one SpectraError."""
     x, y = op.batches[0]
@@ -194,8 +204,8 @@ def _check_first_batch(op: LossOperator, loss_name: str, check_determinism: bool
     except Exception as exc:  # noqa: BLE001 - any failure of user code on user data
         msg = " ".join(str(exc).split())
         raise SpectraError(
-            f"data x of shape ({_shape(x)}) per batch does not fit the model: "
-            f"{type(exc).__name__}: {msg}"
+            f"data x of shape ({_shape(x)}) per batch does not fit the model"
+            f"{_first_layer(op.model)}: {type(exc).__name__}: {msg}"
         ) from None
     if not isinstance(out, torch.Tensor):
         raise SpectraError(f"the model must return a tensor, got {type(out).__name__}")
