@@ -90,6 +90,7 @@ def test_data_callable_and_mse(runner, tmp_path):
         (["--which", "middle"], "--which must be"),
         (["--y-key", "labels"], "has no tensor 'labels'"),
         (["--threads", "zero"], "--threads must be"),
+        (["--hvp-mode", "sideways"], "--hvp-mode must be"),
         (["--data", "sample_models/digits.py:build_mlp"], "must give a Dataset"),
     ],
 )
