@@ -46,6 +46,7 @@ from spectracli.spectral import (
     mp_fit,
     squared_singular_values,
 )
+from spectracli.spectral.esd import all_finite
 from spectracli.spectral.powerlaw import XMIN_METHODS
 from spectracli.weights import MatrixPlan, as_matrices, name_selected, plan_tensor
 
@@ -89,6 +90,10 @@ class AnalyzeConfig:
             raise SpectraError(f"--dtype must be float64 or float32, got {self.dtype!r}")
         if self.threads is not None and self.threads < 1:
             raise SpectraError(f"--threads must be at least 1, got {self.threads}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
 
     def settings(self, device: str) -> dict:
         out = asdict(self)
@@ -137,13 +142,14 @@ def analyze_matrices(
         dtype=dtype,
         status="ok",
     )
-    if not bool(torch.isfinite(mats).all()):
+    if not all_finite(mats):
         bad = int((~torch.isfinite(mats)).sum())
         result.status = "nonfinite"
         result.warnings.append(f"{bad} NaN/Inf entries: layer not analysed")
         return result
     m, n = plan.matrix_shape
-    lam = squared_singular_values(mats)  # (slices, k), ascending
+    dtype = config.torch_dtype
+    lam = squared_singular_values(mats, dtype=dtype)  # (slices, k), ascending
     metrics = matrix_metrics(lam, (m, n))
     for key, value in metrics.to_dict().items():
         setattr(result, key, value)
@@ -169,7 +175,7 @@ def analyze_matrices(
         else:
             farms_lam, grid = farms_esd(
                 mats, config.farms_window, config.farms_ratio, config.farms_steps,
-                config.normalize,
+                config.normalize, dtype=dtype,
             )
             farms_np = farms_lam.to("cpu", torch.float64).numpy()
         result.farms = FarmsResult(
@@ -199,6 +205,15 @@ def _add_warnings(result: LayerResult) -> None:
             "embedding table: a lookup, not a linear map; alpha heuristics were made for linear "
             "layers"
         )
+
+
+# Tensors above this size are analysed with no other tensor in flight.
+BIG_TENSOR_BYTES = 256 * 2**20
+
+
+def _stored_bytes(h: TensorHandle) -> int:
+    itemsize = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}.get(h.dtype, 4)
+    return h.numel * itemsize
 
 
 def default_workers() -> int:
@@ -265,7 +280,7 @@ def analyze_checkpoint(
     config = config or AnalyzeConfig()
     config.validate()
     device = _device(config.device)
-    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    dtype = config.torch_dtype
     workers = 1 if device.type == "cuda" else (config.threads or default_workers())
     started = time.perf_counter()
     solve_s = 0.0
@@ -290,9 +305,10 @@ def analyze_checkpoint(
 
         def solve(item: tuple[TensorHandle, MatrixPlan]) -> tuple[LayerResult, float]:
             h, plan = item
-            tensor = h.load().to(device=device, dtype=dtype)
-            if base is not None:
-                tensor = tensor - base[h.name].load().to(device=device, dtype=dtype)
+            # Kept in its stored dtype: the math upcasts block by block (spectral.esd.gram).
+            tensor = h.load().to(device=device)
+            if base is not None:  # a difference needs the working precision first
+                tensor = tensor.to(dtype) - base[h.name].load().to(device=device, dtype=dtype)
             t0 = time.perf_counter()
             layer = analyze_matrices(
                 h.name, as_matrices(tensor, plan), plan, config, h.shape, h.dtype
@@ -307,19 +323,24 @@ def analyze_checkpoint(
         with _blas_threads(1 if device.type == "cpu" else None), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:
-            pending: deque[Future] = deque()
+            pending: deque[tuple[Future, bool]] = deque()
+
+            def collect() -> None:
+                nonlocal solve_s
+                layer, seconds = pending.popleft()[0].result()
+                layers.append(layer)
+                solve_s += seconds
+
             for index, item in enumerate(work):
                 if progress:
                     progress(index, len(work), item[0].name)
-                pending.append(pool.submit(solve, item))
-                if len(pending) >= workers:
-                    layer, seconds = pending.popleft().result()
-                    layers.append(layer)
-                    solve_s += seconds
-            for future in pending:
-                layer, seconds = future.result()
-                layers.append(layer)
-                solve_s += seconds
+                # A large tensor is solved alone, so memory stays near one tensor's worth.
+                big = _stored_bytes(item[0]) > BIG_TENSOR_BYTES
+                while pending and (big or pending[-1][1] or len(pending) >= workers):
+                    collect()
+                pending.append((pool.submit(solve, item), big))
+            while pending:
+                collect()
         if progress:
             progress(len(work), len(work), "")
         source = {

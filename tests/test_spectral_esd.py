@@ -1,5 +1,6 @@
 """ESD and norm metrics against numpy's SVD and constructed U diag(s) V^T matrices (float64)."""
 
+import importlib
 import math
 
 import numpy as np
@@ -98,3 +99,27 @@ def test_svd_and_gram_methods_agree_and_normalize_divides_by_max_dim():
     torch.testing.assert_close(esd(w, normalize=True), esd(w) / 64)
     with pytest.raises(ValueError, match="method"):
         squared_singular_values(w, method="qr")
+
+
+@pytest.mark.parametrize("shape", [(103, 7), (7, 103), (3, 41, 9)])
+def test_blockwise_gram_equals_the_direct_product(monkeypatch, shape):
+    esd_mod = importlib.import_module("spectracli.spectral.esd")  # the module, not esd()
+
+    w = torch.randn(*shape, dtype=torch.float32).to(torch.bfloat16)
+    x = w.double()
+    direct = x.transpose(-2, -1) @ x if shape[-1] <= shape[-2] else x @ x.transpose(-2, -1)
+    monkeypatch.setattr(esd_mod, "BLOCK_ELEMENTS", 50)  # force many row blocks
+    blocked = esd_mod.gram(w, torch.float64)
+    assert blocked.dtype == torch.float64
+    torch.testing.assert_close(blocked, direct, rtol=1e-12, atol=1e-12)
+
+
+def test_all_finite_checks_every_block(monkeypatch):
+    esd_mod = importlib.import_module("spectracli.spectral.esd")  # the module, not esd()
+
+    monkeypatch.setattr(esd_mod, "BLOCK_ELEMENTS", 16)
+    w = torch.ones(10, 10)
+    assert esd_mod.all_finite(w)
+    w[9, 9] = float("nan")
+    assert not esd_mod.all_finite(w)
+    assert not esd_mod.all_finite(torch.full((3, 3), float("-inf")).t())

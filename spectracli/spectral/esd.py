@@ -20,26 +20,59 @@ import torch
 GRAM_RELIABLE = 1e-9
 
 
-def gram(w: torch.Tensor) -> torch.Tensor:
-    """W^T W or W W^T, whichever is smaller (batched over leading dimensions)."""
+# Row blocks converted to the working dtype at a time, in elements: bounds the extra memory of a
+# float64 Gram accumulation to ~64 MB whatever the size (and storage dtype) of the matrix.
+BLOCK_ELEMENTS = 8_000_000
+
+
+def gram(w: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """W^T W or W W^T, whichever is smaller (batched over leading dimensions), in ``dtype``.
+
+    The product is accumulated over blocks of the long dimension, each converted to ``dtype`` on
+    the fly, so a bf16/fp32 matrix is never copied whole into float64.
+    """
+    dtype = dtype or w.dtype
+    if w.shape[-1] > w.shape[-2]:
+        w = w.transpose(-2, -1)  # tall: the Gram matrix is (n, n) with n the short side
     m, n = w.shape[-2], w.shape[-1]
-    wt = w.transpose(-2, -1)
-    return wt @ w if n <= m else w @ wt
+    batch = 1
+    for d in w.shape[:-2]:
+        batch *= d
+    rows = max(1, BLOCK_ELEMENTS // max(1, n * batch))
+    if rows >= m:
+        x = w.to(dtype)
+        return x.transpose(-2, -1) @ x
+    g = torch.zeros((*w.shape[:-2], n, n), dtype=dtype, device=w.device)
+    for start in range(0, m, rows):
+        x = w[..., start : start + rows, :].to(dtype)
+        g += x.transpose(-2, -1) @ x
+    return g
 
 
-def squared_singular_values(w: torch.Tensor, method: str = "auto") -> torch.Tensor:
-    """lambda = sigma^2 of each matrix in ``w`` (shape (..., m, n)), ascending, >= 0.
+def all_finite(w: torch.Tensor) -> bool:
+    """No NaN/Inf in ``w``, checked block by block (no full-size mask)."""
+    flat = w.reshape(-1)
+    return all(
+        bool(torch.isfinite(flat[i : i + BLOCK_ELEMENTS]).all())
+        for i in range(0, flat.numel(), BLOCK_ELEMENTS)
+    )
+
+
+def squared_singular_values(
+    w: torch.Tensor, method: str = "auto", dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """lambda = sigma^2 of each matrix in ``w`` (shape (..., m, n)), ascending, >= 0, in ``dtype``.
 
     ``method``: ``auto`` (Gram eigvalsh, falling back to svdvals where the small end matters),
-    ``gram`` or ``svd``. Works on any device; the dtype of ``w`` is kept (use float64).
+    ``gram`` or ``svd``. Works on any device; ``w`` may be stored in any float dtype.
     """
     if method not in ("auto", "gram", "svd"):
         raise ValueError(f"method must be auto, gram or svd, got {method!r}")
     k = min(w.shape[-2], w.shape[-1])
     if method == "svd":
-        s = torch.linalg.svdvals(w)
+        s = torch.linalg.svdvals(w.to(dtype))
         return torch.flip(s * s, dims=(-1,))
-    lam = torch.linalg.eigvalsh(gram(w)).clamp_min(0)
+    lam = torch.linalg.eigvalsh(gram(w, dtype)).clamp_min(0)
     if method == "gram":
         return lam
     lam_max = lam[..., -1]
@@ -48,7 +81,7 @@ def squared_singular_values(w: torch.Tensor, method: str = "auto") -> torch.Tens
         flat_w = w.reshape(-1, w.shape[-2], w.shape[-1])
         flat_lam = lam.reshape(-1, k).clone()
         idx = torch.nonzero(unreliable.reshape(-1)).flatten()
-        s = torch.linalg.svdvals(flat_w[idx])
+        s = torch.linalg.svdvals(flat_w[idx].to(dtype))
         flat_lam[idx] = torch.flip(s * s, dims=(-1,))
         lam = flat_lam.reshape(lam.shape)
     return lam

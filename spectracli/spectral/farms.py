@@ -24,10 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spectracli.spectral.esd import squared_singular_values
-
-# Bound on the windows stacked at once for a batched solve, in elements.
-_BATCH_ELEMENTS = 32_000_000
+from spectracli.spectral.esd import BLOCK_ELEMENTS, squared_singular_values
 
 
 @dataclass(frozen=True)
@@ -69,22 +66,23 @@ def farms_esd(
     ratio: float = 1.0,
     steps: int = 10,
     normalize: bool = False,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[torch.Tensor, FarmsGrid]:
     """Pooled ESD (ascending) of the FARMS windows of ``w`` (one matrix or a stack of slices).
 
     With ``normalize`` each window's eigenvalues are divided by max(r, c). Windows are solved
-    batched, in chunks that bound the memory to about 256 MB of float64.
+    batched, in chunks of at most ``BLOCK_ELEMENTS`` entries (64 MB of float64).
     """
     mats = w.reshape(-1, w.shape[-2], w.shape[-1])
     grid = farms_grid(mats.shape[-2], mats.shape[-1], window, ratio, steps)
-    per_chunk = max(1, _BATCH_ELEMENTS // (grid.rows * grid.cols))
+    per_chunk = max(1, BLOCK_ELEMENTS // (grid.rows * grid.cols))
     pooled = []
     offsets = [(i, j) for i in grid.row_offsets for j in grid.col_offsets]
     for m in mats:
         for start in range(0, len(offsets), per_chunk):
             part = offsets[start : start + per_chunk]
             chunk = torch.stack([m[i : i + grid.rows, j : j + grid.cols] for i, j in part])
-            pooled.append(squared_singular_values(chunk, method="gram").reshape(-1))
+            pooled.append(squared_singular_values(chunk, method="gram", dtype=dtype).reshape(-1))
     lam = torch.cat(pooled)
     if normalize:
         lam = lam / max(grid.rows, grid.cols)
