@@ -8,9 +8,9 @@ reach ``--gb`` gigabytes, written in shards of ``--shard-gb`` with a
 ``model.safetensors.index.json``. The values are seeded Gaussians scaled by 1/sqrt(fan_in).
 
 Then runs ``spectracli analyze DIR --format json --output ...`` as a whole process and reads its
-own peak RSS from ``os.wait4`` (ru_maxrss), next to the budget ``3 x largest tensor + 300 MB``
-and the RSS of a bare ``python -c "import torch"`` for scale. The disk is checked first
-(``shutil.disk_usage``) and the checkpoint shrunk to fit in half the free space.
+own peak RSS (ru_maxrss, through a lean wrapper process), next to the budget ``3 x largest
+tensor + 300 MB`` and the RSS of a bare ``python -c "import torch"`` for scale. The disk is
+checked first (``shutil.disk_usage``) and the checkpoint shrunk to fit in half the free space.
 
 Usage::
 
@@ -107,18 +107,29 @@ def build_sharded_checkpoint(
             "n_matrices": sum(1 for _, s in tensors if len(s) == 2)}
 
 
+# Linux keeps ru_maxrss across execve, so a child forked from this (large, checkpoint-building)
+# process would report at least our RSS. A small wrapper forks the command from itself instead
+# and reports its one child's rusage.
+MEASURE = """
+import json, os, resource, subprocess, sys, time
+t0 = time.perf_counter()
+rc = subprocess.call(sys.argv[2:], stdout=open(sys.argv[1], "wb"),
+                     stderr=open(sys.argv[1] + ".stderr", "wb"))
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "wall_s": time.perf_counter() - t0, "peak_rss_mb": u.ru_maxrss / 1024,
+                  "cpu_s": u.ru_utime + u.ru_stime}))
+"""
+
+
 def run_rusage(cmd: list[str], stdout: Path) -> dict[str, float]:
-    with open(stdout, "wb") as out, open(stdout.with_suffix(".stderr"), "wb") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    rc = os.waitstatus_to_exitcode(status)
-    if rc != 0:
-        tail = stdout.with_suffix(".stderr").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed (rc {rc}): {tail}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0,
-            "cpu_s": usage.ru_utime + usage.ru_stime}
+    """Wall time, CPU time and the command's own peak RSS (MiB), measured by a lean wrapper."""
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(stdout), *cmd], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if res["rc"] != 0:
+        tail = Path(str(stdout) + ".stderr").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed (rc {res['rc']}): {tail}")
+    return res
 
 
 def main() -> None:
