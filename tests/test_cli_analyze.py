@@ -147,3 +147,23 @@ def test_unsafe_pickle_is_refused_naming_the_flag(tmp_path):
     assert res.exit_code == 2
     assert "--trust-pickle" in res.stderr and "this would run" not in res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "given, expected", [(None, "PASSIVE"), ("", "PASSIVE"), ("ACTIVE", "ACTIVE")]
+)
+def test_console_script_sets_a_passive_openmp_wait_policy_unless_the_user_did(given, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import os, sys; sys.argv = ['spectracli', '--version']\n"
+            "from spectracli.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-2:] == [expected, "False"]  # set before torch was ever imported

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from spectracli import __version__
@@ -55,4 +57,10 @@ app.command("hessian")(_hessian.hessian)
 
 
 def main() -> None:
+    # OpenMP threads that spin while waiting made the eigen solves 10-20x slower on a busy
+    # 2-core machine and 13% slower on a quiet one (docs/benchmarks.md). It must be set before
+    # torch (and its OpenMP runtime) loads; commands import torch lazily, so here is early enough.
+    # A user's own (non-empty) setting wins.
+    if not os.environ.get("OMP_WAIT_POLICY"):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     app()
