@@ -167,6 +167,40 @@ def run_spectracli(workload: str, dtype: str, tol: float | None = None) -> dict[
             "n_batches": res.settings.get("n_batches")}
 
 
+def convergence(workload: str = "mlp_270k", steps: range = range(14, 34, 2)) -> str:
+    """Error against the truth after exactly N Lanczos products (tol unreachable, so N is the
+    budget), for float32 and float64 HVPs: how many products 1e-6 relative really needs here.
+    Products are memoised on the input vector (the Krylov sequence is the same for every N)."""
+    import hashlib
+
+    from spectracli.hessian import HessianConfig, lanczos
+    from spectracli.hessian.api import build_operator
+
+    ref = truth(workload)["algebraic"]
+    model, x, y = WORKLOADS[workload]()
+    lines = ["| Lanczos products | max rel. error, float32 HVPs | max rel. error, float64 HVPs | "
+             "max rel. residual |", "|---|---|---|---|"]
+    rows: dict[int, list[str]] = {n: [] for n in steps}
+    for dtype in ("float32", "float64"):
+        op, _ = build_operator(model, (x, y), "cross_entropy", HessianConfig(k=K, dtype=dtype))
+        cache: dict[str, torch.Tensor] = {}
+
+        def matvec(v: torch.Tensor, op: Any = op, cache: dict = cache) -> torch.Tensor:
+            key = hashlib.sha1(v.cpu().numpy().tobytes()).hexdigest()
+            if key not in cache:
+                cache[key] = op.matvec(v)
+            return cache[key].clone()  # lanczos works in place on what it gets
+
+        for n in steps:
+            r = lanczos(matvec, op.n, K, tol=1e-15, max_matvecs=n, seed=0)
+            rows[n].append(f"{rel_error(r.eigenvalues, ref):.1e}")
+            if dtype == "float64":
+                rows[n].append(f"{max(r.residuals):.1e}")
+    for n in steps:
+        lines.append(f"| {n} | " + " | ".join(rows[n]) + " |")
+    return "\n".join(lines)
+
+
 def run_anchors(workload: str, only: str = "", uneven: bool = False) -> list[dict[str, Any]]:
     out = OUT / f"anchors_{workload}.json"
     cmd = [str(ANCHORS_PY), str(ROOT / "benchmarks/anchors/hessian_anchors.py"),
@@ -199,9 +233,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3,
                         help="alternating re-runs of spectracli and curvlinops+eigsh (full MLP)")
+    parser.add_argument("--convergence", action="store_true",
+                        help="only print error vs number of Lanczos products (full MLP)")
     parser.add_argument("--skip-anchors", action="store_true",
                         help="reuse the anchors' last results under bench_out/compare_hessian")
     args = parser.parse_args()
+    if args.convergence:
+        print(convergence())
+        return
     if not ANCHORS_PY.exists() and not args.skip_anchors:
         sys.exit("anchors venv missing: run `bash benchmarks/anchors/setup_env.sh` first")
     OUT.mkdir(parents=True, exist_ok=True)
