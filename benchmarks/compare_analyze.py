@@ -81,6 +81,24 @@ def fetch_minilm(dest: Path = MINILM_DIR) -> Path:
 # --------------------------------------------------------------------------- the floor
 
 
+def floor_numpy_main(ckpt: str, names_json: str) -> None:
+    """The same floor without torch: numpy + safetensors' numpy reader + numpy eigvalsh."""
+    t0 = time.perf_counter()
+    from safetensors import safe_open
+
+    names = json.loads(Path(names_json).read_text())
+    t1 = time.perf_counter()
+    total = 0
+    with safe_open(ckpt, framework="np") as fh:
+        for name in names:
+            w = fh.get_tensor(name).astype(np.float64)
+            w = w.reshape(w.shape[0], -1)
+            g = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+            total += np.linalg.eigvalsh(g).size
+    t2 = time.perf_counter()
+    print(json.dumps({"import_s": t1 - t0, "solve_s": t2 - t1, "n_eigenvalues": total}))
+
+
 def floor_main(solver: str, threads: int, ckpt: str, names_json: str) -> None:
     """The bare floor, run as its own process: import torch, load, eigen-solve, nothing else.
     ``threads`` 0 keeps torch's default intra-op thread count."""
@@ -307,8 +325,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="alternating runs of each process")
     parser.add_argument("--jobs", default="ww,ours,ours_nofarms,floor_eigvalsh,floor_eigvalsh_t1,"
-                        "floor_svdvals_t1", help="comma list; also floor_svdvals, ours_threads1, "
-                        "ours_omp_passive (OMP_WAIT_POLICY=PASSIVE)")
+                        "floor_svdvals_t1",
+                        help="comma list; also floor_svdvals, floor_numpy (no torch), "
+                        "ours_threads1, ours_omp_passive (OMP_WAIT_POLICY=PASSIVE)")
     args = parser.parse_args()
     if not ANCHORS_PY.exists() and "ww" in args.jobs:
         sys.exit(f"anchors venv missing: run `bash benchmarks/anchors/setup_env.sh` first "
@@ -334,6 +353,8 @@ def main() -> None:
         "ours_omp_passive": spectracli_cmd(ckpt, OUT / "ours_omp_passive.json", True),
     }
     envs = {"ours_omp_passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    # Diagnostic: what a torch-free path could reach (not used as the floor of the target).
+    jobs["floor_numpy"] = [sys.executable, __file__, "--floor-numpy", str(ckpt), str(names_json)]
     for solver in ("eigvalsh", "svdvals"):
         for threads in (0, 1):
             jobs[f"floor_{solver}" + (f"_t{threads}" if threads else "")] = [
@@ -369,13 +390,13 @@ def main() -> None:
         ratios["ours_over_ww_wall"] = med("ours") / med("ww")
         ratios["ours_over_ww_cpu"] = med("ours", "cpu_s") / med("ww", "cpu_s")
         ratios["ours_over_ww_rss"] = med("ours", "peak_rss_mb") / med("ww", "peak_rss_mb")
-    floors = {j: med(j) for j in timing if j.startswith("floor_")}
+    floors = {j: med(j) for j in timing if j.startswith("floor_") and j != "floor_numpy"}
     if "ours" in timing and floors:
         # The floor is the fastest bare solve measured (solver and thread count both free).
         best = min(floors, key=floors.get)
         ratios["floor_job"] = best
         ratios["ours_over_floor_wall"] = med("ours") / floors[best]
-        cpu_best = min((j for j in timing if j.startswith("floor_")),
+        cpu_best = min((j for j in floors),
                        key=lambda j: med(j, "cpu_s"))
         ratios["ours_over_floor_cpu"] = med("ours", "cpu_s") / med(cpu_best, "cpu_s")
     if "ours" in timing and "ours_nofarms" in timing:
@@ -400,5 +421,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--floor":
         floor_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif len(sys.argv) == 4 and sys.argv[1] == "--floor-numpy":
+        floor_numpy_main(sys.argv[2], sys.argv[3])
     else:
         main()
