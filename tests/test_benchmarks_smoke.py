@@ -3,13 +3,27 @@ that spectracli reads whole (every matrix analysed once, the index consistent wi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import sys
+from pathlib import Path
 
 from safetensors import safe_open
 
-from benchmarks.scale_bench import build_sharded_checkpoint, layers_for, layout, nbytes
 from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+
+# benchmarks/ is not an installed package: load the script by path, whatever the working directory.
+_SPEC = importlib.util.spec_from_file_location(
+    "scale_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "scale_bench.py"
+)
+scale_bench = importlib.util.module_from_spec(_SPEC)
+sys.modules["scale_bench"] = scale_bench
+_SPEC.loader.exec_module(scale_bench)
+build_sharded_checkpoint = scale_bench.build_sharded_checkpoint
+layers_for = scale_bench.layers_for
+layout = scale_bench.layout
+nbytes = scale_bench.nbytes
 
 
 def test_sharded_builder_index_matches_shards(tmp_path):
