@@ -123,3 +123,19 @@ def test_all_finite_checks_every_block(monkeypatch):
     w[9, 9] = float("nan")
     assert not esd_mod.all_finite(w)
     assert not esd_mod.all_finite(torch.full((3, 3), float("-inf")).t())
+
+
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_sigma_min_meets_its_documented_accuracy_on_either_side_of_the_svd_fallback(side):
+    """sigma_min is promised to SIGMA_MIN_RTOL (1e-4) whether Gram or SVD computed it."""
+    from spectracli.spectral.esd import GRAM_RELIABLE, SIGMA_MIN_RTOL
+
+    k = 60
+    # kappa at which the worst-case Gram error bound eps * k * kappa^2 / 2 equals the promise.
+    kappa_edge = (1.0 / (GRAM_RELIABLE * k)) ** 0.5
+    kappa = kappa_edge * (0.9 if side == "below" else 1.1)
+    s = np.geomspace(1.0, 1.0 / kappa, k)
+    w = constructed(90, k, s, seed=7)
+    met = matrix_metrics(squared_singular_values(torch.from_numpy(w)), (90, k))
+    assert abs(met.sigma_min - s[-1]) / s[-1] <= SIGMA_MIN_RTOL
+    assert met.condition_number == pytest.approx(kappa, rel=2 * SIGMA_MIN_RTOL)
