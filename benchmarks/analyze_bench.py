@@ -5,7 +5,8 @@ two FFN matrices, plus a 30522 x 384 embedding: 38 matrices, like all-MiniLM-L6-
 in fresh processes, alternating, ``--repeats`` times each:
 
 - floor: ``import torch`` + load every matrix + float64 ``eigvalsh`` of its Gram matrix, nothing
-  else (the least any tool must do to get the spectra);
+  else (the least any tool must do to get the spectra), with torch's default threads and OpenMP
+  wait policy, its fastest setting here (OMP_WAIT_POLICY=PASSIVE slows its 2-thread solves);
 - spectracli analyze --no-farms, and spectracli analyze (full + FARMS fits), JSON to a file.
 
 Prints median wall time and peak RSS of each and the ratios. ``--methods`` also times, in this
