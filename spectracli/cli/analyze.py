@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from spectracli.cli.common import (
+    TRUST_PICKLE_HELP,
     emit,
     handle_errors,
     is_plain_output,
@@ -63,8 +64,7 @@ def analyze(
     threads: int | None = typer.Option(None, help="Layers solved at once on the CPU, one BLAS "
                                          "thread each (default: the available cores)."),
     base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint."),
-    trust_pickle: bool = typer.Option(False, help="Allow pickles that need arbitrary globals "
-                                      "(runs code from the file: only for trusted files)."),
+    trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
     esd: bool = typer.Option(True, "--esd/--no-esd", help="Store eigenvalues in the JSON report."),
     plots: Path | None = typer.Option(None, help="Also write plots into this directory."),
     plot_format: str = typer.Option("png", help="png | svg."),

@@ -16,6 +16,12 @@ from spectracli.fileio import write_text_atomic
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# One wording for every command that reads checkpoints.
+TRUST_PICKLE_HELP = (
+    "Allow PyTorch pickles that need globals beyond torch's safe set (this runs code from the "
+    "file: only for files you trust)."
+)
+
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from spectracli.cli.common import emit, handle_errors
+from spectracli.cli.common import TRUST_PICKLE_HELP, emit, handle_errors
 
 FORMATS = ("table", "json", "markdown")
 
@@ -41,8 +41,7 @@ def compare(
     include: list[str] = typer.Option([], help="Checkpoints only: tensor name glob (repeatable)."),
     exclude: list[str] = typer.Option([], help="Checkpoints only: tensor name glob to skip."),
     device: str = typer.Option("auto", help="Checkpoints only: auto | cpu | cuda."),
-    trust_pickle: bool = typer.Option(False, help="Checkpoints only: allow pickles needing "
-                                      "arbitrary globals (trusted files only)."),
+    trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
 ) -> None:
     """Compare sigma_max, condition number, alpha, FARMS alpha and stable rank layer by layer."""
     from spectracli.compare import compare_reports

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from spectracli.cli.analyze import progress_callback
-from spectracli.cli.common import emit, handle_errors, stdout_console
+from spectracli.cli.common import TRUST_PICKLE_HELP, emit, handle_errors, stdout_console
 
 FORMATS = ("table", "json")
 
@@ -62,8 +62,7 @@ def gate(
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when rules fail."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (checkpoints)."),
     trust_pickle: bool = typer.Option(
-        False, "--trust-pickle", help="Allow unpickling a legacy PyTorch checkpoint."
-    ),
+        False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ) -> None:
     """Check a checkpoint or report against threshold rules; exit 1 when an error rule fails.
 
@@ -146,8 +145,7 @@ def baseline(
     no_config: bool = typer.Option(False, "--no-config", help="Ignore config files."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (checkpoints)."),
     trust_pickle: bool = typer.Option(
-        False, "--trust-pickle", help="Allow unpickling a legacy PyTorch checkpoint."
-    ),
+        False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ) -> None:
     """Write (or overwrite, to update) a baseline report for `gate --baseline`."""
     from spectracli.fileio import write_text_atomic

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from spectracli.cli.common import (
+    TRUST_PICKLE_HELP,
     emit,
     handle_errors,
     is_plain_output,
@@ -154,8 +155,7 @@ def hessian(
     fmt: str = typer.Option("table", "--format", "-f", help="table | json."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write to this file (atomically) instead of stdout."),
-    trust_pickle: bool = typer.Option(False, help="Allow pickled weights that need arbitrary "
-                                      "globals (runs code from the file: trusted files only)."),
+    trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
 ) -> None:
     """Top eigenvalues, trace and spectral density of the Hessian of the mean loss over a
     dataset."""
