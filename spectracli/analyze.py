@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from spectracli import __version__
+from spectracli.device import resolve_device
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import TensorHandle
@@ -103,17 +104,6 @@ class AnalyzeConfig:
         return out
 
 
-def _device(name: str) -> torch.device:
-    name = name.lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SpectraError("--device cuda was given but torch sees no CUDA device")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise SpectraError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
 def esd_sample(lam: np.ndarray) -> EsdSample:
     """All eigenvalues when few, else ``MAX_STORED`` evenly spaced quantiles (7 digits kept)."""
     lam = np.sort(lam)
@@ -148,8 +138,8 @@ def analyze_matrices(
         result.warnings.append(f"{bad} NaN/Inf entries: layer not analysed")
         return result
     m, n = plan.matrix_shape
-    dtype = config.torch_dtype
-    lam = squared_singular_values(mats, dtype=dtype)  # (slices, k), ascending
+    work_dtype = config.torch_dtype
+    lam = squared_singular_values(mats, dtype=work_dtype)  # (slices, k), ascending
     metrics = matrix_metrics(lam, (m, n))
     for key, value in metrics.to_dict().items():
         setattr(result, key, value)
@@ -175,7 +165,7 @@ def analyze_matrices(
         else:
             farms_lam, grid = farms_esd(
                 mats, config.farms_window, config.farms_ratio, config.farms_steps,
-                config.normalize, dtype=dtype,
+                config.normalize, dtype=work_dtype,
             )
             farms_np = farms_lam.to("cpu", torch.float64).numpy()
         result.farms = FarmsResult(
@@ -279,7 +269,7 @@ def analyze_checkpoint(
     """
     config = config or AnalyzeConfig()
     config.validate()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     dtype = config.torch_dtype
     workers = 1 if device.type == "cuda" else (config.threads or default_workers())
     started = time.perf_counter()

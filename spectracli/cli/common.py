@@ -99,17 +99,3 @@ def emit(text: str, output: Path | None) -> None:
         sys.stdout.flush()
     else:
         write_text_atomic(output, text if text.endswith("\n") else text + "\n")
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a usage error."""
-    import torch
-
-    device = device.lower()
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise SpectraError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpectraError("--device cuda was given but torch sees no CUDA device")
-    return device

@@ -13,7 +13,6 @@ from spectracli.cli.common import (
     emit,
     handle_errors,
     is_plain_output,
-    resolve_device,
     stderr_console,
     stdout_console,
 )
@@ -164,13 +163,14 @@ def hessian(
     if fmt not in ("table", "json"):
         raise SpectraError(f"--format must be table or json, got {fmt!r}")
 
+    from spectracli.device import resolve_device
     from spectracli.hessian import HessianConfig, analyze
     from spectracli.hessian.loading import apply_state_dict, build_model, load_data, resolve_loss
     from spectracli.results import dumps_report
 
     config = HessianConfig(
         k=top_k, which=which, operator=operator, tol=tol, max_hvps=max_hvps,
-        max_basis=max_basis, dtype=dtype, device=resolve_device(device), hvp_mode=hvp_mode,
+        max_basis=max_basis, dtype=dtype, device=str(resolve_device(device)), hvp_mode=hvp_mode,
         batch_size=batch_size,
         max_samples=max_samples, seed=seed, trace=trace, trace_hvps=trace_hvps,
         density=density, density_probes=density_probes, density_steps=density_steps, lr=lr,

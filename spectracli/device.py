@@ -1,0 +1,19 @@
+"""``--device auto|cpu|cuda[:N]`` -> a torch device, for every command and library entry point."""
+
+from __future__ import annotations
+
+import torch
+
+from spectracli.errors import SpectraError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when torch sees a GPU; ``cuda`` without one is a usage error."""
+    name = name.lower()
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise SpectraError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SpectraError("--device cuda was given but torch sees no CUDA device")
+    return torch.device(name)
