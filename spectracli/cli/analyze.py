@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -12,31 +13,23 @@ from spectracli.cli.common import (
     emit,
     handle_errors,
     is_plain_output,
-    stderr_console,
     stdout_console,
+    terminal_progress,
 )
 
 
 @contextlib.contextmanager
-def progress_callback():
-    """A rich progress bar on a terminal (stderr); nothing when piped or NO_COLOR is set."""
-    import sys
+def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
+    """analyze's progress callback as a bar on a terminal (layers done); None when piped."""
+    with terminal_progress("analyzing") as update:
+        if update is None:
+            yield None
+            return
 
-    if is_plain_output(sys.stderr):
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        def on_layer(done: int, total: int, name: str) -> None:
+            update(completed=done, total=total, description=name[-40:] or "done")
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=stderr_console(), transient=True,
-    ) as bar:
-        task = bar.add_task("analyzing", total=None)
-
-        def update(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, description=name[-40:] or "done")
-
-        yield update
+        yield on_layer
 
 
 @handle_errors

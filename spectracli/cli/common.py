@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +72,25 @@ def is_plain_output(stream: Any = None) -> bool:
         return True
     isatty = getattr(stream, "isatty", None)
     return not (callable(isatty) and isatty())
+
+
+@contextlib.contextmanager
+def terminal_progress(description: str, info: bool = False) -> Iterator[Callable[..., None] | None]:
+    """A transient rich progress bar on stderr when it is a terminal; ``None`` when piped or
+    ``NO_COLOR`` is set. Yields ``update(**fields)`` for ``Progress.update`` of its one task
+    (``info=True`` adds a free-text column filled by ``update(info=...)``)."""
+    if is_plain_output(sys.stderr):
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
+        task = bar.add_task(description, total=None, **({"info": ""} if info else {}))
+        yield functools.partial(bar.update, task)
 
 
 def stdout_console():

@@ -13,33 +13,24 @@ from spectracli.cli.common import (
     emit,
     handle_errors,
     is_plain_output,
-    stderr_console,
     stdout_console,
+    terminal_progress,
 )
 
 
 @contextlib.contextmanager
 def _progress():
     """A rich bar on a terminal (stderr: HVPs done, current residual); nothing when piped."""
-    import sys
+    with terminal_progress("HVPs", info=True) as update:
+        if update is None:
+            yield None
+            return
 
-    if is_plain_output(sys.stderr):
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-        console=stderr_console(), transient=True,
-    ) as bar:
-        task = bar.add_task("HVPs", total=None, info="")
-
-        def update(stage: str, done: int, total: int, residual: float | None) -> None:
+        def on_hvp(stage: str, done: int, total: int, residual: float | None) -> None:
             info = f"residual {residual:.1e}" if residual is not None else ""
-            bar.update(task, completed=done, total=total, description=f"{stage} HVPs", info=info)
+            update(completed=done, total=total, description=f"{stage} HVPs", info=info)
 
-        yield update
+        yield on_hvp
 
 
 def _fmt(x: Any) -> str:
