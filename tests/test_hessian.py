@@ -12,14 +12,8 @@ from spectracli.errors import SpectraError
 from spectracli.hessian import HessianConfig, LossOperator, analyze, eigenpairs
 from spectracli.hessian.losses import cross_entropy, mse
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny products: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny products: one thread (tests/conftest.py) avoids OpenMP spin-waits on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(seed: int = 0) -> nn.Module:

@@ -10,14 +10,8 @@ from typer.testing import CliRunner
 
 from spectracli.cli.app import app
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny products: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny products: one thread (tests/conftest.py) avoids OpenMP spin-waits on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 MLP = ["--model", "sample_models/digits.py:build_mlp",
        "--weights", "sample_models/digits_mlp.safetensors", "--data", "sample_models/digits.npz"]

@@ -7,14 +7,8 @@ import torch
 
 from spectracli.hessian.lanczos import lanczos
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny products: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Tiny products: one thread (tests/conftest.py) avoids OpenMP spin-waits on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _matrix(eigs: torch.Tensor, seed: int = 0) -> torch.Tensor:

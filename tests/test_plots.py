@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_fixtures import build_analyze_report, build_hessian_report
 from typer.testing import CliRunner
 
 from spectracli.cli.app import app
@@ -34,16 +33,6 @@ def decode_png(data: bytes) -> np.ndarray:
     from matplotlib.image import imread
 
     return imread(io.BytesIO(data), format="png")
-
-
-@pytest.fixture(scope="module")
-def analyze_report() -> dict:
-    return build_analyze_report()
-
-
-@pytest.fixture(scope="module")
-def hessian_report() -> dict:
-    return build_hessian_report()
 
 
 def _figures(analyze: dict, hessian: dict):

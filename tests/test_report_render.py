@@ -12,7 +12,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_fixtures import build_analyze_report, build_hessian_report
 from typer.testing import CliRunner
 
 from spectracli.cli.app import app
@@ -23,16 +22,6 @@ from spectracli.results import SCHEMA_VERSION, dumps_report
 
 # %.6g keeps 6 significant digits: |x - printed| <= 0.5e-5 * 10^floor(log10|x|) <= 5e-6 |x|.
 SIX_DIGITS_REL = 5e-6
-
-
-@pytest.fixture(scope="module")
-def analyze_report() -> dict:
-    return build_analyze_report()
-
-
-@pytest.fixture(scope="module")
-def hessian_report() -> dict:
-    return build_hessian_report()
 
 
 @pytest.fixture(scope="module")
