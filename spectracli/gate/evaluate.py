@@ -356,6 +356,26 @@ def evaluate(
     )
 
 
+def _no_value(
+    rule: Rule,
+    config: GateConfig,
+    owner: Subject,
+    name: str,
+    message: str,
+    how_far: str,
+    value: float | None = None,
+) -> list[Finding]:
+    """The finding for layer ``name`` when ``owner`` (the current subject or its baseline) has
+    no value of the rule's metric, at the severity ``missing_value`` sets."""
+    severity = _severity(config.missing_value)
+    if severity is None:
+        return []
+    return [Finding(
+        rule.id, severity, "no_value", message + _why_missing(owner, rule.metric),
+        layer=name, metric=rule.metric, value=value, how_far=how_far,
+    )]
+
+
 def _check_one(
     rule: Rule,
     subject: Subject,
@@ -367,14 +387,7 @@ def _check_one(
     name, metric = subject.name, rule.metric
     value = subject.value(metric)
     if value is None:
-        severity = _severity(config.missing_value)
-        if severity is not None:
-            out.append(Finding(
-                rule.id, severity, "no_value",
-                f"{name}: {metric} has no value{_why_missing(subject, metric)}",
-                layer=name, metric=metric, how_far="no value",
-            ))
-        return out
+        return _no_value(rule, config, subject, name, f"{name}: {metric} has no value", "no value")
     for side, limit in (("min", rule.min), ("max", rule.max)):
         if limit is None:
             continue
@@ -393,14 +406,10 @@ def _check_one(
         return out
     before = base.value(metric)
     if before is None:
-        severity = _severity(config.missing_value)
-        if severity is not None:
-            out.append(Finding(
-                rule.id, severity, "no_value",
-                f"{name}: the baseline has no value of {metric}{_why_missing(base, metric)}",
-                layer=name, metric=metric, value=value, how_far="no baseline value",
-            ))
-        return out
+        return out + _no_value(
+            rule, config, base, name, f"{name}: the baseline has no value of {metric}",
+            "no baseline value", value=value,
+        )
     if rule.max_rel_increase is not None:
         rel = relative_increase(value, before)
         if rel > rule.max_rel_increase:
