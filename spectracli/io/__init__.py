@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from spectracli.errors import CheckpointError
-from spectracli.io.base import Checkpoint, TensorHandle
+from spectracli.io.base import Checkpoint, TensorHandle, read_config_json
 from spectracli.io.detect import detect
 
 __all__ = [
@@ -35,8 +35,16 @@ def open_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoi
     ``*.safetensors.index.json``); PyTorch ``.pt/.pth/.bin/.ckpt`` (zip or legacy pickle, loaded
     with ``weights_only=True`` unless ``trust_pickle``); ``.npz`` (``allow_pickle=False``).
     Headers and indexes are validated here, so a bad file fails before any tensor is yielded.
+    The ``config.json`` beside the weights, when there is one, is parsed into ``ckpt.config``.
     """
-    p = Path(path)
+    ckpt = _open(Path(path), trust_pickle)
+    if ckpt.config is None:  # the Hugging Face layout: config.json beside the weights
+        shown = Path(ckpt.path)
+        ckpt.config = read_config_json(shown if shown.is_dir() else shown.parent)
+    return ckpt
+
+
+def _open(p: Path, trust_pickle: bool) -> Checkpoint:
     fmt, file = detect(p)
     if fmt == "safetensors":
         from spectracli.io.safetensors_reader import open_safetensors

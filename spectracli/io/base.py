@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,6 +19,13 @@ class TensorHandle:
 
     ``load()`` reads this one tensor (on the CPU, in its stored dtype). ``aliases`` lists the
     other names that share its storage (tied weights); they are not yielded separately.
+
+    Every reader presents tensors in PyTorch's layout (a linear map as (out, in), a conv kernel
+    as (out, in / groups, *k)), transposing lazily where the format stores otherwise. ``meta``
+    carries what the format knows and the layer model may use, all optional:
+    ``"kind"`` (``"linear"``, ``"embedding"``, ``"conv"``: the consuming op said so, e.g. ONNX),
+    ``"quant_type"`` (the stored quantisation, e.g. ``"Q4_K"``), ``"stored_dtype"`` (the dtype
+    on disk when ``dtype`` is what ``load()`` returns after dequantisation).
     """
 
     name: str
@@ -24,6 +33,7 @@ class TensorHandle:
     dtype: str  # torch dtype name without the "torch." prefix, e.g. "bfloat16"
     loader: Callable[[], torch.Tensor] = field(repr=False)
     aliases: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_float(self) -> bool:
@@ -46,6 +56,8 @@ class Checkpoint:
     path: Path
     format: str  # "safetensors" | "safetensors-sharded" | "pytorch" | "npz"
     size_bytes: int
+    # The Hugging Face ``config.json`` beside the weights, parsed; None when there is none.
+    config: dict[str, Any] | None = None
 
     def handles(self) -> Iterator[TensorHandle]:
         raise NotImplementedError
@@ -58,3 +70,13 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_config_json(directory: Path) -> dict[str, Any] | None:
+    """The parsed ``config.json`` in ``directory``, or None when absent or not a JSON object."""
+    try:
+        with open(directory / "config.json", encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
