@@ -175,6 +175,7 @@ def convergence(workload: str = "mlp_270k", steps: range = range(14, 34, 2)) -> 
 
     from spectracli.hessian import HessianConfig, lanczos
     from spectracli.hessian.api import build_operator
+    from spectracli.hessian.linop import as_operator
 
     ref = truth(workload)["algebraic"]
     model, x, y = WORKLOADS[workload]()
@@ -192,7 +193,8 @@ def convergence(workload: str = "mlp_270k", steps: range = range(14, 34, 2)) -> 
             return cache[key].clone()  # lanczos works in place on what it gets
 
         for n in steps:
-            r = lanczos(matvec, op.n, K, tol=1e-15, max_matvecs=n, seed=0)
+            r = lanczos(as_operator(matvec, op.n, dtype=op.dtype), K, tol=1e-15,
+                        max_matvecs=n, seed=0)
             rows[n].append(f"{rel_error(r.eigenvalues, ref):.1e}")
             if dtype == "float64":
                 rows[n].append(f"{max(r.residuals):.1e}")

@@ -82,7 +82,7 @@ def hvp_cost(device: str, repeats: int, batch_size: int) -> None:
 def _top5_run(op: LossOperator, tol: float, seed: int = 0):
     op.matvecs = 0
     t = time.perf_counter()
-    res = lanczos(op.matvec, op.n, 5, tol=tol, seed=seed, device=op.device)
+    res = lanczos(op, 5, tol=tol, seed=seed)
     return res, time.perf_counter() - t
 
 
@@ -116,7 +116,7 @@ def shrunken_accuracy() -> None:
               f"{_err(res.eigenvalues, ref):.1e}")
     true_trace = float(dense.trace())
     for m in (30, 99):
-        est = hutchpp(op64.matvec, op64.n, m, seed=0)
+        est = hutchpp(op64, m, seed=0)
         print(f"  Hutch++ {m} HVPs: {est.estimate:.4f} +- {est.stderr:.4f} (exact "
               f"{true_trace:.4f}, error {abs(est.estimate - true_trace) / est.stderr:.2f} "
               "stderr)")
@@ -127,7 +127,7 @@ def full_top5(device: str, batch_size: int) -> None:
     batches = _batches(x, y, batch_size)
     op64 = LossOperator(model, batches, cross_entropy, dtype=torch.float64, device=device)
     t = time.perf_counter()
-    truth = lanczos(op64.matvec, op64.n, 5, tol=1e-11, seed=123, device=device)
+    truth = lanczos(op64, 5, tol=1e-11, seed=123)
     print(f"\n[3] MLP 269,322 params, 2048 samples, {device}: reference float64 tol 1e-11: "
           f"{truth.n_matvecs} HVPs, {time.perf_counter() - t:.1f} s, top-5 "
           f"{[round(v, 6) for v in truth.eigenvalues]}")

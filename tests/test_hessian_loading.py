@@ -22,7 +22,7 @@ from spectracli.hessian.loading import (
 
 @pytest.mark.parametrize(
     "module",
-    ["lanczos", "hutchpp", "slq", "losses", "operators", "api"],
+    ["lanczos", "hutchpp", "slq", "linop", "losses", "operators", "api"],
 )
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"spectracli.hessian.{module}")

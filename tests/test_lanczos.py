@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from spectracli.hessian.lanczos import lanczos
+from spectracli.hessian.linop import DenseOperator, as_operator
 
 # Tiny products: one thread (tests/conftest.py) avoids OpenMP spin-waits on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,7 +37,7 @@ def _rel_err(got: list[float], ref: torch.Tensor) -> float:
 
 def test_largest_match_eigvalsh_to_1e_8(spiked):
     ref = torch.linalg.eigvalsh(spiked).flip(0)[:5]
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=5, tol=1e-10)
+    res = lanczos(DenseOperator(spiked), k=5, tol=1e-10)
     assert res.all_converged
     assert _rel_err(res.eigenvalues, ref) < 1e-8
     assert res.eigenvalues == sorted(res.eigenvalues, reverse=True)
@@ -44,7 +45,7 @@ def test_largest_match_eigvalsh_to_1e_8(spiked):
 
 def test_smallest_find_negative_curvature(spiked):
     ref = torch.linalg.eigvalsh(spiked)[:3].flip(0)  # descending order, as reported
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=3, which="smallest", tol=1e-10)
+    res = lanczos(DenseOperator(spiked), k=3, which="smallest", tol=1e-10)
     assert res.all_converged
     assert _rel_err(res.eigenvalues, ref) < 1e-8
     assert res.eigenvalues[-1] == pytest.approx(-3.0, rel=1e-8)
@@ -53,19 +54,19 @@ def test_smallest_find_negative_curvature(spiked):
 def test_both_ends_in_one_run(spiked):
     ev = torch.linalg.eigvalsh(spiked)
     ref = torch.cat([ev.flip(0)[:2], ev[:2].flip(0)])
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=2, which="both", tol=1e-10)
+    res = lanczos(DenseOperator(spiked), k=2, which="both", tol=1e-10)
     assert res.all_converged and _rel_err(res.eigenvalues, ref) < 1e-8
 
 
 def test_restarts_with_small_basis_give_the_same_answer(spiked):
     ref = torch.linalg.eigvalsh(spiked).flip(0)[:4]
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=4, tol=1e-10, max_basis=8)
+    res = lanczos(DenseOperator(spiked), k=4, tol=1e-10, max_basis=8)
     assert res.n_restarts > 0 and res.max_basis == 8
     assert res.all_converged and _rel_err(res.eigenvalues, ref) < 1e-8
 
 
 def test_reported_residuals_are_the_true_ones(spiked):
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=4, tol=1e-6, max_basis=10,
+    res = lanczos(DenseOperator(spiked), k=4, tol=1e-6, max_basis=10,
                   return_vectors=True)
     vecs = res.eigenvectors
     theta = torch.tensor(res.eigenvalues, dtype=torch.float64)
@@ -78,21 +79,21 @@ def test_reported_residuals_are_the_true_ones(spiked):
 def test_low_rank_operator_and_tiny_dimension():
     low = _matrix(torch.cat([torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64),
                              torch.zeros(47, dtype=torch.float64)]))
-    res = lanczos(lambda v: low @ v, 50, k=3, tol=1e-10)
+    res = lanczos(DenseOperator(low), k=3, tol=1e-10)
     assert res.all_converged and _rel_err(res.eigenvalues, torch.tensor([5.0, 3.0, 1.0])) < 1e-8
     small = _matrix(torch.tensor([4.0, -1.0, 2.0], dtype=torch.float64))
-    res = lanczos(lambda v: small @ v, 3, k=3)
+    res = lanczos(DenseOperator(small), k=3)
     assert res.eigenvalues == pytest.approx([4.0, 2.0, -1.0], rel=1e-12)
 
 
 def test_warm_start_from_the_top_eigenvector_converges_at_once(spiked):
     _, vecs = torch.linalg.eigh(spiked)
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=1, tol=1e-8, v0=vecs[:, -1])
+    res = lanczos(DenseOperator(spiked), k=1, tol=1e-8, v0=vecs[:, -1])
     assert res.n_matvecs <= 2 and res.eigenvalues[0] == pytest.approx(40.0, rel=1e-10)
 
 
 def test_unconverged_pairs_are_flagged(spiked):
-    res = lanczos(lambda v: spiked @ v, spiked.shape[0], k=5, tol=1e-12, max_matvecs=4)
+    res = lanczos(DenseOperator(spiked), k=5, tol=1e-12, max_matvecs=4)
     assert res.n_matvecs == 4 and not res.all_converged
 
 
@@ -104,4 +105,36 @@ def test_unconverged_pairs_are_flagged(spiked):
 def test_invalid_arguments(kwargs, match):
     a = torch.eye(20, dtype=torch.float64)
     with pytest.raises(ValueError, match=match):
-        lanczos(lambda v: a @ v, 20, **kwargs)
+        lanczos(DenseOperator(a), **kwargs)
+
+
+@pytest.mark.parametrize("which, scipy_which", [("largest", "LA"), ("smallest", "SA")])
+def test_agrees_with_scipy_eigsh_and_numpy_eigvalsh(spiked, which, scipy_which):
+    import numpy as np
+    from scipy.sparse.linalg import LinearOperator as ScipyOperator
+    from scipy.sparse.linalg import eigsh
+
+    a = spiked.numpy()
+    n = a.shape[0]
+    ref_np = np.linalg.eigvalsh(a)
+    ref_np = ref_np[::-1][:4] if which == "largest" else ref_np[:4][::-1]
+    ref_sp = eigsh(ScipyOperator((n, n), matvec=lambda v: a @ v, dtype=np.float64), k=4,
+                   which=scipy_which, tol=1e-12, return_eigenvectors=False)
+    ref_sp = np.sort(ref_sp)[::-1]
+    res = lanczos(DenseOperator(spiked), k=4, which=which, tol=1e-10)
+    assert res.all_converged
+    np.testing.assert_allclose(res.eigenvalues, ref_np, rtol=1e-8)
+    np.testing.assert_allclose(res.eigenvalues, ref_sp, rtol=1e-8)
+
+
+def test_float32_operator_reaches_float32_accuracy(spiked):
+    ref = torch.linalg.eigvalsh(spiked).flip(0)[:3]
+    res = lanczos(DenseOperator(spiked.float()), k=3, tol=1e-5)
+    assert res.all_converged and _rel_err(res.eigenvalues, ref) < 1e-5
+
+
+def test_plain_function_needs_as_operator(spiked):
+    with pytest.raises(TypeError, match="as_operator"):
+        lanczos(lambda v: spiked @ v, k=2)
+    res = lanczos(as_operator(lambda v: spiked @ v, spiked.shape[0]), k=2, tol=1e-10)
+    assert res.eigenvalues == pytest.approx([40.0, 25.0], rel=1e-9)

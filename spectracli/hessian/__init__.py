@@ -6,17 +6,22 @@ The library half of ``spectracli hessian``; see docs/hessian.md. Never imports c
 from spectracli.hessian.api import HessianConfig, HessianResult, analyze, eigenpairs
 from spectracli.hessian.hutchpp import TraceEstimate, hutchpp
 from spectracli.hessian.lanczos import LanczosResult, lanczos
+from spectracli.hessian.linop import DenseOperator, FunctionOperator, LinearOperator, as_operator
 from spectracli.hessian.operators import LossOperator
 from spectracli.hessian.slq import Density, slq_density
 
 __all__ = [
     "Density",
+    "DenseOperator",
+    "FunctionOperator",
     "HessianConfig",
     "HessianResult",
     "LanczosResult",
+    "LinearOperator",
     "LossOperator",
     "TraceEstimate",
     "analyze",
+    "as_operator",
     "eigenpairs",
     "hutchpp",
     "lanczos",

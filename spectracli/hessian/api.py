@@ -315,8 +315,8 @@ def analyze(
     t1 = time.perf_counter()
     try:
         eig = lanczos(
-            op.matvec, op.n, config.k, which=config.which, tol=tol,
-            max_matvecs=config.max_hvps, max_basis=basis, seed=config.seed, device=op.device,
+            op, config.k, which=config.which, tol=tol,
+            max_matvecs=config.max_hvps, max_basis=basis, seed=config.seed,
             return_vectors=return_vectors, progress=lanczos_progress,
         )
     except FloatingPointError as exc:
@@ -329,7 +329,7 @@ def analyze(
     if config.trace:
         t2 = time.perf_counter()
         trace_est = hutchpp(
-            op.matvec, op.n, config.trace_hvps, seed=config.seed + 1, device=op.device,
+            op, config.trace_hvps, seed=config.seed + 1,
             progress=(lambda d, t: progress("trace", d, t, None)) if progress else None,
         )
         counts["trace"] = trace_est.n_matvecs
@@ -340,9 +340,9 @@ def analyze(
     if config.density:
         t3 = time.perf_counter()
         dens = slq_density(
-            op.matvec, op.n, config.density_probes, config.density_steps,
+            op, config.density_probes, config.density_steps,
             grid_size=config.density_grid, sigma_rel=config.density_sigma,
-            seed=config.seed + 2, device=op.device,
+            seed=config.seed + 2,
             progress=(lambda d, t: progress("density", d, t, None)) if progress else None,
         )
         counts["density"] = dens.n_matvecs

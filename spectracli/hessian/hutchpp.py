@@ -12,8 +12,9 @@ Memory: ``m/3`` float64 vectors of length ``n``.
 Example::
 
     >>> import torch
-    >>> a = torch.diag(torch.arange(1.0, 201.0, dtype=torch.float64))
-    >>> est = hutchpp(lambda v: a @ v, 200, n_matvecs=60)
+    >>> from spectracli.hessian.linop import DenseOperator
+    >>> a = DenseOperator(torch.diag(torch.arange(1.0, 201.0, dtype=torch.float64)))
+    >>> est = hutchpp(a, n_matvecs=60)
     >>> abs(est.estimate - 20100.0) < 4 * est.stderr + 1e-6
     True
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 
-Matvec = Callable[[torch.Tensor], torch.Tensor]
+from spectracli.hessian.linop import LinearOperator, apply, check_operator
 
 
 @dataclass
@@ -49,18 +50,17 @@ def _rademacher(n: int, gen: torch.Generator, device: torch.device) -> torch.Ten
 
 
 def hutchpp(
-    matvec: Matvec,
-    n: int,
+    op: LinearOperator,
     n_matvecs: int = 99,
     *,
     seed: int = 0,
-    device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> TraceEstimate:
     """Hutch++ estimate of ``tr(A)`` with ``n_matvecs`` (>= 6, split in thirds) products."""
+    op = check_operator(op)
+    n, device = op.n, torch.device(op.device)
     if n_matvecs < 6:
         raise ValueError(f"n_matvecs must be >= 6 for Hutch++ (3 groups of >= 2), got {n_matvecs}")
-    device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     n_sketch = min(n_matvecs // 3, n)
     n_probes = n_matvecs - 2 * n_sketch
@@ -68,7 +68,7 @@ def hutchpp(
 
     def mv(v: torch.Tensor) -> torch.Tensor:
         nonlocal done
-        out = matvec(v).to(device, torch.float64).reshape(-1)
+        out = apply(op, v)
         done += 1
         if progress is not None:
             progress(done, 2 * n_sketch + n_probes)

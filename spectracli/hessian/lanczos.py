@@ -15,13 +15,15 @@ eigenvalue lies within ``||r||`` of ``theta`` (and within ``||r||^2 / gap``; Kat
 bounds the relative error of each converged eigenvalue. The floor lets eigenvalues near zero (the
 Hessian bulk) converge to an absolute accuracy instead of an unreachable relative one.
 
-The solver only needs ``matvec``: the Hessian, the GGN and a dense test matrix are all operators.
+The solver only sees a :class:`~spectracli.hessian.linop.LinearOperator`: the Hessian, the GGN
+and a dense test matrix are all operators.
 
 Example::
 
     >>> import torch
-    >>> a = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
-    >>> res = lanczos(lambda v: a @ v, 100, k=3, tol=1e-10)
+    >>> from spectracli.hessian.linop import DenseOperator
+    >>> a = DenseOperator(torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64)))
+    >>> res = lanczos(a, k=3, tol=1e-10)
     >>> [round(x, 8) for x in res.eigenvalues]
     [100.0, 99.0, 98.0]
 """
@@ -34,7 +36,8 @@ from typing import Any
 
 import torch
 
-Matvec = Callable[[torch.Tensor], torch.Tensor]
+from spectracli.hessian.linop import LinearOperator, apply, check_operator
+
 # progress(done_matvecs, max_matvecs, worst wanted residual)
 LanczosProgress = Callable[[int, int, float], None]
 
@@ -125,8 +128,7 @@ def _random_unit(n: int, gen: torch.Generator, device: torch.device) -> torch.Te
 
 
 def lanczos(
-    matvec: Matvec,
-    n: int,
+    op: LinearOperator,
     k: int = 5,
     *,
     which: str = "largest",
@@ -135,27 +137,25 @@ def lanczos(
     max_basis: int | None = None,
     v0: torch.Tensor | None = None,
     seed: int = 0,
-    device: str | torch.device = "cpu",
     return_vectors: bool = False,
     progress: LanczosProgress | None = None,
 ) -> LanczosResult:
     """Top (``largest``), bottom (``smallest``) or both ``k`` eigenpairs of the symmetric
-    operator ``matvec`` on float64 vectors of length ``n``.
+    operator ``op`` (``op.n``-dimensional; basis and ``T`` in float64 on ``op.device``).
 
     Stops when every wanted pair meets ``tol``, when the Krylov space is invariant (all Ritz
     pairs exact), or after ``max_matvecs`` products (default ``max(300, 20 * wanted)``), in which
     case the unconverged pairs are flagged. ``v0`` warm-starts (e.g. the previous top
     eigenvector); otherwise a seeded Gaussian vector.
     """
+    op = check_operator(op)
+    n, device = op.n, torch.device(op.device)
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
-    device = torch.device(device)
     want = min(n_wanted(k, which), n)
     if which == "both" and 2 * k > n:
         k = (n + 1) // 2
@@ -190,10 +190,8 @@ def lanczos(
     rel = torch.zeros(0, dtype=torch.float64)
 
     while True:
-        w = matvec(basis[j]).to(device, torch.float64).reshape(-1)
+        w = apply(op, basis[j])
         n_mv += 1
-        if not torch.isfinite(w).all():
-            raise FloatingPointError("the operator returned a non-finite product")
         h = _orthogonalise(w, basis[: j + 1])
         proj[: j + 1, j] = h.cpu()
         proj[j, : j + 1] = h.cpu()

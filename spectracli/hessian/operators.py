@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp
 
+from spectracli.hessian.linop import matmul_by_columns
 from spectracli.hessian.losses import LossFn
 
 HVP_MODES = ("reverse-over-reverse", "forward-over-reverse")
@@ -243,3 +244,6 @@ class LossOperator:
         return out
 
     __call__ = matvec
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        return matmul_by_columns(self, x)

@@ -17,8 +17,9 @@ above that count marks the bulk, and its upper node is ``bulk_edge``.
 Example::
 
     >>> import torch
-    >>> a = torch.diag(torch.linspace(0.0, 1.0, 300, dtype=torch.float64))
-    >>> d = slq_density(lambda v: a @ v, 300, n_probes=4, n_steps=20)
+    >>> from spectracli.hessian.linop import DenseOperator
+    >>> a = DenseOperator(torch.diag(torch.linspace(0.0, 1.0, 300, dtype=torch.float64)))
+    >>> d = slq_density(a, n_probes=4, n_steps=20)
     >>> round(sum(d.moments(1)), 2)  # the mean eigenvalue
     0.5
 """
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 
-Matvec = Callable[[torch.Tensor], torch.Tensor]
+from spectracli.hessian.linop import LinearOperator, apply, check_operator
 
 BULK_COUNT = 3.0
 
@@ -76,7 +77,7 @@ class Density:
 
 
 def lanczos_tridiagonal(
-    matvec: Matvec, q: torch.Tensor, n_steps: int, on_matvec: Callable[[], None] | None = None
+    op: LinearOperator, q: torch.Tensor, n_steps: int, on_matvec: Callable[[], None] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_steps`` Lanczos steps from unit ``q`` with full reorthogonalisation; returns the
     Ritz values and the squared first components of the Ritz vectors (the quadrature)."""
@@ -88,7 +89,7 @@ def lanczos_tridiagonal(
     beta = torch.zeros(max(steps - 1, 0), dtype=torch.float64)
     m = steps
     for j in range(steps):
-        w = matvec(basis[j]).to(q.device, torch.float64).reshape(-1)
+        w = apply(op, basis[j])
         if on_matvec is not None:
             on_matvec()
         alpha[j] = float(basis[j] @ w)
@@ -134,24 +135,23 @@ def _outliers(
 
 
 def slq_density(
-    matvec: Matvec,
-    n: int,
+    op: LinearOperator,
     n_probes: int = 10,
     n_steps: int = 30,
     *,
     grid_size: int = 512,
     sigma_rel: float = 0.01,
     seed: int = 0,
-    device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> Density:
     """SLQ density of ``matvec`` (``n_probes * n_steps`` products); ``sigma = sigma_rel *``
     (node range), the grid spans the nodes +- 5 sigma."""
+    op = check_operator(op)
+    n, device = op.n, torch.device(op.device)
     if n_probes < 1 or n_steps < 1:
         raise ValueError(f"n_probes and n_steps must be >= 1, got {n_probes} and {n_steps}")
     if grid_size < 2 or not sigma_rel > 0:
         raise ValueError(f"grid_size must be >= 2 and sigma_rel > 0, got {grid_size}, {sigma_rel}")
-    device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     done = 0
     total = n_probes * min(n_steps, n)
@@ -165,7 +165,7 @@ def slq_density(
     nodes, weights = [], []
     for _ in range(n_probes):
         q = torch.randint(0, 2, (n,), generator=gen).to(device, torch.float64) * 2.0 - 1.0
-        theta, tau = lanczos_tridiagonal(matvec, q / n**0.5, n_steps, tick)
+        theta, tau = lanczos_tridiagonal(op, q / n**0.5, n_steps, tick)
         nodes.append(theta)
         weights.append(tau / tau.sum())
     lo = min(float(t.min()) for t in nodes)
