@@ -16,7 +16,8 @@ Schema (``schema_version`` 1), analyze report::
       "timing": {"total_s", "solve_s"}
     }
 
-A Hessian report has ``"kind": "hessian"`` and is defined in ``spectracli.hessian``.
+A Hessian report has ``"kind": "hessian"`` and is defined in ``spectracli.hessian``; a track
+report (``"kind": "track"``, a run's checkpoints by step) in ``spectracli.track``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 from spectracli.errors import ReportError
 
 SCHEMA_VERSION = 1
+# "track": a run's checkpoints, one analyze (+ Hessian) result per step (spectracli.track).
+REPORT_KINDS = ("analyze", "hessian", "track")
 
 # Per-layer numbers that gate rules, compare and plots may name (FARMS ones as "farms.alpha").
 LAYER_METRICS = (
@@ -297,10 +300,15 @@ def parse_report(text: str, origin: str = "<string>") -> dict[str, Any]:
             f"{origin} has schema_version {version!r}; this spectracli reads "
             f"{SCHEMA_VERSION} ({hint})"
         )
-    if data["kind"] not in ("analyze", "hessian"):
+    if data["kind"] not in REPORT_KINDS:
         raise ReportError(f"{origin} has unknown report kind {data['kind']!r}")
     if data["kind"] == "analyze" and not isinstance(data.get("layers"), list):
         raise ReportError(f"{origin} is an analyze report without a 'layers' list")
+    if data["kind"] == "track" and not (
+        isinstance(data.get("steps"), list)
+        and all(isinstance(s, dict) and isinstance(s.get("layers"), list) for s in data["steps"])
+    ):
+        raise ReportError(f"{origin} is a track report without a 'steps' list of layer results")
     return _restore(data)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -16,6 +17,9 @@ from spectracli.cli.common import (
     stdout_console,
     terminal_progress,
 )
+
+if TYPE_CHECKING:
+    from spectracli.analyze import AnalyzeConfig
 
 
 @contextlib.contextmanager
@@ -30,6 +34,23 @@ def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
             update(completed=done, total=total, description=name[-40:] or "done")
 
         yield on_layer
+
+
+# Options of ``analyze`` that only choose what is written; every other option sets a number and
+# maps onto AnalyzeConfig through ``analyze_config``. ``spectracli track`` reuses those options
+# (their definitions and this mapping), so a new analyze option reaches track with no copy.
+OUTPUT_OPTIONS = ("checkpoint", "fmt", "output", "plots", "plot_format")
+
+
+def analyze_config(**options: Any) -> AnalyzeConfig:
+    """The AnalyzeConfig of analyze's number-setting options (CLI names, as in its signature)."""
+    from spectracli.analyze import AnalyzeConfig
+
+    options = dict(options)
+    options["include"] = tuple(options.get("include") or ())
+    options["exclude"] = tuple(options.get("exclude") or ())
+    options["store_esd"] = options.pop("esd", True)
+    return AnalyzeConfig(**options)
 
 
 @handle_errors
@@ -63,7 +84,8 @@ def analyze(
     plot_format: str = typer.Option("png", help="png | svg."),
 ) -> None:
     """Spectra, heavy-tail fits (with and without FARMS) and norms of every weight matrix."""
-    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+    options = dict(locals())
+    from spectracli.analyze import analyze_checkpoint
     from spectracli.errors import SpectraError
     from spectracli.report import FORMATS, render
 
@@ -71,12 +93,7 @@ def analyze(
         raise SpectraError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if plot_format not in ("png", "svg"):
         raise SpectraError(f"--plot-format must be png or svg, got {plot_format!r}")
-    config = AnalyzeConfig(
-        fit=fit, min_tail=min_tail, farms=farms, farms_window=farms_window,
-        farms_ratio=farms_ratio, farms_steps=farms_steps, min_size=min_size,
-        include=tuple(include), exclude=tuple(exclude), normalize=normalize, device=device,
-        dtype=dtype, threads=threads, trust_pickle=trust_pickle, base=base, store_esd=esd,
-    )
+    config = analyze_config(**{k: v for k, v in options.items() if k not in OUTPUT_OPTIONS})
     with progress_callback() as progress:
         report = analyze_checkpoint(checkpoint, config, progress=progress).to_dict()
     if plots is not None:

@@ -55,6 +55,10 @@ from spectracli.cli import hessian as _hessian  # noqa: E402
 
 app.command("hessian")(_hessian.hessian)
 
+from spectracli.cli import track as _track  # noqa: E402
+
+app.command("track")(_track.track)
+
 
 def main() -> None:
     # OpenMP threads that spin while waiting made the eigen solves 10-20x slower on a busy

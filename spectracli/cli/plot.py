@@ -11,7 +11,7 @@ from spectracli.cli.common import handle_errors
 
 @handle_errors
 def plot(
-    report: Path = typer.Argument(..., help="A saved JSON report (analyze or hessian)."),
+    report: Path = typer.Argument(..., help="A saved JSON report (analyze, hessian or track)."),
     out: Path = typer.Option(Path("plots"), "--out", "-o", help="Directory for the figures "
                              "(created if missing)."),
     image_format: str = typer.Option("png", "--image-format", help="png or svg."),

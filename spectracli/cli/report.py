@@ -12,7 +12,7 @@ from spectracli.cli.common import emit, handle_errors, is_plain_output, stdout_c
 @handle_errors
 def report(
     report_path: Path = typer.Argument(..., metavar="REPORT",
-                                       help="A saved JSON report (analyze or hessian)."),
+                                       help="A saved JSON report (analyze, hessian or track)."),
     fmt: str = typer.Option("table", "--format", "-f",
                             help="table | json | csv | markdown | html (Hessian reports: "
                             "table shows the Markdown text)."),
@@ -42,6 +42,11 @@ def report(
         from spectracli.report.html import render_html
 
         emit(render_html(data, image_format=image_format), output)
+        return
+    if fmt == "table" and output is None and not is_plain_output() and data["kind"] == "track":
+        from spectracli.report.track import print_track_rich
+
+        print_track_rich(data, stdout_console())
         return
     if fmt == "table" and output is None and not is_plain_output():
         from spectracli.report.table import print_rich

@@ -15,6 +15,10 @@ FORMATS = ("table", "json", "csv", "markdown", "html")
 
 def render(report: dict[str, Any], fmt: str) -> str:
     """The report in ``fmt``; ``table`` here is the plain-text table (rich is for terminals)."""
+    if isinstance(report, dict) and report.get("kind") == "track":
+        from spectracli.report.track import render_track
+
+        return render_track(report, fmt)
     if fmt == "json":
         from spectracli.results import dumps_report
 

@@ -279,6 +279,10 @@ def _hessian_body(report: dict[str, Any], image_format: str) -> str:
 def render_html(report: dict[str, Any], image_format: str = "png") -> str:
     """The self-contained HTML report of an analyze or Hessian report dict."""
     kind = check_renderable(report)
+    if kind == "track":
+        from spectracli.report.track import render_track_html
+
+        return render_track_html(report, image_format)
     path = (report.get("source") or {}).get("path") or (report.get("source") or {}).get("model")
     if kind == "hessian":
         return _page(f"spectracli Hessian report: {path or ''}", _hessian_body(report,

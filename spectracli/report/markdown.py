@@ -220,6 +220,10 @@ def check_renderable(report: Any) -> str:
         if not isinstance(report.get("eigenvalues"), list):
             raise ReportError("hessian report without an 'eigenvalues' list")
         return kind
+    if kind == "track":
+        if not isinstance(report.get("steps"), list):
+            raise ReportError("track report without a 'steps' list")
+        return kind
     raise ReportError(f"cannot render a report of kind {kind!r}")
 
 
@@ -331,6 +335,10 @@ def render_hessian_markdown(report: dict[str, Any]) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     """The Markdown report of an analyze or Hessian report dict."""
     kind = check_renderable(report)
+    if kind == "track":
+        from spectracli.report.track import render_track_markdown
+
+        return render_track_markdown(report)
     if kind == "hessian":
         return render_hessian_markdown(report)
     return render_analyze_markdown(report)

@@ -478,6 +478,10 @@ def render_figures(report: dict[str, Any], image_format: str = "png") -> list[Re
     fmt = _check_format(image_format)
     kind = check_renderable(report)
     out: list[RenderedFigure] = []
+    if kind == "track":
+        from spectracli.report.track import track_figures
+
+        return track_figures(report, fmt)
     if kind == "hessian":
         if report.get("eigenvalues"):
             out.append(_render(hessian_eigenvalues_figure(report), f"hessian_eigenvalues.{fmt}",

@@ -1,0 +1,263 @@
+"""spectracli track: a real short training run of the shipped digits MLP, five checkpoints.
+
+Truths: each step's layers equal ``analyze_checkpoint`` of that checkpoint alone; the cache is
+keyed by content (a copy hits, a rewrite misses); steps come from the names and order the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+from spectracli.cli.app import app
+from spectracli.errors import SpectraError
+from spectracli.results import LAYER_METRICS, layer_metric, load_report
+from spectracli.track import (
+    TrackConfig,
+    content_hash,
+    find_checkpoints,
+    gradient_fraction,
+    step_of,
+    subspace_overlap,
+    track_run,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "sample_models"))
+from digits import build_mlp, load_digits  # noqa: E402
+
+STEPS = (5, 10, 20, 40, 100)  # "checkpoint-100" sorts before "checkpoint-20" as text
+FAST = {"fit": "median", "farms": False}
+
+
+def write_run(root: Path, steps=STEPS) -> Path:
+    """Train the digits MLP with SGD, saving Hugging Face style checkpoint-<step>/ folders."""
+    torch.manual_seed(0)
+    model = build_mlp()
+    x, y = load_digits("train")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(1, max(steps) + 1):
+        idx = torch.randint(0, len(y), (64,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+        if step in steps:
+            folder = root / f"checkpoint-{step}"
+            folder.mkdir(parents=True)
+            state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(folder / "model.safetensors"))
+            (folder / "trainer_state.json").write_text("{}")
+    (root / "runs").mkdir()  # TensorBoard folder of a Trainer: not a checkpoint
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run"))
+
+
+def test_step_of_reads_the_common_naming_schemes():
+    assert step_of("checkpoint-500") == 500
+    assert step_of("epoch=2-step=300.ckpt") == 300
+    assert step_of("epoch=2-step=300-v1.ckpt") == 300
+    assert step_of("global_step7") == 7
+    assert step_of("step_40.pt") == 40
+    assert step_of("model_0005.safetensors") == 5
+    assert step_of("epoch=3.ckpt") == 3
+    assert step_of("last.ckpt") is None
+
+
+def test_checkpoints_are_ordered_by_step_not_by_name(run_dir):
+    found, ignored = find_checkpoints(run_dir)
+    assert [c.step for c in found] == list(STEPS)
+    assert all(c.path.name == f"checkpoint-{c.step}" for c in found)
+    assert ignored == []  # runs/ is a folder without a step: passed over silently
+
+
+def test_glob_selects_and_lists_what_it_passed_over(tmp_path):
+    for name in ("epoch=0-step=10.ckpt", "epoch=1-step=20.ckpt", "last.ckpt", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    found, ignored = find_checkpoints(tmp_path, glob="*.ckpt")
+    assert [(c.step, c.path.name) for c in found] == [(10, "epoch=0-step=10.ckpt"),
+                                                      (20, "epoch=1-step=20.ckpt")]
+    assert ignored == [{"path": str(tmp_path / "last.ckpt"),
+                        "reason": "no step number in the name"}]
+
+
+def test_two_checkpoints_of_one_step_and_an_empty_run_are_errors(tmp_path):
+    (tmp_path / "step_1.pt").write_bytes(b"x")
+    (tmp_path / "model_1.pt").write_bytes(b"x")
+    with pytest.raises(SpectraError, match="both have step 1"):
+        find_checkpoints(tmp_path)
+    with pytest.raises(SpectraError, match="holds no checkpoint matching"):
+        find_checkpoints(tmp_path, glob="*.safetensors")
+    with pytest.raises(SpectraError, match="does not exist"):
+        find_checkpoints(tmp_path / "nope")
+
+
+def test_a_list_without_step_numbers_keeps_its_order(tmp_path):
+    a, b = tmp_path / "final.pt", tmp_path / "base.pt"
+    a.write_bytes(b"x")
+    b.write_bytes(b"y")
+    found, _ = find_checkpoints([a, b])
+    assert [(c.step, c.path) for c in found] == [(0, a), (1, b)]
+
+
+def test_each_step_equals_analysing_that_checkpoint_alone(run_dir, tmp_path):
+    config = TrackConfig(analyze=AnalyzeConfig(**FAST), cache=tmp_path / "cache")
+    report = track_run(run_dir, config).to_dict()
+    assert [s["step"] for s in report["steps"]] == list(STEPS)
+    for step in report["steps"]:
+        alone = analyze_checkpoint(Path(step["source"]["path"]), AnalyzeConfig(**FAST)).to_dict()
+        assert step["layers"] == alone["layers"]
+        assert step["skipped"] == alone["skipped"]
+        assert step["summary"] == alone["summary"]
+        assert step["hessian"] is None
+    # the run trains: the layers change between steps
+    first, last = report["steps"][0]["layers"][0], report["steps"][-1]["layers"][0]
+    assert first["sigma_max"] != last["sigma_max"]
+
+
+def test_the_cache_is_keyed_by_content(run_dir, tmp_path):
+    cache = tmp_path / "cache"
+    config = TrackConfig(analyze=AnalyzeConfig(**FAST), cache=cache)
+    first = track_run(run_dir, config).to_dict()
+    assert first["source"]["cache"] == {"dir": str(cache), "hits": 0, "misses": 5, "errors": []}
+    again = track_run(run_dir, config).to_dict()
+    assert again["source"]["cache"]["hits"] == 5
+    assert [s["layers"] for s in again["steps"]] == [s["layers"] for s in first["steps"]]
+    # a growing run: a copy under a new step name is the same content (a hit); a rewritten
+    # checkpoint under an old name is new content (a miss)
+    grown = tmp_path / "grown"
+    shutil.copytree(run_dir, grown)
+    shutil.copytree(grown / "checkpoint-100", grown / "checkpoint-200")
+    weights = grown / "checkpoint-5" / "model.safetensors"
+    state = {"fc1.weight": torch.ones(8, 16)}
+    save_file(state, str(weights))
+    report = track_run(grown, config).to_dict()
+    cached = {s["step"]: s["source"]["cached"] for s in report["steps"]}
+    assert cached == {5: False, 10: True, 20: True, 40: True, 100: True, 200: True}
+    assert report["steps"][-1]["source"]["path"] == str(grown / "checkpoint-200")
+    # other settings, other entries
+    other = TrackConfig(analyze=AnalyzeConfig(fit="ks", farms=False), cache=cache)
+    assert track_run(run_dir, other).to_dict()["source"]["cache"]["hits"] == 0
+
+
+def test_content_hash_is_of_the_weights_file(run_dir, tmp_path):
+    folder = run_dir / "checkpoint-5"
+    assert content_hash(folder) == content_hash(folder / "model.safetensors")
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(folder / "model.safetensors", copy)
+    assert content_hash(copy) == content_hash(folder)
+    assert content_hash(run_dir / "checkpoint-10") != content_hash(folder)
+
+
+def test_default_cache_lives_in_the_run_and_a_damaged_entry_is_recomputed(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    config = TrackConfig(analyze=AnalyzeConfig(**FAST))
+    track_run(run, config)
+    entries = sorted((run / ".spectracli-cache").glob("analyze-*.json"))
+    assert len(entries) == 5
+    entries[0].write_text("{not json")
+    report = track_run(run, config).to_dict()
+    assert report["source"]["cache"]["hits"] == 4
+    assert track_run(run, TrackConfig(analyze=AnalyzeConfig(**FAST), cache=False)).to_dict()[
+        "source"]["cache"]["dir"] is None
+
+
+def test_subspace_overlap_and_gradient_fraction_against_closed_forms():
+    torch.manual_seed(0)
+    q = torch.linalg.qr(torch.randn(50, 50, dtype=torch.float64)).Q
+    v = q[:, :3].T  # (3, 50) orthonormal rows
+    assert subspace_overlap(v, v) == pytest.approx([1.0, 1.0, 1.0], abs=1e-12)
+    # rotate the third vector by theta towards a direction outside the span
+    theta = 0.3
+    w = v.clone()
+    w[2] = math.cos(theta) * v[2] + math.sin(theta) * q[:, 10]
+    assert subspace_overlap(v, w) == pytest.approx([1.0, 1.0, math.cos(theta)], abs=1e-12)
+    g = 3.0 * q[:, 0] + 4.0 * q[:, 20]
+    assert gradient_fraction(v, g) == pytest.approx(3.0 / 5.0, abs=1e-12)
+    assert gradient_fraction(v, torch.zeros(50)) is None
+
+
+runner = CliRunner()
+
+
+def test_cli_track_json_csv_and_rerender(run_dir, tmp_path):
+    out = tmp_path / "track.json"
+    args = ["track", str(run_dir), "--fit", "median", "--no-farms", "--cache",
+            str(tmp_path / "c")]
+    res = runner.invoke(app, [*args, "--format", "json", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    data = load_report(out)
+    assert data["kind"] == "track"
+    assert data["settings"]["analyze"]["fit"] == "median"
+    assert data["settings"]["analyze"]["farms"] is False
+    assert [s["step"] for s in data["steps"]] == list(STEPS)
+
+    res = runner.invoke(app, [*args, "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.output)))
+    assert set(rows[0]) == {"step", "layer", "metric", "value"}
+    by = {(int(r["step"]), r["layer"], r["metric"]): float(r["value"]) for r in rows}
+    for step in data["steps"]:
+        for layer in step["layers"]:
+            for metric in LAYER_METRICS:
+                value = layer_metric(layer, metric)
+                if isinstance(value, float):
+                    assert by[(step["step"], layer["name"], metric)] == pytest.approx(value,
+                                                                                      rel=1e-15)
+    assert by[(100, "summary", "mean_alpha")] == data["steps"][-1]["summary"]["mean_alpha"]
+
+    res = runner.invoke(app, ["report", str(out), "--format", "table"])
+    assert res.exit_code == 0, res.output
+    assert "checkpoint-100" in res.output and "mean_alpha" in res.output
+    res = runner.invoke(app, ["report", str(out), "--format", "markdown"])
+    assert res.exit_code == 0 and "| step |" in res.output
+    html = tmp_path / "track.html"
+    res = runner.invoke(app, ["report", str(out), "--format", "html", "-o", str(html)])
+    assert res.exit_code == 0, res.output
+    text = html.read_text()
+    assert text.count("<figure>") == 2 and "alpha: layers x steps" in text
+    res = runner.invoke(app, ["plot", str(out), "--out", str(tmp_path / "plots")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "track_alpha_heatmap.png", "track_metrics.png"]
+
+
+def test_cli_track_takes_a_list_of_paths(run_dir, tmp_path):
+    paths = [str(run_dir / f"checkpoint-{s}" / "model.safetensors") for s in (20, 5)]
+    res = runner.invoke(app, ["track", *paths, "--no-farms", "--no-cache", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    # the file names carry no step number: the given order, positions as steps
+    assert [(s["step"], s["source"]["path"]) for s in data["steps"]] == [(0, paths[0]),
+                                                                         (1, paths[1])]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nope-dir"], "does not exist"),
+    (["{run}", "--model", "m.py:f"], "--model is for the Hessian: add --hessian"),
+    (["{run}", "--hessian"], "--hessian needs --model and --data"),
+    (["{run}", "--format", "xml"], "--format must be one of"),
+    (["{run}", "--fit", "nope"], "--fit must be one of"),
+    (["{run}", "--cache", "x", "--no-cache"], "exclude each other"),
+])
+def test_cli_track_bad_input_is_one_line_and_exit_2(run_dir, args, message):
+    res = runner.invoke(app, ["track", *[a.format(run=run_dir) for a in args]])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
