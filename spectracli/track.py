@@ -427,6 +427,12 @@ def track_run(
     )
 
 
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(fn).parameters
+
+
 def subspace_overlap(prev: Any, cur: Any) -> list[float]:
     """Singular values of ``prev @ cur.T`` for row-orthonormal ``prev`` (k1, n), ``cur`` (k2, n):
     the cosines of the principal angles between the two spans (descending, in [0, 1]).
@@ -492,7 +498,7 @@ class HessianTracker:
         init = self.previous if self.config.warm_start else None
         kwargs: dict[str, Any] = {}
         warm = False
-        if init is not None:
+        if init is not None and _accepts(analyze, "init_vectors"):
             kwargs["init_vectors"] = init
             warm = True
         result = analyze(
