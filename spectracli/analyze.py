@@ -76,21 +76,30 @@ class AnalyzeConfig:
     store_esd: bool = True
 
     def validate(self) -> None:
+        """Check every option.
+
+        Raises:
+            SpectraError: (a ``ValueError``) naming the first bad option by its field name.
+        """
         if self.fit not in XMIN_METHODS:
-            raise SpectraError(f"--fit must be one of {', '.join(XMIN_METHODS)}, got {self.fit!r}")
+            raise SpectraError(
+                f"fit must be one of {', '.join(map(repr, XMIN_METHODS))}; got {self.fit!r}",
+                params=("fit",),
+            )
         if self.min_tail < 2:
-            raise SpectraError(f"--min-tail must be at least 2, got {self.min_tail}")
+            raise SpectraError(f"min_tail must be at least 2, got {self.min_tail}")
         if self.farms_window < 2 or self.farms_steps < 1 or not self.farms_ratio > 0:
             raise SpectraError(
-                "FARMS needs --farms-window >= 2, --farms-steps >= 1 and --farms-ratio > 0, got "
-                f"{self.farms_window}, {self.farms_steps}, {self.farms_ratio}"
+                "FARMS needs farms_window >= 2, farms_steps >= 1 and farms_ratio > 0, got "
+                f"{self.farms_window}, {self.farms_steps}, {self.farms_ratio}",
+                params=("farms_window", "farms_steps", "farms_ratio"),
             )
         if self.min_size < 1:
-            raise SpectraError(f"--min-size must be at least 1, got {self.min_size}")
+            raise SpectraError(f"min_size must be at least 1, got {self.min_size}")
         if self.dtype not in ("float64", "float32"):
-            raise SpectraError(f"--dtype must be float64 or float32, got {self.dtype!r}")
+            raise SpectraError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
         if self.threads is not None and self.threads < 1:
-            raise SpectraError(f"--threads must be at least 1, got {self.threads}")
+            raise SpectraError(f"threads must be at least 1, got {self.threads}")
 
     @property
     def torch_dtype(self) -> torch.dtype:

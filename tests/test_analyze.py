@@ -158,10 +158,10 @@ def test_rank_deficient_layer_is_flagged(tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [
-        (AnalyzeConfig(fit="best"), "--fit"),
-        (AnalyzeConfig(farms_window=1), "FARMS"),
-        (AnalyzeConfig(dtype="float16"), "--dtype"),
-        (AnalyzeConfig(device="tpu"), "--device"),
+        (AnalyzeConfig(fit="best"), "^fit must be one of 'ks', 'median', 'peak'; got 'best'"),
+        (AnalyzeConfig(farms_window=1), "FARMS needs farms_window >= 2"),
+        (AnalyzeConfig(dtype="float16"), "^dtype must be"),
+        (AnalyzeConfig(device="tpu"), "^device must be"),
     ],
 )
 def test_bad_settings_are_usage_errors(ckpt, config, message):

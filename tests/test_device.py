@@ -15,7 +15,7 @@ def test_cpu_and_auto():
 
 @pytest.mark.parametrize("name", ["tpu", "mps2", "gpu"])
 def test_unknown_devices_are_usage_errors(name):
-    with pytest.raises(SpectraError, match="--device must be auto, cpu or cuda"):
+    with pytest.raises(SpectraError, match="^device must be 'auto', 'cpu', 'cuda'"):
         resolve_device(name)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,52 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+# The one table from library parameter names to CLI flags, for the names the default rule
+# (``min_tail`` -> ``--min-tail``) does not give. Library errors name parameters as the Python
+# API spells them (spectracli/errors.py); every command prints them through `in_cli_words`.
+# ``name=True`` / ``name=False`` in a message become the flag / its negative form.
+PARAM_FLAGS: dict[str, str] = {
+    "fmt": "--format",
+    "farms": "--farms/--no-farms",
+    "store_esd": "--esd/--no-esd",
+    "k": "--top-k",
+    "source": "CHECKPOINT",
+    "path": "CHECKPOINT",
+}
+_LEADING_PARAM = re.compile(r"^([a-z_][a-z0-9_]*) must be\b")
+
+
+def flag_for(param: str, value: bool | None = None) -> str:
+    """The CLI's spelling of a library parameter (``value`` picks one side of a boolean pair)."""
+    flag = PARAM_FLAGS.get(param, "--" + param.replace("_", "-"))
+    if value is not None and "/" in flag:
+        on, off = flag.split("/", 1)
+        return on if value else off
+    return flag
+
+
+def in_cli_words(exc: SpectraError) -> str:
+    """A library error's message with the parameters it names written as this CLI's flags.
+
+    Only the parameters the error declares (``exc.params``, or the leading name of a
+    ``"<name> must be ..."`` message) are rewritten, as whole words.
+    """
+    message = str(exc)
+    params = tuple(getattr(exc, "params", ()) or ())
+    if not params and (lead := _LEADING_PARAM.match(message)):
+        params = (lead.group(1),)
+    for param in params:
+        name = re.escape(param)
+        message = re.sub(
+            rf"(?<![\w.-]){name}=(True|False)\b",
+            lambda m, p=param: flag_for(p, m.group(1) == "True"),
+            message,
+        )
+        message = re.sub(rf"(?<![\w.-]){name}(?![\w-])", lambda _m, p=param: flag_for(p),
+                         message)
+    return message
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors into one line and exit code 2; never show a traceback for bad input.
 
@@ -50,7 +97,7 @@ def handle_errors(fn: F) -> F:
         except typer.Exit:
             raise
         except SpectraError as exc:
-            raise fail(str(exc)) from None
+            raise fail(in_cli_words(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI

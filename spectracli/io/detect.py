@@ -13,7 +13,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from spectracli.errors import CheckpointError
+from spectracli.errors import CheckpointError, CheckpointNotFoundError
 
 PYTORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -25,7 +25,7 @@ LOOKED_FOR = (
 def detect(path: Path) -> tuple[str, Path]:
     """``(format, file)`` for a checkpoint path; a ``CheckpointError`` for anything else."""
     if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
+        raise CheckpointNotFoundError(f"{path} does not exist")
     if path.is_dir():
         return _detect_dir(path)
     if not path.is_file():

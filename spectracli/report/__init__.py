@@ -39,4 +39,4 @@ def render(report: dict[str, Any], fmt: str) -> str:
         from spectracli.report.table import render_plain
 
         return render_plain(report)
-    raise SpectraError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    raise SpectraError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}", params=("fmt",))
