@@ -261,3 +261,120 @@ def test_cli_track_bad_input_is_one_line_and_exit_2(run_dir, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
+
+
+HESSIAN = {"k": 3, "dtype": "float64", "tol": 1e-10, "max_samples": 256, "seed": 0}
+
+
+def _hessian_track(run_dir, warm: bool, **extra):
+    from spectracli.hessian import HessianConfig
+
+    x, y = load_digits("train")
+    config = TrackConfig(
+        analyze=AnalyzeConfig(**FAST), cache=False, hessian=HessianConfig(**HESSIAN, **extra),
+        model=build_mlp, data=(x, y), warm_start=warm, gradient=True,
+    )
+    return track_run(run_dir, config).to_dict()
+
+
+@pytest.fixture(scope="module")
+def hessian_runs(run_dir, one_thread):
+    return _hessian_track(run_dir, True, lr=0.1), _hessian_track(run_dir, False)
+
+
+def test_warm_started_eigenvalues_equal_cold_ones_with_fewer_hvps(hessian_runs):
+    warm, cold = hessian_runs
+    hw = [s["hessian"] for s in warm["steps"]]
+    hc = [s["hessian"] for s in cold["steps"]]
+    assert [h["warm_started"] for h in hw] == [False, True, True, True, True]
+    assert not any(h["warm_started"] for h in hc)
+    for a, b in zip(hw, hc, strict=True):
+        assert all(a["converged"]) and all(b["converged"])
+        assert a["eigenvalues"] == pytest.approx(b["eigenvalues"], rel=1e-8, abs=0)
+    assert sum(h["hvp_count"] for h in hw) < sum(h["hvp_count"] for h in hc)
+
+
+def test_each_steps_hessian_equals_the_hessian_of_that_checkpoint_alone(hessian_runs):
+    from spectracli.hessian import HessianConfig, analyze
+    from spectracli.hessian.loading import apply_state_dict
+    from spectracli.io import load_state_dict
+
+    cold = hessian_runs[1]
+    x, y = load_digits("train")
+    step = cold["steps"][2]
+    model = build_mlp()
+    apply_state_dict(model, load_state_dict(step["source"]["path"]), "test")
+    alone = analyze(model, (x, y), "cross_entropy", HessianConfig(**HESSIAN)).to_dict()
+    assert step["hessian"]["eigenvalues"] == alone["eigenvalues"]  # same start, same numbers
+    assert step["hessian"]["hvp_count"] == alone["hvp_count"]
+
+
+def test_per_step_sharpness_overlap_and_gradient_fraction(hessian_runs, run_dir):
+    from spectracli.hessian import HessianConfig
+    from spectracli.hessian.api import build_operator
+    from spectracli.hessian.lanczos import lanczos
+    from spectracli.hessian.loading import apply_state_dict
+    from spectracli.io import load_state_dict
+
+    warm = hessian_runs[0]
+    x, y = load_digits("train")
+    for i, step in enumerate(warm["steps"]):
+        h = step["hessian"]
+        assert h["edge_of_stability"] == pytest.approx(0.1 * h["eigenvalues"][0] / 2, rel=1e-15)
+        if i == 0:
+            assert h["overlap"] is None
+        else:
+            assert len(h["overlap"]) == 3 and all(0.0 <= c <= 1.0 for c in h["overlap"])
+    # recompute two consecutive eigenspaces and the gradient independently (dense products)
+    vecs, grads = [], []
+    for step in warm["steps"][3:5]:
+        model = build_mlp()
+        apply_state_dict(model, load_state_dict(step["source"]["path"]), "test")
+        op, _ = build_operator(model, (x, y), "cross_entropy", HessianConfig(**HESSIAN))
+        vecs.append(lanczos(op, 3, tol=1e-12, return_vectors=True).eigenvectors)
+        grads.append(op.loss_and_grad()[1].to(torch.float64))
+    a, b = vecs
+    overlap = torch.linalg.svdvals(a @ b.T)
+    assert warm["steps"][4]["hessian"]["overlap"] == pytest.approx(overlap.tolist(), abs=1e-6)
+    g = grads[1]
+    frac = float((b @ g).norm() / g.norm())
+    assert warm["steps"][4]["hessian"]["gradient_fraction"] == pytest.approx(frac, abs=1e-6)
+
+
+def test_track_report_with_hessian_renders(hessian_runs, tmp_path):
+    from spectracli.report import render
+    from spectracli.report.track import track_figures
+
+    warm = hessian_runs[0]
+    rows = list(csv.DictReader(io.StringIO(render(warm, "csv"))))
+    hess = {(int(r["step"]), r["metric"]): float(r["value"]) for r in rows
+            if r["layer"] == "hessian"}
+    last = warm["steps"][-1]["hessian"]
+    assert hess[(100, "lambda_max")] == last["eigenvalues"][0]
+    assert hess[(100, "hvp_count")] == last["hvp_count"]
+    assert hess[(100, "overlap_min")] == min(last["overlap"])
+    assert (5, "overlap_min") not in hess
+    assert "lambda_max" in render(warm, "table")
+    names = [f.filename for f in track_figures(warm)]
+    assert names == ["track_metrics.png", "track_alpha_heatmap.png", "track_sharpness.png"]
+
+
+def test_cli_track_hessian(run_dir, tmp_path):
+    model = f"{ROOT / 'sample_models' / 'digits.py'}:build_mlp"
+    data = str(ROOT / "sample_models" / "digits.npz")
+    args = ["track", str(run_dir), "--glob", "checkpoint-[14]*", "--no-farms", "--no-cache",
+            "--hessian", "--model", model, "--data", data, "-k", "2", "--max-samples", "128",
+            "--hessian-dtype", "float64", "--lr", "0.1", "-f", "json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    data_ = json.loads(res.output)
+    assert [s["step"] for s in data_["steps"]] == [10, 40, 100]
+    hs = [s["hessian"] for s in data_["steps"]]
+    assert [h["warm_started"] for h in hs] == [False, True, True]
+    assert all(len(h["eigenvalues"]) == 2 and all(h["converged"]) for h in hs)
+    assert data_["settings"]["hessian"]["warm_start"] is True
+    assert hs[-1]["source"]["weights"].endswith("checkpoint-100")
+    res = runner.invoke(app, [*args[:-2], "--cold", "-f", "json"])
+    assert not any(s["hessian"]["warm_started"] for s in json.loads(res.output)["steps"])
+    res = runner.invoke(app, [*args[:7], "--model", model, "--data", "nope.npz"])
+    assert res.exit_code == 2 and "nope.npz" in res.output

@@ -286,9 +286,14 @@ def analyze(
     progress: Progress | None = None,
     return_vectors: bool = False,
     source: dict[str, Any] | None = None,
+    v0: torch.Tensor | None = None,
 ) -> HessianResult:
     """Top/bottom-k eigenpairs (Lanczos), optional trace (Hutch++) and density (SLQ) of the
-    Hessian or GGN of the mean loss over all of ``data``."""
+    Hessian or GGN of the mean loss over all of ``data``.
+
+    ``v0`` (length ``n_params``, parameter order of ``model.named_parameters()``) starts Lanczos
+    instead of a seeded random vector: a warm start, e.g. from earlier Ritz vectors
+    (``spectracli.track``)."""
     config = config or HessianConfig()
     t0 = time.perf_counter()
     op, loss_name = build_operator(model, data, loss, config)
@@ -317,7 +322,7 @@ def analyze(
         eig = lanczos(
             op, config.k, which=config.which, tol=tol,
             max_matvecs=config.max_hvps, max_basis=basis, seed=config.seed,
-            return_vectors=return_vectors, progress=lanczos_progress,
+            return_vectors=return_vectors, progress=lanczos_progress, v0=v0,
         )
     except FloatingPointError as exc:
         raise SpectraError(f"Hessian-vector products became non-finite ({exc})") from None
