@@ -149,7 +149,7 @@ def analyze_matrices(
     m, n = plan.matrix_shape
     work_dtype = config.torch_dtype
     lam = squared_singular_values(mats, dtype=work_dtype)  # (slices, k), ascending
-    metrics = matrix_metrics(lam, (m, n))
+    metrics = matrix_metrics(lam, (m, n), stored_dtype=dtype)
     for key, value in metrics.to_dict().items():
         setattr(result, key, value)
     if metrics.sigma_max == 0:

@@ -10,7 +10,8 @@ no change (delta 0, ratio 1); inf on one side only is an infinite change. A miss
 either side (a failed fit, a layer that was not finite) gives no delta and is reported as such.
 
 A layer is *changed* when any relative change exceeds ``rtol`` (default 1e-6, which treats
-floating-point noise of a recomputation as no change). Layers are listed largest relative change
+floating-point noise of a recomputation as no change). A change of at most ``rtol`` is recorded
+as none at all: delta 0, ratio 1, relative change 0. Layers are listed largest relative change
 first; layers found in only one report are listed separately. Two reports with no layer in
 common are an error: there is nothing to compare.
 """
@@ -54,7 +55,9 @@ class MetricChange:
     rel_change: float | None
 
     @classmethod
-    def of(cls, metric: str, a: Any, b: Any) -> MetricChange:
+    def of(cls, metric: str, a: Any, b: Any, rtol: float = 0.0) -> MetricChange:
+        """The change from ``a`` to ``b``; a relative change of at most ``rtol`` is no change
+        (delta 0, ratio 1, rel_change 0), so recomputation noise never shows as -4.4e-16."""
         a, b = _number(a), _number(b)
         if a is None or b is None:
             return cls(metric, a, b, None, None, None)
@@ -63,6 +66,8 @@ class MetricChange:
         delta = b - a
         ratio = b / a if a != 0 and not math.isinf(a) else (None if a == 0 else 0.0)
         rel = abs(delta) / abs(a) if a != 0 and not math.isinf(a) else math.inf
+        if rel <= rtol:
+            return cls(metric, a, b, 0.0, 1.0, 0.0)
         return cls(metric, a, b, delta, ratio, rel)
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +196,7 @@ def compare_reports(
     for la in common:
         lb = by_name_b[la.get("name")]
         changes = {
-            m: MetricChange.of(m, layer_metric(la, m), layer_metric(lb, m))
+            m: MetricChange.of(m, layer_metric(la, m), layer_metric(lb, m), rtol)
             for m in COMPARE_METRICS
         }
         changed = any(

@@ -41,6 +41,9 @@ LAYER_METRICS = (
     "condition_number",
     "lambda_max",
     "frobenius_norm",
+    "nuclear_norm",
+    "spectral_gap",
+    "spectral_gap_ratio",
     "stable_rank",
     "entropy",
     "numerical_rank",
@@ -143,6 +146,10 @@ class LayerResult:
     stable_rank: float | None = None
     entropy: float | None = None
     numerical_rank: int | None = None
+    nuclear_norm: float | None = None
+    spectral_gap: float | None = None
+    spectral_gap_ratio: float | None = None
+    rank_tolerance: float | None = None
     mp_sigma2: float | None = None
     mp_bulk_edge: float | None = None
     num_spikes: int | None = None
@@ -157,7 +164,7 @@ class LayerResult:
             "warnings", "aliases", "n_eigenvalues", "sigma_max", "sigma_min",
             "condition_number", "rank_deficient", "lambda_max", "frobenius_norm",
             "stable_rank", "entropy", "numerical_rank", "mp_sigma2", "mp_bulk_edge",
-            "num_spikes",
+            "num_spikes", "nuclear_norm", "spectral_gap", "spectral_gap_ratio", "rank_tolerance",
         ):
             out[key] = getattr(self, key)
         fit = self.fit.to_dict() if self.fit else {}
@@ -242,6 +249,34 @@ def summarize(layers: list[dict[str, Any]], n_skipped: int) -> dict[str, Any]:
             math.inf if any(c == math.inf for c in conds if isinstance(c, float))
             else max(finite_conds, default=None)
         ),
+        **norm_products(layers),
+    }
+
+
+def _log10_sum(values: list[Any]) -> float | None:
+    """sum of log10 v over the values; -inf if any is 0, None if any is missing or none given."""
+    if not values or any(not isinstance(v, (int, float)) or v != v or v < 0 for v in values):
+        return None
+    if any(v == 0 for v in values):
+        return -math.inf
+    return sum(math.log10(v) for v in values)
+
+
+def norm_products(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """log10 of the products of the layers' spectral and Frobenius norms (docs/metrics.md).
+
+    Over the analysed layers that are linear maps (every kind but ``embedding``, a lookup); a
+    zero layer makes a product -inf, a layer without a value (NaN/Inf weights) makes it None.
+    A conv layer contributes its largest slice norm, a lower bound on the convolution's
+    operator norm. These are the products in
+    the norm-based generalisation bounds of Bartlett, Foster & Telgarsky (2017) and Neyshabur,
+    Bhojanapalli & Srebro (2018); None too when no layer counts.
+    """
+    counted = [layer for layer in layers if layer.get("kind") != "embedding"]
+    return {
+        "n_norm_product_layers": len(counted),
+        "log10_spectral_norm_product": _log10_sum([la.get("sigma_max") for la in counted]),
+        "log10_frobenius_norm_product": _log10_sum([la.get("frobenius_norm") for la in counted]),
     }
 
 

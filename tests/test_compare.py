@@ -265,3 +265,17 @@ def test_two_checkpoints_with_no_layer_in_common(tmp_path):
     assert len(lines) == 1 and "no layer in common" in lines[0]
     assert "A (3 layers)" in lines[0] and "B (3 layers)" in lines[0]
     assert not out.exists()
+
+
+def test_changes_within_rtol_are_zero_and_print_as_zero(report_a):
+    b = copy.deepcopy(report_a)
+    layer = b["layers"][0]
+    layer["alpha"] = layer["alpha"] * (1 + 4e-16) if layer["alpha"] else layer["alpha"]
+    layer["sigma_max"] = layer["sigma_max"] * (1 - 3e-16)
+    result = compare_reports(report_a, b)
+    assert result.changed == []
+    for change in result.layers[0].changes.values():
+        assert change.delta in (0.0, None)
+    assert "e-16" not in render_comparison_plain(result)
+    assert MetricChange.of("alpha", 3.0, 3.0 * (1 + 1e-7), rtol=1e-6).delta == 0.0
+    assert MetricChange.of("alpha", 3.0, 3.1, rtol=1e-6).delta == pytest.approx(0.1)

@@ -1,19 +1,27 @@
-"""Norm-based metrics of a matrix, or a stack of equal-shape slices, from squared singular values.
+"""Norm metrics of a matrix, or a stack of equal-shape slices, from squared singular values.
 
 All in terms of sigma (singular values) and lambda = sigma^2 (docs/metrics.md):
 
 - ``sigma_max``: the spectral norm ||W||_2 (not its square); ``lambda_max`` = sigma_max^2.
 - ``sigma_min``: smallest of the min(m, n) singular values; ``condition_number`` = sigma_max /
-  sigma_min, ``inf`` with ``rank_deficient`` set when sigma_min <= sigma_max * max(m, n) * eps
-  (numpy's matrix_rank tolerance); ``numerical_rank`` counts the singular values above it.
-- ``frobenius_norm`` = sqrt(sum lambda); ``stable_rank`` = sum(lambda) / lambda_max.
+  sigma_min, ``inf`` with ``rank_deficient`` set when sigma_min <= ``rank_tolerance``;
+  ``numerical_rank`` counts the singular values above it.
+- ``rank_tolerance`` (see :func:`rank_tolerance`) is set by the precision the weights were
+  *stored* in, not the float64 of the arithmetic: a float32 matrix is only known to float32
+  resolution, so a rank-1 float32 matrix has rank 1 (as ``numpy.linalg.matrix_rank`` says).
+- ``frobenius_norm`` = sqrt(sum lambda); ``nuclear_norm`` = sum sigma; ``stable_rank`` =
+  sum(lambda) / lambda_max.
+- ``spectral_gap`` = sigma_1 - sigma_2 and ``spectral_gap_ratio`` = sigma_2 / sigma_1 (the two
+  largest singular values; None for a matrix with a single singular value).
 - ``entropy`` = -sum p ln p / ln R with p = lambda / sum(lambda) over the R nonzero ones
   (1 for a flat spectrum, 0 for rank one).
 
-For a stack of slices (a conv kernel's (out, in) matrices) the layer's figures are: sigma_max the
-largest slice norm, sigma_min the smallest singular value of any slice, condition_number the worst
-slice's, numerical_rank the smallest slice rank, frobenius_norm of the whole kernel, stable_rank and
-entropy the means over slices.
+For a stack of slices (a conv kernel's (out, in) matrices) the layer's figures are those of the
+block-diagonal matrix diag(slice_1, ..., slice_k), whose singular values are the pooled ones:
+sigma_max the largest slice norm, sigma_1/sigma_2 the two largest pooled singular values,
+frobenius_norm and nuclear_norm of the whole kernel; except sigma_min (smallest singular value of
+any slice), condition_number (the worst slice's), numerical_rank (the smallest slice rank), and
+stable_rank and entropy (means over slices), which are per-slice properties.
 """
 
 from __future__ import annotations
@@ -22,6 +30,55 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+
+# Storage dtypes with at most 16 bits: numpy's rule max(m, n) * eps reaches 1 (a tolerance above
+# sigma_max itself) once max(m, n) >= 1 / eps, e.g. 128 for bfloat16 (see rank_tolerance).
+_LOW_PRECISION_BITS = 16
+
+
+def storage_eps(dtype: str | torch.dtype | None) -> float:
+    """Machine epsilon of a storage dtype (``"bfloat16"``, ``torch.float16``, ...).
+
+    ``None`` means the values are exact as given (float64). A name that is not a torch float
+    dtype (e.g. an unknown quantised format) counts as float32.
+    """
+    if dtype is None:
+        return torch.finfo(torch.float64).eps
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        return torch.finfo(torch.float32).eps
+    return torch.finfo(dtype).eps
+
+
+def _storage_bits(dtype: str | torch.dtype | None) -> int:
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        return 64 if dtype is None else 32
+    return dtype.itemsize * 8
+
+
+def rank_tolerance(
+    lam: torch.Tensor, shape: tuple[int, int], dtype: str | torch.dtype | None = None
+) -> torch.Tensor:
+    """Singular values at or below this are zero at the precision ``dtype`` W was stored in.
+
+    ``lam``: (slices, k) ascending sigma^2 of each (m, n) matrix; returns (slices,) tolerances:
+
+    - float32 / float64 storage: numpy's ``matrix_rank`` rule on the stored matrix,
+      sigma_max * max(m, n) * eps(dtype) (Press et al., Numerical Recipes, sec. 2.6).
+    - 16- and 8-bit floats (float16, bfloat16, float8): that rule exceeds sigma_max itself once
+      max(m, n) >= 1 / eps (128 for bfloat16), which would call every such layer rank 0. We use
+      instead the bound of the rounding itself: each stored entry is within u = eps / 2 of its
+      value, so the rounding error E has ||E||_2 <= ||E||_F <= u ||W||_F and (Weyl) no singular
+      value below u ||W||_F can be told from zero.
+    """
+    lam = lam.reshape(-1, lam.shape[-1])
+    eps = storage_eps(dtype)
+    if _storage_bits(dtype) <= _LOW_PRECISION_BITS:
+        return 0.5 * eps * lam.sum(dim=1).sqrt()
+    return lam[:, -1].sqrt() * max(shape) * eps
 
 
 @dataclass
@@ -32,22 +89,31 @@ class MatrixMetrics:
     rank_deficient: bool
     lambda_max: float
     frobenius_norm: float
+    nuclear_norm: float
+    spectral_gap: float | None
+    spectral_gap_ratio: float | None
     stable_rank: float
     entropy: float
     numerical_rank: int
+    rank_tolerance: float
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def matrix_metrics(lam: torch.Tensor, shape: tuple[int, int]) -> MatrixMetrics:
-    """Metrics from ``lam`` of shape (slices, k) or (k,): ascending sigma^2 per matrix (m, n)."""
+def matrix_metrics(
+    lam: torch.Tensor, shape: tuple[int, int], stored_dtype: str | torch.dtype | None = None
+) -> MatrixMetrics:
+    """Metrics from ``lam`` of shape (slices, k) or (k,): ascending sigma^2 per matrix (m, n).
+
+    ``stored_dtype`` is the dtype the weights were stored in (before any upcast): it sets the
+    rank tolerance (:func:`rank_tolerance`). ``None``: the values are exact (float64).
+    """
     lam = lam.detach().to("cpu", torch.float64).reshape(-1, lam.shape[-1]).clamp_min(0)
     sigma = lam.sqrt()
     s_max = sigma[:, -1]
     s_min = sigma[:, 0]
-    eps = torch.finfo(torch.float64).eps
-    tol = s_max * max(shape) * eps
+    tol = rank_tolerance(lam, shape, stored_dtype)
     ranks = (sigma > tol[:, None]).sum(dim=1)
     deficient = (s_min <= tol) | (s_max == 0)
     with torch.no_grad():
@@ -60,6 +126,12 @@ def matrix_metrics(lam: torch.Tensor, shape: tuple[int, int]) -> MatrixMetrics:
     log_r = torch.log(ranks.to(torch.float64))
     ent = -plogp.sum(dim=1) / log_r.clamp_min(1e-300)
     ent = torch.where(ranks > 1, ent, torch.zeros_like(total))
+    pooled = torch.sort(sigma.reshape(-1)).values
+    gap = ratio = None
+    if pooled.numel() >= 2:
+        s1, s2 = float(pooled[-1]), float(pooled[-2])
+        gap = s1 - s2
+        ratio = s2 / s1 if s1 > 0 else None
     return MatrixMetrics(
         sigma_max=float(s_max.max()),
         sigma_min=float(s_min.min()),
@@ -67,7 +139,11 @@ def matrix_metrics(lam: torch.Tensor, shape: tuple[int, int]) -> MatrixMetrics:
         rank_deficient=bool(deficient.any()),
         lambda_max=float(lam_max.max()),
         frobenius_norm=float(total.sum().sqrt()),
+        nuclear_norm=float(sigma.sum()),
+        spectral_gap=gap,
+        spectral_gap_ratio=ratio,
         stable_rank=float(stable.mean()),
         entropy=float(ent.mean()),
         numerical_rank=int(ranks.min()),
+        rank_tolerance=float(tol.max()),
     )

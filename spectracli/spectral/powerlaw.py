@@ -61,8 +61,11 @@ def ks_distances(lam: np.ndarray, idx: np.ndarray, alphas: np.ndarray) -> np.nda
         lo = int(i.min())  # columns before the smallest xmin in the block are in no tail
         j = np.arange(lo, n_total)[None, :] - i[:, None]
         n = (n_total - i)[:, None]
-        # (lambda_j / xmin)^(1 - alpha), in log space
-        fitted = 1.0 - np.exp((1.0 - a[:, None]) * (logs[None, lo:] - logs[i][:, None]))
+        # (lambda_j / xmin)^(1 - alpha) in log space. Columns left of a row's xmin (j < 0) are
+        # not in its tail: clamping their log ratio to 0 keeps the exponent <= 0 (alpha > 1), so
+        # exp cannot overflow there; they are zeroed below.
+        ratio = np.maximum(logs[None, lo:] - logs[i][:, None], 0.0)
+        fitted = 1.0 - np.exp((1.0 - a[:, None]) * ratio)
         gap = np.abs(fitted - j / n)
         gap[j < 0] = 0.0
         block = out[sl]
