@@ -349,6 +349,8 @@ def analyze_checkpoint(
             "n_tensors": len(handles),
             "base": base_source,
         }
+        if ckpt.stubbed_globals:  # pickle globals read as inert placeholders, never run
+            source["stubbed_globals"] = list(ckpt.stubbed_globals)
     return AnalysisReport(
         tool_version=__version__,
         created=_timestamp(),

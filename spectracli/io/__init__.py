@@ -58,6 +58,10 @@ def _open(p: Path, trust_pickle: bool) -> Checkpoint:
         from spectracli.io.pytorch_reader import open_pytorch
 
         return _shown_as(open_pytorch(file, trust_pickle=trust_pickle), p)
+    if fmt == "pytorch-sharded":
+        from spectracli.io.pytorch_reader import open_pytorch_sharded
+
+        return open_pytorch_sharded(file, p, trust_pickle=trust_pickle)
     from spectracli.io.npz_reader import open_npz
 
     return _shown_as(open_npz(file), p)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from pathlib import Path
+
+from spectracli.errors import CheckpointError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -20,3 +25,48 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
     if len(first) > limit:
         first = first[: limit - 3] + "..."
     return first
+
+
+def read_weight_map(index_path: Path) -> dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file) of a Hugging Face sharded index.
+
+    Used for ``*.safetensors.index.json`` and ``pytorch_model.bin.index.json`` alike. Every shard
+    the index names must exist beside it.
+
+    Raises:
+        CheckpointError: the index is unreadable, not JSON, has no (or an empty) ``weight_map``,
+            or names a shard missing from its directory (the message names it).
+    """
+    root = index_path.parent
+    try:
+        with open(index_path, encoding="utf-8") as fh:
+            index = json.load(fh)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {index_path}: {one_line(exc)}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"index {index_path} is not JSON: {one_line(exc)}") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
+        raise CheckpointError(
+            f"index {index_path} has no 'weight_map' object mapping tensor names to shard files"
+        )
+    if not weight_map:
+        raise CheckpointError(f"index {index_path} has an empty weight_map: no tensors")
+    missing = sorted({s for s in weight_map.values() if not (root / s).is_file()})
+    if missing:
+        listed = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise CheckpointError(
+            f"index {index_path} names shard(s) missing from {root}{os.sep}: {listed}"
+        )
+    return weight_map
+
+
+def missing_extra(package: str, extra: str, what: str) -> CheckpointError:
+    """The one-line error for an optional dependency that is not installed."""
+    return CheckpointError(
+        f"reading {what} needs the '{package}' package: pip install 'spectracli[{extra}]'"
+    )

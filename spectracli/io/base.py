@@ -58,6 +58,8 @@ class Checkpoint:
     size_bytes: int
     # The Hugging Face ``config.json`` beside the weights, parsed; None when there is none.
     config: dict[str, Any] | None = None
+    # Globals of a pickle that were read as inert placeholders (never imported nor run).
+    stubbed_globals: list[str] = []  # readers assign a new list; never mutated in place
 
     def handles(self) -> Iterator[TensorHandle]:
         raise NotImplementedError

@@ -1,10 +1,13 @@
 """Which reader a path needs, decided by content first and extension second.
 
-Returns one of ``"safetensors"``, ``"safetensors-sharded"``, ``"pytorch"``, ``"npz"`` with the file
-to read. Content wins over the name where it is unambiguous (a zip holding ``.npy`` members is an
-``.npz``, a zip holding ``data.pkl`` or a pickle stream is PyTorch, an 8-byte length followed by
-``{`` is safetensors); otherwise the extension picks the reader, whose own checks then say
-precisely what is wrong with the file.
+Returns one of ``"safetensors"``, ``"safetensors-sharded"``, ``"pytorch"``, ``"pytorch-sharded"``,
+``"npz"``, ``"gguf"``, ``"onnx"`` with the file to read. Content wins over the name where it is
+unambiguous (``GGUF`` magic, a zip holding ``.npy`` members is an ``.npz``, a zip holding
+``data.pkl`` or a pickle stream is PyTorch, an 8-byte length followed by ``{`` is safetensors);
+otherwise the extension picks the reader, whose own checks then say precisely what is wrong with
+the file. Formats spectracli does not read (TensorFlow SavedModel and checkpoints, Keras
+``.h5``/``.keras``, TFLite, ONNX Runtime ``.ort``, Core ML) are recognised by their magic bytes or
+layout and named in the error, with the list of what is supported.
 """
 
 from __future__ import annotations
@@ -17,9 +20,21 @@ from spectracli.errors import CheckpointError, CheckpointNotFoundError
 
 PYTORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 INDEX_SUFFIX = ".safetensors.index.json"
+BIN_INDEX_SUFFIX = ".bin.index.json"
 LOOKED_FOR = (
-    "*.safetensors.index.json, *.safetensors, pytorch_model.bin, *.pt, *.pth, *.bin, *.ckpt, *.npz"
+    "*.safetensors.index.json, *.safetensors, *.bin.index.json, pytorch_model.bin, *.pt, *.pth, "
+    "*.bin, *.ckpt, *.npz, *.gguf, *.onnx"
 )
+SUPPORTED = (
+    "spectracli reads safetensors (single or sharded), PyTorch .pt/.pth/.bin/.ckpt (single or "
+    "sharded .bin), .npz, GGUF, ONNX and Hugging Face model ids"
+)
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def unsupported(path: Path, what: str) -> CheckpointError:
+    """The error for a recognised format that spectracli does not read."""
+    return CheckpointError(f"{path} is {what}, which spectracli does not read ({SUPPORTED})")
 
 
 def detect(path: Path) -> tuple[str, Path]:
@@ -35,6 +50,8 @@ def detect(path: Path) -> tuple[str, Path]:
         raise CheckpointError(f"{path} is empty (0 bytes), expected a checkpoint")
     if path.name.endswith(INDEX_SUFFIX):
         return "safetensors-sharded", path
+    if path.name.endswith(BIN_INDEX_SUFFIX):
+        return "pytorch-sharded", path
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -42,6 +59,8 @@ def detect(path: Path) -> tuple[str, Path]:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
     suffix = path.suffix.lower()
 
+    if head.startswith(b"GGUF"):
+        return "gguf", path
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         kind = _zip_kind(path)
         if kind:
@@ -50,21 +69,44 @@ def detect(path: Path) -> tuple[str, Path]:
         return "pytorch", path
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < size:
         return "safetensors", path
+    foreign = _foreign_file(path, head)
+    if foreign:
+        raise unsupported(path, foreign)
+    if suffix == ".onnx":
+        return "onnx", path
+    if suffix == ".gguf":
+        return "gguf", path  # no GGUF magic: the reader says what is wrong
     if _looks_like_text(head):
-        raise CheckpointError(
-            f"{path} is a text file, not a checkpoint "
-            "(expected safetensors, a PyTorch .pt/.pth/.bin/.ckpt, or .npz)"
-        )
+        raise CheckpointError(f"{path} is a text file, not a checkpoint ({SUPPORTED})")
     if suffix == ".safetensors":
         return "safetensors", path
     if suffix in PYTORCH_SUFFIXES:
         return "pytorch", path
     if suffix == ".npz":
         return "npz", path
-    raise CheckpointError(
-        f"{path} is not a recognised checkpoint: its content is neither safetensors, a PyTorch "
-        "zip or pickle, nor an .npz archive"
-    )
+    raise CheckpointError(f"{path} is not a recognised checkpoint format ({SUPPORTED})")
+
+
+def _foreign_file(path: Path, head: bytes) -> str | None:
+    """The name of a format spectracli does not read, recognised by magic bytes or name."""
+    name, suffix = path.name.lower(), path.suffix.lower()
+    if head.startswith(_HDF5_MAGIC):
+        return "an HDF5 file (Keras .h5 weights or model)"
+    if head[4:8] == b"TFL3":
+        return "a TensorFlow Lite model"
+    if head[4:8] == b"ORTM":
+        return "an ONNX Runtime (.ort) model; export it as .onnx instead"
+    if name in ("saved_model.pb", "saved_model.pbtxt"):
+        return "part of a TensorFlow SavedModel"
+    if suffix == ".pb":
+        return "a TensorFlow graph (.pb)"
+    if suffix == ".index" or ".data-" in name:
+        return "part of a TensorFlow checkpoint"
+    if suffix == ".mlmodel":
+        return "a Core ML model"
+    if suffix == ".keras":
+        return "a Keras .keras archive"
+    return None
 
 
 def _zip_kind(path: Path) -> str | None:
@@ -77,6 +119,8 @@ def _zip_kind(path: Path) -> str | None:
         return "pytorch"
     if names and any(n.endswith(".npy") for n in names):
         return "npz"
+    if "config.json" in names and any(n.endswith(".weights.h5") for n in names):
+        raise unsupported(path, "a Keras .keras archive")
     return None
 
 
@@ -92,44 +136,62 @@ def _looks_like_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\t\n\r\f\v" for c in text)
 
 
+def _one(path: Path, pattern: str, what: str) -> Path | None:
+    """The single file matching ``pattern`` in ``path``; None for none; an error for several."""
+    found = sorted(path.glob(pattern))
+    if len(found) > 1:
+        raise CheckpointError(
+            f"directory {path} holds several {what} ({', '.join(p.name for p in found[:5])}); "
+            "pass one file"
+        )
+    return found[0] if found else None
+
+
 def _detect_dir(path: Path) -> tuple[str, Path]:
-    indexes = sorted(path.glob("*" + INDEX_SUFFIX))
-    if len(indexes) == 1:
-        return "safetensors-sharded", indexes[0]
-    if len(indexes) > 1:
-        raise CheckpointError(
-            f"directory {path} holds several sharded indexes "
-            f"({', '.join(p.name for p in indexes)}); pass one of them"
-        )
-    singles = sorted(path.glob("*.safetensors"))
-    if len(singles) == 1:
-        return "safetensors", singles[0]
-    if len(singles) > 1:
-        raise CheckpointError(
-            f"directory {path} holds {len(singles)} .safetensors files and no "
-            f"*{INDEX_SUFFIX}; pass one file"
-        )
+    index = _one(path, "*" + INDEX_SUFFIX, "sharded safetensors indexes")
+    if index:
+        return "safetensors-sharded", index
+    single = _one(path, "*.safetensors", ".safetensors files and no *" + INDEX_SUFFIX)
+    if single:
+        return "safetensors", single
+    bin_index = _one(path, "*" + BIN_INDEX_SUFFIX, "sharded PyTorch indexes")
+    if bin_index:
+        return "pytorch-sharded", bin_index
     if (path / "pytorch_model.bin").is_file():
         return "pytorch", path / "pytorch_model.bin"
-    if list(path.glob("pytorch_model*.bin.index.json")):
-        raise CheckpointError(
-            f"directory {path} holds a sharded PyTorch .bin checkpoint, which is not supported; "
-            "convert it to safetensors or pass one shard"
-        )
     pickles = sorted(p for s in PYTORCH_SUFFIXES for p in path.glob("*" + s))
-    if len(pickles) == 1:
-        return "pytorch", pickles[0]
     if len(pickles) > 1:
         raise CheckpointError(
             f"directory {path} holds several PyTorch checkpoints "
             f"({', '.join(p.name for p in pickles[:5])}); pass one file"
         )
-    npzs = sorted(path.glob("*.npz"))
-    if len(npzs) == 1:
-        return "npz", npzs[0]
-    if len(npzs) > 1:
-        raise CheckpointError(
-            f"directory {path} holds several .npz files ({', '.join(p.name for p in npzs[:5])}); "
-            "pass one file"
-        )
+    if pickles:
+        return "pytorch", pickles[0]
+    for pattern, fmt, what in (
+        ("*.npz", "npz", ".npz files"),
+        ("*.gguf", "gguf", "GGUF files"),
+        ("*.onnx", "onnx", "ONNX models"),
+    ):
+        found = _one(path, pattern, what)
+        if found:
+            return fmt, found
+    foreign = _foreign_dir(path)
+    if foreign:
+        raise unsupported(path, foreign)
     raise CheckpointError(f"directory {path} holds no weights (looked for {LOOKED_FOR})")
+
+
+def _foreign_dir(path: Path) -> str | None:
+    if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+        return "a TensorFlow SavedModel"
+    if path.suffix.lower() == ".mlpackage" or (path / "Manifest.json").is_file() and (
+        path / "Data" / "com.apple.CoreML"
+    ).is_dir():
+        return "a Core ML package"
+    if any(path.glob("*.h5")) or any(path.glob("*.keras")):
+        return "a Keras model directory (.h5/.keras)"
+    if (path / "checkpoint").is_file() and any(path.glob("*.index")):
+        return "a TensorFlow checkpoint"
+    if any(path.glob("*.tflite")):
+        return "a TensorFlow Lite model directory"
+    return None

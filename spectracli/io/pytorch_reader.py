@@ -20,7 +20,6 @@ pointer, offset, shape, stride and dtype) are tied weights: one handle, the othe
 from __future__ import annotations
 
 import pickle
-import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -30,8 +29,14 @@ from typing import Any
 import torch
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import one_line
+from spectracli.io._common import one_line, read_weight_map
 from spectracli.io.base import Checkpoint, TensorHandle
+from spectracli.io.stub_pickle import (
+    ForeignTensorError,
+    Placeholder,
+    foreign_leaves,
+    load_with_placeholders,
+)
 
 # Where training checkpoints keep the model's state dict, most specific first.
 STATE_KEYS = (
@@ -66,6 +71,9 @@ IGNORED_KEYS = frozenset(
         "rng_states",
         "hyper_parameters",
         "hparams",
+        "hparams_name",
+        "datamodule_hparams",
+        "datamodule_hparams_name",
         "args",
         "config",
         "epoch",
@@ -74,25 +82,36 @@ IGNORED_KEYS = frozenset(
         "iteration",
     }
 )
-_GLOBAL_IN_MESSAGE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error: ([^\n]*)")
 
 
 def load_pickle(path: Path, trust_pickle: bool) -> Any:
     """``torch.load`` on the CPU, mmap for zip files, weights_only unless ``trust_pickle``."""
+    return load_pickle_stubbed(path, trust_pickle)[0]
+
+
+def load_pickle_stubbed(path: Path, trust_pickle: bool) -> tuple[Any, list[str]]:
+    """:func:`load_pickle` plus the foreign globals that were stubbed (see ``stub_pickle``).
+
+    Without ``trust_pickle``, a file the plain ``weights_only`` load refuses for globals outside
+    torch's safe set is loaded again with each such global replaced by an inert placeholder.
+    """
     is_zip = zipfile.is_zipfile(path)
     if is_zip and _is_torchscript(path):
-        return _load_torchscript(path, trust_pickle)
+        return _load_torchscript(path, trust_pickle), []
     weights_only = not trust_pickle
-    try:
+
+    def load() -> Any:
         with warnings.catch_warnings():
             # A damaged pickle makes torch warn about odd protocol numbers before failing; the
             # one-line error below says what matters.
             warnings.simplefilter("ignore", UserWarning)
             return _torch_load(path, weights_only, is_zip)
+
+    try:
+        return load(), []
     except pickle.UnpicklingError as exc:
         if weights_only and "Weights only load failed" in str(exc):
-            raise _unsafe_error(path, is_zip, exc) from None
+            return load_with_placeholders(path, load, exc)
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint: {one_line(exc)}"
         ) from None
@@ -145,41 +164,43 @@ def _torch_load(path: Path, weights_only: bool, is_zip: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=False)
 
 
-def _unsafe_error(path: Path, is_zip: bool, exc: Exception) -> CheckpointError:
-    names: list[str] = []
-    if is_zip:
-        try:
-            names = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-        except Exception:  # noqa: BLE001 - naming the globals is best effort
-            names = []
-    if not names:
-        names = _GLOBAL_IN_MESSAGE.findall(str(exc))
-    if not names:
-        match = _UNPICKLER_DETAIL.search(str(exc))
-        detail = match.group(1).strip() if match else "an object outside the safe set"
-        return CheckpointError(
-            f"{path} needs more than the safe weights-only unpickler allows ({detail}); "
-            "pass --trust-pickle only if you trust its source"
-        )
-    listed = ", ".join(sorted(set(names)))
-    return CheckpointError(
-        f"{path} needs globals beyond the safe set ({listed}); "
-        "pass --trust-pickle only if you trust its source"
-    )
+def find_state_dict(obj: Any, path: Path | None = None) -> dict[str, torch.Tensor]:
+    """The model's tensors in a loaded checkpoint, by name (see the module docstring).
 
-
-def find_state_dict(obj: Any) -> dict[str, torch.Tensor]:
-    """The model's tensors in a loaded checkpoint, by name (see the module docstring)."""
+    Raises:
+        ForeignTensorError: the mapping chosen as the state dict holds a placeholder of a stubbed
+            global (a tensor that only foreign code could build).
+    """
     if isinstance(obj, torch.nn.Module):
         return {k: v for k, v in obj.state_dict().items() if isinstance(v, torch.Tensor)}
+    if isinstance(obj, Placeholder):
+        raise ForeignTensorError(
+            f"{path or 'checkpoint'} is a pickled {obj.__spectracli_global__} object, whose "
+            "tensors only its own code rebuilds; refused (pass --trust-pickle only if you trust "
+            "its source, or save its state_dict())"
+        )
     if not isinstance(obj, Mapping):
         return {}
     for key in STATE_KEYS:
         if key in obj and isinstance(obj[key], (Mapping, torch.nn.Module)):
-            found = find_state_dict(obj[key])
+            found = find_state_dict(obj[key], path)
+            _refuse_foreign(obj[key], path, "")
             if found:
                 return found
+    _refuse_foreign({k: v for k, v in obj.items() if k not in IGNORED_KEYS}, path, "")
     return _collect(obj, "")
+
+
+def _refuse_foreign(state: Any, path: Path | None, prefix: str) -> None:
+    leaves = foreign_leaves(state, prefix) if isinstance(state, dict) else []
+    if leaves:
+        entry, name = leaves[0]
+        more = f" (and {len(leaves) - 1} more entries)" if len(leaves) > 1 else ""
+        raise ForeignTensorError(
+            f"{path or 'checkpoint'}: state dict entry '{entry}' would be built by "
+            f"{name}{more}, which is not run; refused (pass --trust-pickle only if you trust its "
+            "source)"
+        )
 
 
 def _collect(obj: Mapping, prefix: str) -> dict[str, torch.Tensor]:
@@ -225,13 +246,15 @@ class PytorchCheckpoint(Checkpoint):
         self.path = path
         self.format = "pytorch"
         self.size_bytes = path.stat().st_size
-        obj = load_pickle(path, trust_pickle)
-        state = find_state_dict(obj)
+        obj, self.stubbed_globals = load_pickle_stubbed(path, trust_pickle)
+        state = find_state_dict(obj, path)
+        keys = sorted(str(k) for k in obj)[:8] if isinstance(obj, Mapping) else []
         del obj
         if not state:
+            seen = f"; its top-level keys: {', '.join(keys)}" if keys else ""
             raise CheckpointError(
                 f"{path} holds no tensors that look like model weights "
-                f"(looked for a state dict under {', '.join(STATE_KEYS)} or at the top level)"
+                f"(looked for a state dict under {', '.join(STATE_KEYS)} or at the top level{seen})"
             )
         self._state: dict[str, torch.Tensor] | None = strip_prefixes(state)
         groups: dict[tuple, list[str]] = {}
@@ -277,3 +300,50 @@ class _Get:
 
 def open_pytorch(path: Path, trust_pickle: bool = False) -> Checkpoint:
     return PytorchCheckpoint(path, trust_pickle=trust_pickle)
+
+
+class PytorchShardedCheckpoint(Checkpoint):
+    """A sharded PyTorch ``.bin`` checkpoint: ``pytorch_model.bin.index.json`` plus its shards.
+
+    Every shard the index names must exist (checked before any is loaded); each shard is loaded
+    once (memory-mapped when it is a zip file, like a single ``.pt``) and serves all its tensors.
+    A tensor the index places in a shard must be there; tensors a shard holds that the index
+    forgot are still served.
+    """
+
+    def __init__(self, index_path: Path, shown_path: Path, trust_pickle: bool = False):
+        self.path = shown_path
+        self.format = "pytorch-sharded"
+        root = index_path.parent
+        weight_map = read_weight_map(index_path)
+        self._shards = [
+            PytorchCheckpoint(root / s, trust_pickle) for s in sorted(set(weight_map.values()))
+        ]
+        self.size_bytes = sum(s.size_bytes for s in self._shards)
+        self.stubbed_globals = sorted({g for s in self._shards for g in s.stubbed_globals})
+        by_file = {s.path.name: s for s in self._shards}
+        for name, file in weight_map.items():
+            shard = by_file[Path(file).name]
+            if shard._state is not None and name not in shard._state:
+                raise CheckpointError(
+                    f"index {index_path} places tensor '{name}' in shard {file}, which does not "
+                    "hold it"
+                )
+
+    def handles(self) -> Iterator[TensorHandle]:
+        seen: set[str] = set()
+        for shard in self._shards:
+            for h in shard.handles():
+                if h.name not in seen:
+                    seen.add(h.name)
+                    yield h
+
+    def close(self) -> None:
+        for shard in self._shards:
+            shard.close()
+
+
+def open_pytorch_sharded(
+    index_path: Path, shown_path: Path, trust_pickle: bool = False
+) -> Checkpoint:
+    return PytorchShardedCheckpoint(index_path, shown_path, trust_pickle)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import threading
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ import torch
 from safetensors import safe_open
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import one_line
+from spectracli.io._common import one_line, read_weight_map
 from spectracli.io.base import Checkpoint, TensorHandle
 
 # safetensors dtype code -> (torch dtype name, bits per element)
@@ -436,31 +435,8 @@ def open_sharded(index_path: Path, shown_path: Path) -> Checkpoint:
     is opened once and serves all of its tensors.
     """
     root = index_path.parent
-    try:
-        with open(index_path, encoding="utf-8") as fh:
-            index = json.load(fh)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {index_path}: {one_line(exc)}") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"index {index_path} is not JSON: {one_line(exc)}") from None
-    weight_map = index.get("weight_map") if isinstance(index, dict) else None
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
-    ):
-        raise CheckpointError(
-            f"index {index_path} has no 'weight_map' object mapping tensor names to shard files"
-        )
-    if not weight_map:
-        raise CheckpointError(f"index {index_path} has an empty weight_map: no tensors")
+    weight_map = read_weight_map(index_path)
     shard_names = sorted(set(weight_map.values()))
-    missing = [s for s in shard_names if not (root / s).is_file()]
-    if missing:
-        listed = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
-        raise CheckpointError(
-            f"index {index_path} names shard(s) missing from {root}{os.sep}: {listed}"
-        )
     files: list[SafetensorsFile] = []
     owner: dict[str, SafetensorsFile] = {}
     by_shard: dict[str, SafetensorsFile] = {}

@@ -1,0 +1,231 @@
+"""Pickles with foreign objects (Lightning-style checkpoints) read without running them.
+
+Truth: the same state dict saved as safetensors and analysed the same way; the payload of a
+malicious reduce must never run and its module never be imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import typing
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+from spectracli.cli.app import app
+from spectracli.errors import CheckpointError
+from spectracli.io import open_checkpoint
+from spectracli.io.stub_pickle import ForeignTensorError
+
+PKG = "spectracli_test_foreign_pkg"
+
+
+def _touch(path: str) -> None:  # the payload: creates a file when called
+    open(path, "w").close()
+
+
+class _Payload:
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return (_touch, (self.target,))
+
+
+class _AttributeDict(dict):  # like lightning's AttributeDict, from a package we will remove
+    pass
+
+
+def _make_tensor(w: torch.Tensor) -> torch.Tensor:
+    return w * 2
+
+
+class _TensorMaker:
+    def __init__(self, w: torch.Tensor):
+        self.w = w
+
+    def __reduce__(self):
+        return (_make_tensor, (self.w,))
+
+
+class _TorchCall:
+    def __reduce__(self):
+        return (torch.mul, (torch.ones(2), 2.0))  # torch.mul is outside the safe set too
+
+
+@pytest.fixture
+def foreign_pkg():
+    """A module that exists while saving and is gone (and must stay gone) while loading."""
+    mod = types.ModuleType(PKG)
+    for obj in (_touch, _Payload, _AttributeDict, _make_tensor):
+        obj.__module__ = PKG
+        setattr(mod, obj.__name__, obj)
+    sys.modules[PKG] = mod
+    yield mod
+    sys.modules.pop(PKG, None)
+    for obj in (_touch, _Payload, _AttributeDict, _make_tensor):
+        obj.__module__ = __name__
+
+
+def _state(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "model.fc1.weight": torch.randn(24, 16, generator=g),
+        "model.fc1.bias": torch.randn(24, generator=g),
+        "model.fc2.weight": torch.randn(12, 24, generator=g),
+    }
+
+
+def _lightning(state: dict, hparams: object) -> dict:
+    return {
+        "epoch": 3,
+        "global_step": 120,
+        "pytorch-lightning_version": "2.4.0",
+        "state_dict": state,
+        "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 3}}}},
+        "callbacks": {"ModelCheckpoint{'monitor': 'val_loss'}": {"best_model_score": None}},
+        "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": []}],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": hparams,
+    }
+
+
+def _spectra(path) -> dict[str, tuple]:
+    report = analyze_checkpoint(path, AnalyzeConfig(farms=False, min_size=5, threads=1))
+    return {
+        layer.name: (layer.sigma_max, layer.sigma_min, layer.fit.alpha, layer.esd.values)
+        for layer in report.layers
+    }
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_lightning_checkpoint_with_foreign_hparams_reads_like_safetensors(
+    tmp_path, foreign_pkg, legacy
+):
+    target = tmp_path / "payload_ran"
+    hparams = _AttributeDict(
+        lr=1e-3, kind=dict, annotation=typing.Any, payload=_Payload(str(target)), depth=4
+    )
+    state = _state()
+    ckpt = tmp_path / "epoch=3.ckpt"
+    torch.save(_lightning(state, hparams), ckpt, _use_new_zipfile_serialization=not legacy)
+    save_file(state, tmp_path / "same.safetensors")
+    sys.modules.pop(PKG)  # the package is not installed where the checkpoint is read
+
+    with open_checkpoint(ckpt) as c:
+        assert c.format == "pytorch"
+        assert {h.name for h in c.handles()} == set(state)
+        stubbed = c.stubbed_globals
+    assert f"{PKG}._AttributeDict" in stubbed and f"{PKG}._touch" in stubbed
+    assert "builtins.dict" not in stubbed  # a plain value, mapped to itself
+    report = analyze_checkpoint(ckpt, AnalyzeConfig(farms=False, min_size=5, threads=1))
+    assert report.source["stubbed_globals"] == stubbed
+    assert _spectra(ckpt) == _spectra(tmp_path / "same.safetensors")
+    assert not target.exists(), "the reduce payload ran"
+    assert PKG not in sys.modules, "the foreign module was imported"
+
+
+def test_placeholder_that_would_build_a_tensor_is_refused_not_run(tmp_path, foreign_pkg):
+    target = tmp_path / "payload_ran"
+    state = {"fc.weight": torch.randn(8, 8), "fc.payload": _Payload(str(target))}
+    path = tmp_path / "evil.ckpt"
+    torch.save(_lightning(state, {"lr": 0.1}), path)
+    sys.modules.pop(PKG)
+    with pytest.raises(ForeignTensorError, match=rf"'fc.payload' would be built by {PKG}._touch"):
+        open_checkpoint(path)
+    assert not target.exists() and PKG not in sys.modules
+    sys.modules[PKG] = foreign_pkg
+    hparams = {"kind": dict, "any": typing.Any}
+    torch.save(_lightning({"fc.weight": _TensorMaker(torch.ones(4, 4))}, hparams), path)
+    sys.modules.pop(PKG)
+    with pytest.raises(ForeignTensorError) as info:
+        open_checkpoint(path)
+    message = str(info.value)
+    assert f"'fc.weight' would be built by {PKG}._make_tensor" in message
+    assert "builtins" not in message and "typing" not in message and "\n" not in message
+    torch.save({"state_dict": {"w": _TorchCall()}}, path)
+    with pytest.raises(CheckpointError, match=r"without running code .*_VariableFunctionsClass"):
+        open_checkpoint(path)
+
+
+def test_os_globals_are_refused_outright(tmp_path):
+    class Shell:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("true",))
+
+    path = tmp_path / "shell.pt"
+    torch.save({"state_dict": {"w": torch.ones(3, 3)}, "hparams": Shell()}, path)
+    with pytest.raises(CheckpointError, match=r"references (os|posix)\.system .*refused"):
+        open_checkpoint(path)
+
+
+def test_lightning_checkpoint_without_state_dict_is_one_line(tmp_path, foreign_pkg):
+    path = tmp_path / "no_weights.ckpt"
+    torch.save({"epoch": 1, "hyper_parameters": _AttributeDict(lr=0.1)}, path)
+    sys.modules.pop(PKG)
+    with pytest.raises(CheckpointError, match="no tensors .*top-level keys: epoch"):
+        open_checkpoint(path)
+    res = CliRunner().invoke(app, ["analyze", str(path), "-f", "json", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_pickled_whole_module_is_refused_naming_its_class(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.Linear(3, 4), path)
+    with pytest.raises(ForeignTensorError, match="pickled torch.nn.modules.linear.Linear"):
+        open_checkpoint(path)
+
+
+# ---------------------------------------------------------------- sharded PyTorch .bin
+
+
+def _write_sharded_bin(root, legacy: bool = False) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    a = {"emb.weight": torch.randn(40, 16, generator=g),
+         "fc1.weight": torch.randn(20, 16, generator=g)}
+    b = {"fc2.weight": torch.randn(12, 20, generator=g), "fc2.bias": torch.randn(12, generator=g)}
+    names = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin")
+    for part, name in zip((a, b), names, strict=True):
+        torch.save(part, root / name, _use_new_zipfile_serialization=not legacy)
+    weight_map = {k: names[0] for k in a} | {k: names[1] for k in b}
+    (root / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return a | b
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_sharded_bin_directory_reads_like_safetensors(tmp_path, monkeypatch, legacy):
+    want = _write_sharded_bin(tmp_path, legacy)
+    save_file(want, tmp_path.parent / f"{tmp_path.name}.safetensors")
+    import spectracli.io.pytorch_reader as reader
+
+    loads = []
+    real = reader._torch_load
+    monkeypatch.setattr(reader, "_torch_load", lambda p, *a: loads.append(p.name) or real(p, *a))
+    with open_checkpoint(tmp_path) as c:
+        assert c.format == "pytorch-sharded" and c.path == tmp_path
+        got = {h.name: h.load() for h in c.handles()}
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 2  # each shard loaded once
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    ref = tmp_path.parent / f"{tmp_path.name}.safetensors"
+    assert _spectra(tmp_path) == _spectra(ref)
+    assert _spectra(tmp_path / "pytorch_model.bin.index.json") == _spectra(ref)
+
+
+def test_sharded_bin_index_naming_a_missing_shard_is_one_line(tmp_path):
+    _write_sharded_bin(tmp_path)
+    (tmp_path / "pytorch_model-00002-of-00002.bin").unlink()
+    with pytest.raises(CheckpointError, match="missing .*pytorch_model-00002-of-00002.bin"):
+        open_checkpoint(tmp_path)
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path), "-f", "json", "-o", str(out)])
+    assert res.exit_code == 2 and "Traceback" not in res.output and not out.exists()
+    assert len(res.stderr.strip().splitlines()) == 1
