@@ -20,8 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # One wording for every command that reads checkpoints.
 TRUST_PICKLE_HELP = (
-    "Allow PyTorch pickles that need globals beyond torch's safe set (this runs code from the "
-    "file: only for files you trust)."
+    "Unpickle with weights_only=False, which runs code from the file: only for files you "
+    "trust, and needed only when a tensor can only be built by the file's own classes (foreign "
+    "objects beside the weights are read as inert placeholders without it)."
 )
 
 EXIT_OK = 0
