@@ -1,0 +1,193 @@
+"""Run the rules over a checkpoint's tensors: every tensor becomes plans or skips, in order."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from spectracli.layers import conv, fused, kinds, recurrent
+from spectracli.layers.context import Context
+from spectracli.layers.plan import LayerOptions, MatrixPlan, Outcome, Skip, TensorInfo
+
+Rule = Callable[[TensorInfo, Context], "Outcome | None"]
+
+# Tried in this order; the first rule that answers decides (rule_other always answers).
+RULES: tuple[Rule, ...] = (
+    kinds.rule_non_float,
+    kinds.rule_scalar_vector,
+    kinds.rule_squeeze,
+    recurrent.rule_recurrent,
+    fused.rule_in_proj,
+    fused.rule_c_attn,
+    fused.rule_conv1d,
+    fused.rule_qkv,
+    fused.rule_query_key_value,
+    fused.rule_kv,
+    fused.rule_gate_up,
+    kinds.rule_norm_scale,
+    kinds.rule_matrix,
+    conv.rule_conv_kernel,
+    kinds.rule_other,
+)
+
+
+@dataclass
+class LayerPlan:
+    """The matrices to analyse, in checkpoint order, and every tensor (or part) not analysed."""
+
+    plans: list[MatrixPlan] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+
+
+def name_selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Glob filters on one name: kept if it matches an include (or none is given) and no exclude.
+
+    A name also matches a pattern equal to it, so ``attn.in_proj_weight[q]`` can be named as is
+    (in a glob, ``[q]`` is a character class).
+    """
+    def hit(pat: str) -> bool:
+        return name == pat or fnmatch.fnmatchcase(name, pat)
+
+    if include and not any(hit(p) for p in include):
+        return False
+    return not any(hit(p) for p in exclude)
+
+
+def plan_selected(plan: MatrixPlan, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """A plan is kept when its name or a source tensor's name is included and none is excluded."""
+    names = (plan.name, *plan.sources)
+    if any(not name_selected(n, (), exclude) for n in names):
+        return False
+    return not include or any(name_selected(n, include, ()) for n in names)
+
+
+def _too_small(plan: MatrixPlan, min_size: int) -> bool:
+    return min(plan.matrix_shape) < min_size
+
+
+def plan_layers(
+    tensors: Iterable[TensorInfo],
+    *,
+    config: Mapping[str, Any] | None = None,
+    options: LayerOptions | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    adapter_config: Mapping[str, Any] | None = None,
+    base: Mapping[str, tuple[int, ...]] | None = None,
+) -> LayerPlan:
+    """The layer model of a checkpoint, from names, shapes, dtypes, meta and config.json alone.
+
+    Args:
+        tensors: every stored tensor (``name``, ``shape``, ``dtype``, ``meta``), in file order.
+        config: the parsed ``config.json`` (head counts, vocabulary size, ...), or None.
+        options: min_size, conv_view, split (see :class:`LayerOptions`).
+        include, exclude: glob filters on result names and source tensor names.
+        adapter_config: the PEFT ``adapter_config.json`` beside an adapter, or None.
+        base: name -> shape of a base checkpoint: plans then analyse ``W - W_base`` (an adapter
+            is merged into its base weight instead); tensors missing there are skipped.
+
+    Returns:
+        A :class:`LayerPlan`: each tensor is in some plan's ``sources`` or in ``skips``.
+    """
+    infos = list(tensors)
+    ctx = Context(
+        tensors={t.name: t for t in infos},
+        config=config or {},
+        options=options or LayerOptions(),
+        adapter_config=adapter_config,
+        base=base,
+    )
+    result = LayerPlan()
+    consumed: set[str] = set()
+    for t in infos:
+        if t.name in consumed:
+            continue
+        outcome: Outcome | None = None
+        for rule in RULES:
+            outcome = rule(t, ctx)
+            if outcome is not None:
+                break
+        assert outcome is not None  # rule_other always answers
+        consumed.update(outcome.claims)
+        _settle(t, outcome, ctx, include, exclude, result)
+    return result
+
+
+def _settle(
+    t: TensorInfo,
+    outcome: Outcome,
+    ctx: Context,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    result: LayerPlan,
+) -> None:
+    """Apply the filters, the base checkpoint and min_size to one rule's answer."""
+    excluded = "excluded by include/exclude"
+    for skip in outcome.skips:
+        keep = name_selected(skip.name, include, exclude)
+        result.skips.append(skip if keep else replace(skip, reason=excluded))
+    if not outcome.plans:
+        return
+    kept = [p for p in outcome.plans if plan_selected(p, include, exclude)]
+    if not kept:
+        result.skips += _tensor_skips(t, outcome, excluded)
+        return
+    result.skips += [Skip(p.name, p.shape, excluded, p.rule) for p in outcome.plans
+                     if p not in kept]
+    if ctx.base is not None:
+        kept = _against_base(kept, ctx, result)
+    small = [p for p in kept if _too_small(p, ctx.options.min_size)]
+    if small and len(small) == len(kept) == len(outcome.plans) and len(kept) > 1:
+        m, n = small[0].matrix_shape
+        same = all(p.matrix_shape == (m, n) for p in small)
+        what = f"its {len(small)} matrices of {m}x{n}" if same else f"its {len(small)} matrices"
+        result.skips += _tensor_skips(
+            t, outcome, f"{what} have fewer than min_size={ctx.options.min_size} rows or columns"
+        )
+        return
+    for p in kept:
+        if p in small:
+            m, n = p.matrix_shape
+            result.skips.append(Skip(
+                p.name, p.shape,
+                f"matrix {m}x{n} has fewer than min_size={ctx.options.min_size} rows or columns",
+                p.rule,
+            ))
+        else:
+            result.plans.append(p)
+
+
+def _tensor_skips(t: TensorInfo, outcome: Outcome, reason: str) -> list[Skip]:
+    """One skip per plan name when the plans rebuild a weight, else one for the tensor."""
+    names = {p.name for p in outcome.plans}
+    if len(names) == 1 and next(iter(names)) != t.name:
+        plan = outcome.plans[0]
+        return [Skip(plan.name, plan.shape, reason, plan.rule)]
+    return [Skip(t.name, tuple(t.shape), reason, outcome.plans[0].rule)]
+
+
+def _against_base(plans: list[MatrixPlan], ctx: Context, result: LayerPlan) -> list[MatrixPlan]:
+    """Mark plans to analyse W - W_base; skip those whose sources the base lacks or reshapes."""
+    assert ctx.base is not None
+    kept = []
+    for p in plans:
+        if p.base_sources:  # an adapter merged into its base weight: no difference taken
+            kept.append(p)
+            continue
+        why = None
+        for src in p.sources:
+            other = ctx.base.get(src)
+            mine = tuple(ctx.tensors[src].shape)
+            if other is None:
+                why = "not in the base checkpoint"
+            elif tuple(other) != mine:
+                why = f"shape {list(mine)} differs from the base checkpoint's {list(other)}"
+            if why:
+                break
+        if why:
+            result.skips.append(Skip(p.name, p.shape, why, p.rule))
+        else:
+            kept.append(replace(p, subtract_base=True))
+    return kept
