@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,8 @@ from spectracli.device import resolve_device
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import TensorHandle
+from spectracli.layers import CONV_VIEWS, LayerOptions, MatrixPlan, as_stack, plan_layers
+from spectracli.layers.plan import BASE_PREFIX
 from spectracli.results import (
     AnalysisReport,
     EsdSample,
@@ -49,7 +53,6 @@ from spectracli.spectral import (
 )
 from spectracli.spectral.esd import all_finite
 from spectracli.spectral.powerlaw import XMIN_METHODS
-from spectracli.weights import MatrixPlan, as_matrices, name_selected, plan_tensor
 
 Progress = Callable[[int, int, str], None]
 
@@ -74,6 +77,11 @@ class AnalyzeConfig:
     trust_pickle: bool = False
     base: str | Path | None = None
     store_esd: bool = True
+    conv_view: str = "auto"  # slices | unfold | auto (spectracli.layers.conv)
+    split: bool = True  # cut fused tensors (q/k/v, gates, gate/up) into their parts
+
+    def layer_options(self) -> LayerOptions:
+        return LayerOptions(min_size=self.min_size, conv_view=self.conv_view, split=self.split)
 
     def validate(self) -> None:
         """Check every option.
@@ -100,6 +108,12 @@ class AnalyzeConfig:
             raise SpectraError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
         if self.threads is not None and self.threads < 1:
             raise SpectraError(f"threads must be at least 1, got {self.threads}")
+        if self.conv_view not in CONV_VIEWS:
+            raise SpectraError(
+                f"conv_view must be one of {', '.join(map(repr, CONV_VIEWS))}; "
+                f"got {self.conv_view!r}",
+                params=("conv_view",),
+            )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -237,6 +251,30 @@ def _blas_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _add_provenance(layer: LayerResult, plan: MatrixPlan) -> None:
+    """Which rule and which stored tensors produced a result (and the plan's caveats)."""
+    layer.rule = plan.rule
+    layer.sources = list(plan.sources) + [f"base:{s}" for s in plan.base_sources]
+    layer.part = plan.part
+    layer.conv_view = plan.conv_view
+    layer.transposed = plan.transposed
+    layer.group = plan.group
+    layer.warnings[:0] = list(plan.notes)
+
+
+def _adapter_config(path: Path | None) -> dict | None:
+    """The PEFT ``adapter_config.json`` beside the weights (or in the directory), else None."""
+    if path is None:
+        return None
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        with open(directory / "adapter_config.json", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _timestamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
@@ -245,26 +283,96 @@ def _plan(
     handles: Sequence[TensorHandle],
     config: AnalyzeConfig,
     base: dict[str, TensorHandle] | None,
-) -> tuple[list[tuple[TensorHandle, MatrixPlan]], list[SkippedTensor]]:
-    """Split the tensors into those analysed (with their plan) and those skipped (with why)."""
-    work: list[tuple[TensorHandle, MatrixPlan]] = []
-    skipped: list[SkippedTensor] = []
-    for h in handles:
-        if not name_selected(h.name, config.include, config.exclude):
-            reason: str | MatrixPlan = "excluded by --include/--exclude"
-        else:
-            reason = plan_tensor(h.name, h.shape, h.dtype, config.min_size)
-        if base is not None and not isinstance(reason, str):
-            other = base.get(h.name)
-            if other is None:
-                reason = "not in the --base checkpoint"
-            elif tuple(other.shape) != tuple(h.shape):
-                reason = f"shape {list(h.shape)} differs from --base {list(other.shape)}"
-        if isinstance(reason, str):
-            skipped.append(SkippedTensor(h.name, list(h.shape), reason))
-        else:
-            work.append((h, reason))
-    return work, skipped
+    model_config: dict | None = None,
+    adapter_config: dict | None = None,
+) -> tuple[list[MatrixPlan], list[SkippedTensor]]:
+    """The layer model's plans (matrices to analyse) and the skipped tensors with their reasons."""
+    layer_plan = plan_layers(
+        handles,
+        config=model_config,
+        options=config.layer_options(),
+        include=config.include,
+        exclude=config.exclude,
+        adapter_config=adapter_config,
+        base={name: tuple(h.shape) for name, h in base.items()} if base is not None else None,
+    )
+    skipped = [SkippedTensor(s.name, list(s.shape), s.reason, s.rule or None)
+               for s in layer_plan.skips]
+    return layer_plan.plans, skipped
+
+
+class _LoadGroup:
+    """The stored tensors a run of plans shares: loaded once, on first use, dropped after the last.
+
+    A fused tensor cut into parts (q, k, v; gates; experts) is read once for all its parts.
+    """
+
+    def __init__(
+        self,
+        plans: list[MatrixPlan],
+        handles: dict[str, TensorHandle],
+        base: dict[str, TensorHandle] | None,
+        device: torch.device,
+    ) -> None:
+        self.plans = plans
+        self.sources = plans[0].sources
+        self.base_sources = plans[0].base_sources
+        self._handles, self._base, self._device = handles, base, device
+        self._lock = threading.Lock()
+        self._tensors: dict[str, torch.Tensor] | None = None
+        self._base_tensors: dict[str, torch.Tensor] | None = None
+        self._left = len(plans)
+        self.stored_bytes = sum(_stored_bytes(handles[s]) for s in self.sources)
+
+    def tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """(checkpoint tensors, base tensors for ``W - W_base``), in their stored dtype."""
+        with self._lock:
+            if self._tensors is None:
+                # Kept in its stored dtype: the math upcasts block by block (spectral.esd.gram).
+                loaded = {s: self._handles[s].load().to(device=self._device)
+                          for s in self.sources}
+                for s in self.base_sources:
+                    assert self._base is not None
+                    loaded[BASE_PREFIX + s] = self._base[s].load().to(device=self._device)
+                self._tensors = loaded
+                if self._base is not None and any(p.subtract_base for p in self.plans):
+                    self._base_tensors = {
+                        s: self._base[s].load().to(device=self._device) for s in self.sources
+                    }
+            return self._tensors, self._base_tensors
+
+    def done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._left == 0:
+                self._tensors = self._base_tensors = None
+
+
+def _load_groups(
+    plans: list[MatrixPlan],
+    handles: dict[str, TensorHandle],
+    base: dict[str, TensorHandle] | None,
+    device: torch.device,
+) -> list[tuple[_LoadGroup, MatrixPlan]]:
+    """Plans in order, each with the load group of the consecutive plans sharing its sources."""
+    out: list[tuple[_LoadGroup, MatrixPlan]] = []
+    start = 0
+    for i in range(1, len(plans) + 1):
+        if i == len(plans) or (plans[i].sources, plans[i].base_sources) != (
+            plans[start].sources, plans[start].base_sources
+        ):
+            group = _LoadGroup(plans[start:i], handles, base, device)
+            out += [(group, p) for p in plans[start:i]]
+            start = i
+    return out
+
+
+def _result_aliases(plan: MatrixPlan, handles: dict[str, TensorHandle]) -> list[str]:
+    """Tied names of the tensor a plan reads (a part keeps its suffix: ``alias[q]``)."""
+    if len(plan.sources) != 1 or not plan.name.startswith(plan.sources[0]):
+        return []
+    suffix = plan.name[len(plan.sources[0]):]
+    return [alias + suffix for alias in handles[plan.sources[0]].aliases]
 
 
 def analyze_checkpoint(
@@ -295,34 +403,47 @@ def analyze_checkpoint(
             base_source = {"path": str(config.base), "format": base_ckpt.format}
         ckpt = stack.enter_context(open_checkpoint(path, trust_pickle=config.trust_pickle))
         handles = list(ckpt.handles())
-        work, skipped = _plan(handles, config, base)
+        by_name = {h.name: h for h in handles}
+        work, skipped = _plan(handles, config, base, ckpt.config,
+                              _adapter_config(getattr(ckpt, "path", None)))
         if base is not None and not work:
             raise SpectraError(
                 f"{path} and --base {config.base} have no weight matrix in common "
                 "(matched by name and shape)"
             )
 
-        def solve(item: tuple[TensorHandle, MatrixPlan]) -> tuple[LayerResult, float]:
-            h, plan = item
-            # Kept in its stored dtype: the math upcasts block by block (spectral.esd.gram).
-            tensor = h.load().to(device=device)
-            if base is not None:  # a difference needs the working precision first
-                tensor = tensor.to(dtype) - base[h.name].load().to(device=device, dtype=dtype)
-            t0 = time.perf_counter()
-            layer = analyze_matrices(
-                h.name, as_matrices(tensor, plan), plan, config, h.shape, h.dtype
-            )
-            layer.aliases = list(h.aliases)
+        items = _load_groups(work, by_name, base, device)
+
+        def solve(item: tuple[_LoadGroup, MatrixPlan]) -> tuple[LayerResult, float]:
+            group, plan = item
+            try:
+                tensors, base_tensors = group.tensors()
+                weight = plan.build(tensors)
+                if base_tensors is not None and plan.subtract_base:
+                    # a difference needs the working precision first
+                    weight = weight.to(dtype) - plan.build(base_tensors).to(dtype)
+                t0 = time.perf_counter()
+                layer = analyze_matrices(
+                    plan.name, as_stack(weight, plan), plan,
+                    config if plan.farms else replace(config, farms=False),
+                    plan.shape, plan.dtype,
+                )
+            finally:
+                group.done()
+            _add_provenance(layer, plan)
+            layer.aliases = _result_aliases(plan, by_name)
             return layer, time.perf_counter() - t0
 
-        # Layers are solved by `workers` threads with one BLAS thread each (torch releases the
+        # Matrices are solved by `workers` threads with one BLAS thread each (torch releases the
         # GIL in its kernels): on small CPUs this beats multi-threaded BLAS, which measured
         # slower with 2 threads than with 1 (benchmarks/analyze_bench.py --methods). At most
-        # `workers` tensors are in memory at once; results keep checkpoint order.
+        # `workers` load groups (a tensor, or the tensors one matrix is built from) are in
+        # memory at once; a large one is solved alone (its parts in parallel); results keep
+        # checkpoint order.
         with _blas_threads(1 if device.type == "cpu" else None), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:
-            pending: deque[tuple[Future, bool]] = deque()
+            pending: deque[tuple[Future, _LoadGroup, bool]] = deque()
 
             def collect() -> None:
                 nonlocal solve_s
@@ -330,18 +451,21 @@ def analyze_checkpoint(
                 layers.append(layer)
                 solve_s += seconds
 
-            for index, item in enumerate(work):
+            for index, item in enumerate(items):
                 if progress:
-                    progress(index, len(work), item[0].name)
-                # A large tensor is solved alone, so memory stays near one tensor's worth.
-                big = _stored_bytes(item[0]) > BIG_TENSOR_BYTES
-                while pending and (big or pending[-1][1] or len(pending) >= workers):
+                    progress(index, len(items), item[1].name)
+                group = item[0]
+                big = group.stored_bytes > BIG_TENSOR_BYTES
+                while pending and (
+                    len(pending) >= workers
+                    or (pending[-1][1] is not group and (big or pending[-1][2]))
+                ):
                     collect()
-                pending.append((pool.submit(solve, item), big))
+                pending.append((pool.submit(solve, item), group, big))
             while pending:
                 collect()
         if progress:
-            progress(len(work), len(work), "")
+            progress(len(items), len(items), "")
         source = {
             "path": str(path),
             "format": ckpt.format,

@@ -10,8 +10,8 @@ Schema (``schema_version`` 1), analyze report::
       "schema_version": 1, "kind": "analyze", "tool_version": "0.1.0", "created": ISO-8601,
       "source": {"path", "format", "size_bytes", "n_tensors", "base": null | {"path", "format"}},
       "settings": {...},                    # every option that changes a number
-      "layers": [LayerResult.to_dict()],    # see LayerResult
-      "skipped": [{"name", "shape", "reason"}],
+      "layers": [LayerResult.to_dict()],    # see LayerResult (rule, sources, part, conv_view)
+      "skipped": [{"name", "shape", "reason", "rule"}],
       "summary": {...},                     # means / extremes of the main metrics
       "timing": {"total_s", "solve_s"}
     }
@@ -128,10 +128,10 @@ class LayerResult:
     """Everything analyze reports for one weight tensor (one ESD; conv slices pooled)."""
 
     name: str
-    kind: str  # linear | conv1d | conv2d | conv3d | embedding | matrix
-    shape: list[int]  # tensor shape as stored
+    kind: str  # linear | conv1d | conv2d | conv3d | embedding
+    shape: list[int]  # shape of the (main) stored tensor it is built from
     matrix_shape: list[int]  # (m, n) of each matrix analysed
-    n_matrices: int  # 1, or kh*kw for a pooled conv kernel
+    n_matrices: int  # 1, or prod(k) for a conv kernel read as slices
     dtype: str
     status: str  # "ok" | "nonfinite" | "zero"
     warnings: list[str] = field(default_factory=list)
@@ -156,11 +156,22 @@ class LayerResult:
     fit: PowerLawFit | None = None
     farms: FarmsResult | None = None
     esd: EsdSample | None = None
+    # Provenance (spectracli.layers): the rule that made this matrix, the stored tensors it is
+    # built from, the part of a fused tensor (``q``, ``f``, ``7.up``), the conv view (``slices``
+    # | ``unfold``), whether the tensor is stored (in, out) and analysed transposed, and the
+    # group its per-expert results pool into. Absent from reports before these fields existed.
+    rule: str | None = None
+    sources: list[str] = field(default_factory=list)
+    part: str | None = None
+    conv_view: str | None = None
+    transposed: bool = False
+    group: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in (
-            "name", "kind", "shape", "matrix_shape", "n_matrices", "dtype", "status",
+            "name", "kind", "rule", "sources", "part", "conv_view", "transposed", "group",
+            "shape", "matrix_shape", "n_matrices", "dtype", "status",
             "warnings", "aliases", "n_eigenvalues", "sigma_max", "sigma_min",
             "condition_number", "rank_deficient", "lambda_max", "frobenius_norm",
             "stable_rank", "entropy", "numerical_rank", "mp_sigma2", "mp_bulk_edge",
@@ -181,6 +192,7 @@ class SkippedTensor:
     name: str
     shape: list[int]
     reason: str
+    rule: str | None = None  # the layer-model rule that decided (spectracli.layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

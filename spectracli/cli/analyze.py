@@ -72,6 +72,12 @@ def analyze(
                                       "(repeatable)."),
     exclude: list[str] = typer.Option([], help="Skip tensors whose name matches this glob "
                                       "(repeatable)."),
+    conv_view: str = typer.Option("auto", help="Conv kernels as slices (one (out, in) matrix "
+                                  "per kernel position), unfold ((out, in*k)) or auto (unfold "
+                                  "where slices are degenerate)."),
+    split: bool = typer.Option(True, "--split/--no-split", help="Cut fused tensors (q/k/v, "
+                               "LSTM/GRU gates, gate/up) into their parts; --no-split keeps "
+                               "them whole."),
     normalize: bool = typer.Option(False, help="Divide eigenvalues by max(m, n)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     dtype: str = typer.Option("float64", help="Precision of the eigen solves: float64 | float32."),

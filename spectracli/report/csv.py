@@ -10,13 +10,15 @@ from spectracli.results import LAYER_METRICS
 
 _LEADING = ("name", "kind", "shape", "matrix_shape", "n_matrices", "dtype", "status")
 _FARMS_EXTRA = ("window_rows", "window_cols", "n_windows")
+_PROVENANCE = ("rule", "sources", "part", "conv_view", "transposed")  # spectracli.layers
 
 
 def render_csv(report: dict[str, Any]) -> str:
     metrics = [m for m in LAYER_METRICS if not m.startswith("farms.")]
     farms = [m.split(".", 1)[1] for m in LAYER_METRICS if m.startswith("farms.")]
     header = [*_LEADING, *metrics, "rank_deficient", "fit_status", "fit_method",
-              *(f"farms_{m}" for m in (*farms, "fit_status", *_FARMS_EXTRA)), "aliases", "warnings"]
+              *(f"farms_{m}" for m in (*farms, "fit_status", *_FARMS_EXTRA)), "aliases", "warnings",
+              *_PROVENANCE]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -30,5 +32,7 @@ def render_csv(report: dict[str, Any]) -> str:
         row += [layer.get("rank_deficient"), layer.get("fit_status"), layer.get("fit_method")]
         row += [f.get(m) for m in (*farms, "fit_status", *_FARMS_EXTRA)]
         row += [";".join(layer.get("aliases") or []), "; ".join(layer.get("warnings") or [])]
+        row += [";".join(layer.get(k) or []) if k == "sources" else layer.get(k)
+                for k in _PROVENANCE]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()

@@ -25,6 +25,8 @@ COLUMNS = (
 def _cell(layer: dict[str, Any], key: str) -> str:
     if key == "shape":
         return "x".join(str(d) for d in layer.get("shape") or [])
+    if key == "kind" and layer.get("conv_view"):  # which view the kernel was read in
+        return f"{layer.get('kind')} {layer['conv_view']}"
     if key.startswith("farms."):
         return fmt_num((layer.get("farms") or {}).get(key[6:]))
     if key == "status":
