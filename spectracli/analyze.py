@@ -287,6 +287,11 @@ def _plan(
     adapter_config: dict | None = None,
 ) -> tuple[list[MatrixPlan], list[SkippedTensor]]:
     """The layer model's plans (matrices to analyse) and the skipped tensors with their reasons."""
+    # A tensor the reader lists but cannot produce (e.g. a GGUF quantisation the installed gguf
+    # cannot dequantise) is skipped with the reader's reason.
+    unreadable = [SkippedTensor(h.name, list(h.shape), str(h.meta["skip"]))
+                  for h in handles if h.meta.get("skip")]
+    handles = [h for h in handles if not h.meta.get("skip")]
     layer_plan = plan_layers(
         handles,
         config=model_config,
@@ -296,8 +301,8 @@ def _plan(
         adapter_config=adapter_config,
         base={name: tuple(h.shape) for name, h in base.items()} if base is not None else None,
     )
-    skipped = [SkippedTensor(s.name, list(s.shape), s.reason, s.rule or None)
-               for s in layer_plan.skips]
+    skipped = unreadable + [SkippedTensor(s.name, list(s.shape), s.reason, s.rule or None)
+                            for s in layer_plan.skips]
     return layer_plan.plans, skipped
 
 
@@ -432,6 +437,8 @@ def analyze_checkpoint(
                 group.done()
             _add_provenance(layer, plan)
             layer.aliases = _result_aliases(plan, by_name)
+            quant = {by_name[s].meta.get("quant_type") for s in plan.sources if s in by_name}
+            layer.quant_type = quant.pop() if len(quant) == 1 else None  # e.g. GGUF "Q4_K"
             return layer, time.perf_counter() - t0
 
         # Matrices are solved by `workers` threads with one BLAS thread each (torch releases the

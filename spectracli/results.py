@@ -134,6 +134,9 @@ class LayerResult:
     n_matrices: int  # 1, or prod(k) for a conv kernel read as slices
     dtype: str
     status: str  # "ok" | "nonfinite" | "zero"
+    # The stored quantisation when the format has one (GGUF "Q4_K", "F16", ...): the spectra are
+    # of the dequantised matrix, ``dtype`` is what it was dequantised to.
+    quant_type: str | None = None
     warnings: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     n_eigenvalues: int = 0
@@ -171,7 +174,7 @@ class LayerResult:
         out: dict[str, Any] = {}
         for key in (
             "name", "kind", "rule", "sources", "part", "conv_view", "transposed", "group",
-            "shape", "matrix_shape", "n_matrices", "dtype", "status",
+            "shape", "matrix_shape", "n_matrices", "dtype", "quant_type", "status",
             "warnings", "aliases", "n_eigenvalues", "sigma_max", "sigma_min",
             "condition_number", "rank_deficient", "lambda_max", "frobenius_norm",
             "stable_rank", "entropy", "numerical_rank", "mp_sigma2", "mp_bulk_edge",

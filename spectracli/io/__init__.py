@@ -62,6 +62,10 @@ def _open(p: Path, trust_pickle: bool) -> Checkpoint:
         from spectracli.io.pytorch_reader import open_pytorch_sharded
 
         return open_pytorch_sharded(file, p, trust_pickle=trust_pickle)
+    if fmt == "gguf":
+        from spectracli.io.gguf_reader import open_gguf
+
+        return _shown_as(open_gguf(file), p)
     from spectracli.io.npz_reader import open_npz
 
     return _shown_as(open_npz(file), p)

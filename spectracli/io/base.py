@@ -25,7 +25,9 @@ class TensorHandle:
     carries what the format knows and the layer model may use, all optional:
     ``"kind"`` (``"linear"``, ``"embedding"``, ``"conv"``: the consuming op said so, e.g. ONNX),
     ``"quant_type"`` (the stored quantisation, e.g. ``"Q4_K"``), ``"stored_dtype"`` (the dtype
-    on disk when ``dtype`` is what ``load()`` returns after dequantisation).
+    on disk when ``dtype`` is what ``load()`` returns after dequantisation), ``"skip"`` (a reason:
+    the format lists the tensor but it cannot be produced, e.g. a quantisation the installed
+    library cannot dequantise; the analysis lists it as skipped with that reason).
     """
 
     name: str

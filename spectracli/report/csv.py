@@ -8,7 +8,9 @@ from typing import Any
 
 from spectracli.results import LAYER_METRICS
 
-_LEADING = ("name", "kind", "shape", "matrix_shape", "n_matrices", "dtype", "status")
+_LEADING = (
+    "name", "kind", "shape", "matrix_shape", "n_matrices", "dtype", "quant_type", "status"
+)
 _FARMS_EXTRA = ("window_rows", "window_cols", "n_windows")
 _PROVENANCE = ("rule", "sources", "part", "conv_view", "transposed")  # spectracli.layers
 
