@@ -88,8 +88,13 @@ def test_low_rank_operator_and_tiny_dimension():
 
 def test_warm_start_from_the_top_eigenvector_converges_at_once(spiked):
     _, vecs = torch.linalg.eigh(spiked)
-    res = lanczos(DenseOperator(spiked), k=1, tol=1e-8, v0=vecs[:, -1])
+    res = lanczos(DenseOperator(spiked), k=1, tol=1e-8, v0=vecs[:, -1], deflate=False)
     assert res.n_matvecs <= 2 and res.eigenvalues[0] == pytest.approx(40.0, rel=1e-10)
+    # Verifying the multiplicity costs one deflated run from a random vector, reported apart.
+    checked = lanczos(DenseOperator(spiked), k=1, tol=1e-8, v0=vecs[:, -1])
+    assert checked.multiplicity_verified and checked.n_deflations == 1
+    assert checked.n_matvecs - checked.deflation_matvecs <= 2
+    assert checked.eigenvalues[0] == pytest.approx(40.0, rel=1e-10)
 
 
 def test_unconverged_pairs_are_flagged(spiked):

@@ -15,6 +15,20 @@ eigenvalue lies within ``||r||`` of ``theta`` (and within ``||r||^2 / gap``; Kat
 bounds the relative error of each converged eigenvalue. The floor lets eigenvalues near zero (the
 Hessian bulk) converge to an absolute accuracy instead of an unreachable relative one.
 
+Multiplicities: a Krylov space grown from one vector holds one direction per eigenspace, so a
+single run returns the top-k *distinct* eigenvalues (for ``a, a, a, b`` it returns ``a, b, c,
+d``). After a run converges, its wanted pairs are *locked* and a new run starts from a fresh
+random vector orthogonal to them (deflated restart; the locked vectors stay in every
+orthogonalisation, and their coupling ``L^T A V`` enters the residuals, which stay the true
+``||A u - theta u||``). A run that finds a converged pair beyond the current k-th value (by more
+than both error bars) adds it to the locked set; only when a run finds nothing new are the pairs
+flagged converged (``multiplicity_verified``). Each deflated run costs the products it needs to
+converge the extreme pair of the complement: ``deflation_matvecs`` reports them.
+
+Warm start: ``v0`` of shape ``(n,)``, or a block of previous Ritz vectors ``(n, b)`` (or the
+``(b, n)`` rows of :attr:`LanczosResult.eigenvectors`) whose sum starts the first run (Li et
+al., NeurIPS 2024: eigenvectors drift slowly during training).
+
 The solver only sees a :class:`~spectracli.hessian.linop.LinearOperator`: the Hessian, the GGN
 and a dense test matrix are all operators.
 
@@ -48,7 +62,13 @@ _CHUNK = 1 << 22  # elements per chunk when rotating the basis in place at a res
 
 @dataclass
 class LanczosResult:
-    """Ritz values sorted descending, their residuals (see module doc) and convergence flags."""
+    """Ritz values sorted descending, their residuals (see module doc) and convergence flags.
+
+    ``converged[i]`` is true when the residual meets ``tol`` and (with ``deflate``) a deflated
+    restart found no further eigenvalue in the wanted range, so the values are the extreme ones
+    counted with multiplicity (``multiplicity_verified``). ``eigenvectors``: ``(k, n)`` float64
+    Ritz vectors (rows, same order) when asked for; pass them back as ``v0`` to warm-start.
+    """
 
     eigenvalues: list[float]
     residuals: list[float]
@@ -59,10 +79,17 @@ class LanczosResult:
     which: str
     tol: float
     eigenvectors: torch.Tensor | None = field(default=None, repr=False)  # (k, n) float64
+    multiplicity_verified: bool = False
+    n_deflations: int = 0
+    deflation_matvecs: int = 0
 
     @property
     def all_converged(self) -> bool:
         return all(self.converged)
+
+    def condition_number(self) -> tuple[float | None, str | None]:
+        """``lambda_max / lambda_min`` from converged extreme pairs, else ``(None, reason)``."""
+        return condition_number(self.eigenvalues, self.converged, self.which)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,7 +101,30 @@ class LanczosResult:
             "max_basis": self.max_basis,
             "which": self.which,
             "tol": self.tol,
+            "multiplicity_verified": self.multiplicity_verified,
+            "n_deflations": self.n_deflations,
+            "deflation_matvecs": self.deflation_matvecs,
         }
+
+
+def condition_number(
+    eigenvalues: list[float], converged: list[bool], which: str
+) -> tuple[float | None, str | None]:
+    """``lambda_max / lambda_min`` of descending ``eigenvalues`` and the reason when undefined.
+
+    Defined only when both ends were computed (``which="both"``), both extreme pairs converged
+    and ``lambda_min > 0``; otherwise ``(None, reason)`` with the reason in words.
+    """
+    if which != "both":
+        return None, f"needs both ends of the spectrum (which=both), got which={which}"
+    if not eigenvalues:
+        return None, "no eigenvalues"
+    if not (converged[0] and converged[-1]):
+        return None, "the extreme eigenpairs did not converge"
+    lam_max, lam_min = eigenvalues[0], eigenvalues[-1]
+    if lam_min <= 0:
+        return None, f"lambda_min = {lam_min:.3g} <= 0: the operator is not positive definite"
+    return lam_max / lam_min, None
 
 
 def n_wanted(k: int, which: str) -> int:
@@ -127,6 +177,268 @@ def _random_unit(n: int, gen: torch.Generator, device: torch.device) -> torch.Te
     return v / v.norm()
 
 
+def _combine_rows(buf: torch.Tensor, src: int, coeff: torch.Tensor, dst: int) -> None:
+    """``buf[dst:dst + c] = coeff.T @ buf[src:src + r]`` in place (``coeff``: ``(r, c)``,
+    ``dst <= src``), by column chunks so the extra memory stays bounded."""
+    r, c = coeff.shape
+    coeff = coeff.to(buf.device)
+    step = max(1, _CHUNK // max(r, 1))
+    for start in range(0, buf.shape[1], step):
+        stop = min(buf.shape[1], start + step)
+        buf[dst : dst + c, start:stop] = coeff.T @ buf[src : src + r, start:stop]
+
+
+@dataclass
+class _Run:
+    """One thick-restart Lanczos run on the orthogonal complement of the locked vectors.
+
+    ``buf[:n_locked]`` are the locked vectors ``L``, ``buf[n_locked:n_locked + j]`` the basis
+    ``V``; ``proj[:j, :j] = V^T A V`` and ``cross[:, :j] = L^T A V``; ``beta`` is the norm of the
+    last new direction.
+    """
+
+    buf: torch.Tensor
+    n_locked: int
+    k: int
+    which: str
+    proj: torch.Tensor
+    cross: torch.Tensor
+    j: int = 0
+    beta: float = 0.0
+    n_restarts: int = 0
+
+    @property
+    def basis(self) -> torch.Tensor:
+        return self.buf[self.n_locked :]
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the complement of the locked vectors."""
+        return self.buf.shape[1] - self.n_locked
+
+    @property
+    def want(self) -> int:
+        return min(n_wanted(self.k, self.which), self.dim)
+
+
+@dataclass
+class _Ritz:
+    """Ritz values ``theta`` (ascending), vectors ``s`` in the basis, absolute and relative
+    residuals, and the indices of the wanted ones."""
+
+    theta: torch.Tensor
+    s: torch.Tensor
+    res: torch.Tensor
+    rel: torch.Tensor
+    wanted: torch.Tensor
+    scale: float
+
+    def worst(self) -> float:
+        return float(self.rel[self.wanted].max()) if self.wanted.numel() else float("inf")
+
+
+@dataclass
+class _Locked:
+    """Converged pairs kept so far: values, absolute residuals (rows of ``buf`` in order)."""
+
+    values: list[float] = field(default_factory=list)
+    res: list[float] = field(default_factory=list)
+
+
+def _start_run(
+    buf: torch.Tensor, n_locked: int, k: int, which: str, start: torch.Tensor
+) -> _Run | None:
+    """A run whose first basis vector is ``start`` made orthogonal to the locked vectors;
+    ``None`` when nothing of it is left (the locked vectors span the space)."""
+    room = buf.shape[0] - n_locked
+    run = _Run(buf, n_locked, k, which,
+               proj=torch.zeros(room, room, dtype=torch.float64),
+               cross=torch.zeros(n_locked, room, dtype=torch.float64))
+    v = start.clone()
+    if n_locked:
+        _orthogonalise(v, buf[:n_locked])
+    norm = float(v.norm())
+    if run.dim < 1 or norm <= 1e-8 * float(start.norm()):
+        return None
+    run.basis[0] = v / norm
+    return run
+
+
+def _expand(run: _Run, op: LinearOperator) -> torch.Tensor:
+    """One product: ``A`` times the last basis vector, orthogonalised against the locked
+    vectors and the basis (its coefficients fill ``cross`` and ``proj``); the new direction."""
+    j, lk = run.j, run.n_locked
+    w = apply(op, run.basis[j])
+    h = _orthogonalise(w, run.buf[: lk + j + 1]).cpu()
+    run.cross[:, j] = h[:lk]
+    run.proj[: j + 1, j] = h[lk:]
+    run.proj[j, : j + 1] = h[lk:]
+    run.beta = float(w.norm())
+    run.j += 1
+    return w
+
+
+def _ritz(run: _Run, scale_floor: float) -> _Ritz:
+    """Ritz pairs of ``proj`` and their true residuals: ``||A u - theta u||^2 =
+    (beta s_last)^2 + ||L^T A u||^2``, relative to ``max(|theta|, ABS_FLOOR * scale)``."""
+    j = run.j
+    theta, s = torch.linalg.eigh(run.proj[:j, :j])
+    res2 = (run.beta * s[-1, :]) ** 2
+    if run.n_locked:
+        res2 = res2 + (run.cross[:, :j] @ s).pow(2).sum(0)
+    res = res2.sqrt()
+    scale = max(float(theta.abs().max()), scale_floor)
+    floor = max(ABS_FLOOR * scale, torch.finfo(torch.float64).tiny)
+    rel = res / torch.clamp(theta.abs(), min=floor)
+    return _Ritz(theta, s, res, rel, _wanted(theta, run.k, run.which), scale)
+
+
+def _next_direction(run: _Run, w: torch.Tensor, scale: float, gen: torch.Generator) -> bool:
+    """Normalise ``w`` in place as the next basis direction. On an invariant subspace (``beta``
+    ~ 0) the basis continues with a fresh random direction (its coupling is zero); False when
+    no direction is left."""
+    if run.beta > 1e-13 * max(scale, 1e-300):
+        w /= run.beta
+        return True
+    fresh = _random_unit(w.numel(), gen, w.device)
+    _orthogonalise(fresh, run.buf[: run.n_locked + run.j])
+    norm = float(fresh.norm())
+    if norm == 0.0:
+        return False
+    w.copy_(fresh / norm)
+    run.beta = 0.0
+    return True
+
+
+def _thick_restart(run: _Run, ritz: _Ritz, w: torch.Tensor) -> None:
+    """Shrink a full basis to the wanted Ritz vectors and their neighbours plus the new
+    direction ``w``; ``T`` becomes ``diag(theta_keep)`` with an arrow row (Wu & Simon 2000)."""
+    room = run.buf.shape[0] - run.n_locked
+    n_keep = min(room - 1, run.want + max(1, (room - run.want) // 2))
+    keep = _keep_for_restart(ritz.theta, run.k, run.which, n_keep)
+    rot = ritz.s[:, keep]
+    _combine_rows(run.buf, run.n_locked, rot, run.n_locked)
+    run.basis[n_keep] = w
+    run.proj.zero_()
+    run.proj[:n_keep, :n_keep] = torch.diag(ritz.theta[keep])
+    coupling = run.beta * ritz.s[-1, keep]
+    run.proj[:n_keep, n_keep] = coupling
+    run.proj[n_keep, :n_keep] = coupling
+    if run.n_locked:
+        run.cross[:, :n_keep] = run.cross[:, : run.j] @ rot
+        run.cross[:, n_keep:] = 0.0
+    run.j = n_keep
+    run.n_restarts += 1
+
+
+@dataclass
+class _Budget:
+    """Products done and allowed, and the progress callback."""
+
+    limit: int
+    done: int = 0
+    progress: LanczosProgress | None = None
+
+    def tick(self, worst: float) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.limit, worst)
+
+
+def _solve(
+    op: LinearOperator, run: _Run, tol: float, budget: _Budget, gen: torch.Generator,
+    scale_floor: float = 0.0,
+) -> tuple[_Ritz, bool]:
+    """Expand, take Ritz pairs, restart when full, until the wanted pairs meet ``tol``, the
+    complement is exhausted or the budget is spent; the last Ritz pairs and whether the run
+    settled (converged or exhausted, as opposed to stopped by the budget)."""
+    room = run.buf.shape[0] - run.n_locked
+    while True:
+        w = _expand(run, op)
+        ritz = _ritz(run, scale_floor)
+        worst = ritz.worst()
+        budget.tick(worst)
+        if ritz.wanted.numel() >= run.want and worst <= tol:
+            return ritz, True
+        if run.j >= run.dim:
+            return ritz, True
+        if budget.done >= budget.limit:
+            return ritz, False
+        if not _next_direction(run, w, ritz.scale, gen):
+            return ritz, True
+        if run.j < room:
+            run.basis[run.j] = w
+        else:
+            _thick_restart(run, ritz, w)
+
+
+def _select(values: list[float], k: int, which: str) -> list[int]:
+    """Indices of the wanted values (the k extreme ones per end), in descending value order."""
+    order = sorted(range(len(values)), key=lambda i: values[i], reverse=True)
+    if which == "largest":
+        return order[:k]
+    if which == "smallest":
+        return order[-k:] if len(order) > k else order
+    return order if len(order) <= 2 * k else order[:k] + order[-k:]
+
+
+def _extends(locked: _Locked, value: float, err: float, k: int, which: str) -> bool:
+    """Whether ``value`` (+- ``err``) lies beyond the k-th locked value of a wanted end by more
+    than both error bars (a new eigenvalue, or one more copy of a repeated one)."""
+    vals = locked.values
+    if len(vals) < n_wanted(k, which):
+        return True
+    order = sorted(range(len(vals)), key=lambda i: vals[i])
+    if which in ("largest", "both"):
+        i = order[-k]
+        if value - err > vals[i] + locked.res[i]:
+            return True
+    if which in ("smallest", "both"):
+        i = order[k - 1]
+        if value + err < vals[i] - locked.res[i]:
+            return True
+    return False
+
+
+def _lock(
+    run: _Run, ritz: _Ritz, locked: _Locked, idx: list[int], k: int, which: str
+) -> _Locked:
+    """Merge the run's Ritz pairs ``idx`` into the locked set, keep the wanted ones (rows of
+    ``buf`` rewritten in place, descending values)."""
+    n_old = run.n_locked
+    values = locked.values + [float(ritz.theta[i]) for i in idx]
+    res = locked.res + [float(ritz.res[i]) for i in idx]
+    keep = _select(values, k, which)
+    coeff = torch.zeros(n_old + run.j, len(keep), dtype=torch.float64)
+    for col, i in enumerate(keep):
+        if i < n_old:
+            coeff[i, col] = 1.0
+        else:
+            coeff[n_old:, col] = ritz.s[:, idx[i - n_old]]
+    _combine_rows(run.buf, 0, coeff, 0)
+    return _Locked([values[i] for i in keep], [res[i] for i in keep])
+
+
+def _start_vector(v0: torch.Tensor | None, n: int, gen: torch.Generator,
+                  device: torch.device) -> torch.Tensor:
+    """The first run's start: ``v0`` (a vector, or the sum of a block of previous Ritz
+    vectors), else a seeded Gaussian."""
+    if v0 is None:
+        return _random_unit(n, gen, device)
+    v = v0.detach().to(device, torch.float64)
+    if v.dim() == 2 and v.shape[0] != n and v.shape[1] == n:
+        v = v.T  # the (b, n) rows of LanczosResult.eigenvectors
+    if v.dim() == 2 and v.shape[0] == n:
+        v = v.sum(dim=1)
+    v = v.reshape(-1).clone()
+    if v.numel() != n or not torch.isfinite(v).all() or float(v.norm()) == 0.0:
+        raise ValueError(
+            f"v0 must be a finite nonzero vector of length {n} or a block (n, b) of them, got "
+            f"shape {tuple(v0.shape)}"
+        )
+    return v / v.norm()
+
+
 def lanczos(
     op: LinearOperator,
     k: int = 5,
@@ -137,16 +449,38 @@ def lanczos(
     max_basis: int | None = None,
     v0: torch.Tensor | None = None,
     seed: int = 0,
+    deflate: bool = True,
     return_vectors: bool = False,
     progress: LanczosProgress | None = None,
 ) -> LanczosResult:
     """Top (``largest``), bottom (``smallest``) or both ``k`` eigenpairs of the symmetric
     operator ``op`` (``op.n``-dimensional; basis and ``T`` in float64 on ``op.device``).
 
-    Stops when every wanted pair meets ``tol``, when the Krylov space is invariant (all Ritz
-    pairs exact), or after ``max_matvecs`` products (default ``max(300, 20 * wanted)``), in which
-    case the unconverged pairs are flagged. ``v0`` warm-starts (e.g. the previous top
-    eigenvector); otherwise a seeded Gaussian vector.
+    Args:
+        op: the operator (:class:`~spectracli.hessian.linop.LinearOperator`).
+        k: eigenpairs per wanted end.
+        which: ``largest``, ``smallest`` or ``both`` (``k`` at each end).
+        tol: relative residual at which a pair is converged (module doc).
+        max_matvecs: product budget, deflated restarts included (default
+            ``max(300, 20 * wanted)``); pairs left unconverged are flagged.
+        max_basis: basis vectors kept (default :func:`default_max_basis`); locked vectors
+            share this memory.
+        v0: warm start: a vector ``(n,)`` or previous Ritz vectors ``(n, b)`` / ``(b, n)``;
+            otherwise a seeded Gaussian vector.
+        seed: seed of the random start and of the deflated restarts.
+        deflate: verify multiplicities by deflated restarts (module doc); without it the
+            values are the extreme *distinct* ones the Krylov space saw and
+            ``multiplicity_verified`` is false.
+        return_vectors: keep the Ritz vectors (``eigenvectors``, ``(k, n)`` float64).
+        progress: ``progress(products done, budget, worst wanted residual)``.
+
+    Returns:
+        :class:`LanczosResult`, eigenvalues descending.
+
+    Raises:
+        TypeError: when ``op`` is not a LinearOperator.
+        ValueError: for invalid ``which``, ``k``, ``tol``, ``max_basis`` or ``v0``.
+        FloatingPointError: when a product is not finite.
     """
     op = check_operator(op)
     n, device = op.n, torch.device(op.device)
@@ -157,108 +491,86 @@ def lanczos(
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     want = min(n_wanted(k, which), n)
-    if which == "both" and 2 * k > n:
-        k = (n + 1) // 2
-    else:
-        k = min(k, n)
+    k = (n + 1) // 2 if which == "both" and 2 * k > n else min(k, n)
     m = max_basis if max_basis is not None else default_max_basis(n, k, which)
     m = min(m, n)
     if m < min(want + 1, n):
         raise ValueError(
             f"max_basis {m} is too small for {want} wanted eigenpairs (need at least {want + 1})"
         )
-    max_matvecs = max_matvecs if max_matvecs is not None else max(300, 20 * want)
+    budget = _Budget(max_matvecs if max_matvecs is not None else max(300, 20 * want),
+                     progress=progress)
     gen = torch.Generator().manual_seed(seed)
-
-    basis = torch.zeros(m, n, dtype=torch.float64, device=device)
-    proj = torch.zeros(m, m, dtype=torch.float64)
-    if v0 is None:
-        basis[0] = _random_unit(n, gen, device)
-    else:
-        v = v0.detach().to(device, torch.float64).reshape(-1).clone()
-        if v.numel() != n or not torch.isfinite(v).all() or float(v.norm()) == 0.0:
-            raise ValueError(f"v0 must be a finite nonzero vector of length {n}")
-        basis[0] = v / v.norm()
-
-    j = 0  # basis[:j] have their column of proj; basis[j] is the next to multiply
-    n_mv = 0
-    n_restarts = 0
-    theta = torch.zeros(0, dtype=torch.float64)
-    s = torch.zeros(0, 0, dtype=torch.float64)
-    beta = 0.0
-    wanted = torch.zeros(0, dtype=torch.long)
-    rel = torch.zeros(0, dtype=torch.float64)
-
+    buf = torch.zeros(m, n, dtype=torch.float64, device=device)
+    run = _start_run(buf, 0, k, which, _start_vector(v0, n, gen, device))
+    assert run is not None
+    ritz, settled = _solve(op, run, tol, budget, gen)
+    n_restarts = run.n_restarts
+    first_matvecs = budget.done
+    converged_first = settled and ritz.worst() <= tol or run.j >= n
+    if not (deflate and converged_first):
+        return _result_from_run(run, ritz, k, which, tol, m, budget.done, n_restarts,
+                                return_vectors)
+    locked = _lock(run, ritz, _Locked(), ritz.wanted.tolist(), k, which)
+    verified, n_deflations, scale = False, 0, ritz.scale
     while True:
-        w = apply(op, basis[j])
-        n_mv += 1
-        h = _orthogonalise(w, basis[: j + 1])
-        proj[: j + 1, j] = h.cpu()
-        proj[j, : j + 1] = h.cpu()
-        beta = float(w.norm())
-        j += 1
-
-        theta, s = torch.linalg.eigh(proj[:j, :j])
-        wanted = _wanted(theta, k, which)
-        scale = float(theta.abs().max()) if j else 0.0
-        res = beta * s[-1, :].abs()
-        floor = max(ABS_FLOOR * scale, torch.finfo(torch.float64).tiny)
-        denom = torch.clamp(theta.abs(), min=floor)
-        rel = res / denom
-        worst = float(rel[wanted].max()) if wanted.numel() else float("inf")
-        if progress is not None:
-            progress(n_mv, max_matvecs, worst)
-
-        invariant = beta <= 1e-13 * max(scale, 1e-300)
-        done = wanted.numel() >= want and worst <= tol
-        if done or j >= n or n_mv >= max_matvecs:
+        n_locked = len(locked.values)
+        # One pair per wanted end of the complement decides whether anything is missing.
+        run = _start_run(buf, n_locked, 1, which, _random_unit(n, gen, device))
+        if run is None or m - n_locked < min(n_wanted(1, which), run.dim) + 1:
+            verified = run is None
             break
-        if invariant:
-            # The Krylov space is exhausted before enough pairs were found: continue the basis
-            # with a fresh random direction (its coupling to the basis is zero).
-            w = _random_unit(n, gen, device)
-            _orthogonalise(w, basis[:j])
-            beta_new = float(w.norm())
-            if beta_new == 0.0:
-                break
-            w /= beta_new
-            beta = 0.0
-        else:
-            w /= beta
-        if j < m:
-            basis[j] = w
-            continue
+        n_deflations += 1
+        ritz, settled = _solve(op, run, tol, budget, gen, scale_floor=scale)
+        n_restarts += run.n_restarts
+        scale = max(scale, ritz.scale)
+        if not settled:
+            break
+        ok = [i for i in range(ritz.theta.numel()) if float(ritz.rel[i]) <= tol]
+        new = [i for i in ok if _extends(locked, float(ritz.theta[i]), float(ritz.res[i]),
+                                         k, which)]
+        if not new:
+            verified = True
+            break
+        locked = _lock(run, ritz, locked, new, k, which)
+    floor = ABS_FLOOR * scale
+    rel = [r / max(abs(v), floor, torch.finfo(torch.float64).tiny)
+           for v, r in zip(locked.values, locked.res, strict=True)]
+    return LanczosResult(
+        eigenvalues=list(locked.values),
+        residuals=rel,
+        converged=[verified and r <= tol for r in rel],
+        n_matvecs=budget.done,
+        n_restarts=n_restarts,
+        max_basis=m,
+        which=which,
+        tol=tol,
+        eigenvectors=buf[: len(locked.values)].clone() if return_vectors else None,
+        multiplicity_verified=verified,
+        n_deflations=n_deflations,
+        deflation_matvecs=budget.done - first_matvecs,
+    )
 
-        # Thick restart: rotate the basis onto the kept Ritz vectors (chunks: bounded memory),
-        # append the residual direction; T becomes diag(theta_keep) with an arrow row.
-        n_keep = min(m - 1, want + max(1, (m - want) // 2))
-        keep = _keep_for_restart(theta, k, which, n_keep)
-        rot = s[:, keep].to(device)  # (j, n_keep)
-        for start in range(0, n, max(1, _CHUNK // m)):
-            stop = min(n, start + max(1, _CHUNK // m))
-            basis[:n_keep, start:stop] = rot.T @ basis[:j, start:stop]
-        basis[n_keep] = w
-        basis[n_keep + 1 :].zero_()
-        proj.zero_()
-        proj[:n_keep, :n_keep] = torch.diag(theta[keep])
-        coupling = beta * s[-1, keep]
-        proj[:n_keep, n_keep] = coupling
-        proj[n_keep, :n_keep] = coupling
-        j = n_keep
-        n_restarts += 1
 
-    order = wanted.flip(0)  # descending eigenvalues
+def _result_from_run(
+    run: _Run, ritz: _Ritz, k: int, which: str, tol: float, m: int, n_matvecs: int,
+    n_restarts: int, return_vectors: bool,
+) -> LanczosResult:
+    """The result of a single run (no deflated restarts: budget spent, or ``deflate=False``)."""
+    order = ritz.wanted.flip(0)  # descending eigenvalues
     vectors = None
     if return_vectors:
-        vectors = s[:, order].T.to(device) @ basis[:j]
+        vectors = ritz.s[:, order].T.to(run.buf.device) @ run.basis[: run.j]
+    exhausted = run.j >= run.buf.shape[1]
     return LanczosResult(
-        eigenvalues=[float(theta[i]) for i in order],
-        residuals=[float(rel[i]) for i in order],
-        converged=[bool(rel[i] <= tol) for i in order],
-        n_matvecs=n_mv,
+        eigenvalues=[float(ritz.theta[i]) for i in order],
+        residuals=[float(ritz.rel[i]) for i in order],
+        converged=[bool(ritz.rel[i] <= tol) for i in order],
+        n_matvecs=n_matvecs,
         n_restarts=n_restarts,
         max_basis=m,
         which=which,
         tol=tol,
         eigenvectors=vectors,
+        multiplicity_verified=exhausted,
     )
