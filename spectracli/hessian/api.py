@@ -117,6 +117,8 @@ class HessianResult:
     tool_version: str = ""
     created: str = ""
     eigenvectors: torch.Tensor | None = field(default=None, repr=False)
+    condition_number_reason: str | None = None
+    multiplicity_verified: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         from spectracli import __version__
@@ -142,6 +144,8 @@ class HessianResult:
             "loss": self.loss,
             "grad_norm": self.grad_norm,
             "condition_number": self.condition_number,
+            "condition_number_reason": self.condition_number_reason,
+            "multiplicity_verified": self.multiplicity_verified,
             "edge_of_stability": self.edge_of_stability,
             "trace": (
                 {
@@ -291,8 +295,9 @@ def analyze(
     """Top/bottom-k eigenpairs (Lanczos), optional trace (Hutch++) and density (SLQ) of the
     Hessian or GGN of the mean loss over all of ``data``.
 
-    ``v0`` (length ``n_params``, parameter order of ``model.named_parameters()``) starts Lanczos
-    instead of a seeded random vector: a warm start, e.g. from earlier Ritz vectors
+    ``v0`` (length ``n_params``, parameter order of ``model.named_parameters()``), or a block of
+    earlier Ritz vectors (``(n_params, b)``, or the ``(b, n_params)`` rows of a previous
+    ``result.eigenvectors``), starts Lanczos instead of a seeded random vector: a warm start
     (``spectracli.track``)."""
     config = config or HessianConfig()
     t0 = time.perf_counter()
@@ -356,14 +361,13 @@ def analyze(
     values = eig.eigenvalues
     lam_max = values[0] if config.which in ("largest", "both") and values else None
     lam_min = values[-1] if config.which in ("smallest", "both") and values else None
-    cond = None
-    if lam_max is not None and lam_min is not None and lam_min > 0:
-        cond = lam_max / lam_min
+    cond, cond_reason = eig.condition_number()
     eos = config.lr * lam_max / 2 if config.lr is not None and lam_max is not None else None
 
     settings = asdict(config)
     settings.update(
         tol=tol, max_basis=basis, loss=loss_name, model_mode="eval", n_restarts=eig.n_restarts,
+        n_deflations=eig.n_deflations, deflation_hvps=eig.deflation_matvecs,
         graph_cached=op.graph_cached,
         n_batches=len(op.batches),
     )
@@ -382,6 +386,8 @@ def analyze(
         lambda_max=lam_max,
         lambda_min=lam_min,
         condition_number=cond,
+        condition_number_reason=cond_reason,
+        multiplicity_verified=eig.multiplicity_verified,
         edge_of_stability=eos,
         trace=trace_est,
         density=dens,
@@ -403,8 +409,11 @@ def eigenpairs(
     *,
     progress: Progress | None = None,
     return_vectors: bool = False,
+    v0: torch.Tensor | None = None,
     **settings: Any,
 ) -> HessianResult:
-    """Top-``k`` eigenpairs (``which=``, ``operator=``, ``dtype=``, ... as in HessianConfig)."""
+    """Top-``k`` eigenpairs (``which=``, ``operator=``, ``dtype=``, ... as in HessianConfig);
+    ``v0``: warm start from earlier Ritz vectors (see :func:`analyze`)."""
     config = HessianConfig(k=k, **settings)
-    return analyze(model, data, loss, config, progress=progress, return_vectors=return_vectors)
+    return analyze(model, data, loss, config, progress=progress, return_vectors=return_vectors,
+                   v0=v0)

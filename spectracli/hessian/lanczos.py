@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,10 @@ LanczosProgress = Callable[[int, int, float], None]
 
 WHICH = ("largest", "smallest", "both")
 ABS_FLOOR = 1e-3
+# A deflated run may stop once its extreme pairs are within this relative residual and inside
+# the locked range (see _nothing_new).
+VERIFY_TOL = 1e-2
+KW_DELTA = 1e-3
 _CHUNK = 1 << 22  # elements per chunk when rotating the basis in place at a restart
 
 
@@ -347,11 +352,11 @@ class _Budget:
 
 def _solve(
     op: LinearOperator, run: _Run, tol: float, budget: _Budget, gen: torch.Generator,
-    scale_floor: float = 0.0,
+    scale_floor: float = 0.0, settled: Callable[[_Ritz, _Run], bool] | None = None,
 ) -> tuple[_Ritz, bool]:
-    """Expand, take Ritz pairs, restart when full, until the wanted pairs meet ``tol``, the
-    complement is exhausted or the budget is spent; the last Ritz pairs and whether the run
-    settled (converged or exhausted, as opposed to stopped by the budget)."""
+    """Expand, take Ritz pairs, restart when full, until the wanted pairs meet ``tol`` (or
+    ``settled(ritz)``), the complement is exhausted or the budget is spent; the last Ritz pairs
+    and whether the run settled (as opposed to stopped by the budget)."""
     room = run.buf.shape[0] - run.n_locked
     while True:
         w = _expand(run, op)
@@ -359,6 +364,8 @@ def _solve(
         worst = ritz.worst()
         budget.tick(worst)
         if ritz.wanted.numel() >= run.want and worst <= tol:
+            return ritz, True
+        if settled is not None and settled(ritz, run):
             return ritz, True
         if run.j >= run.dim:
             return ritz, True
@@ -382,22 +389,64 @@ def _select(values: list[float], k: int, which: str) -> list[int]:
     return order if len(order) <= 2 * k else order[:k] + order[-k:]
 
 
+def _edges(locked: _Locked, k: int, which: str) -> tuple[float, float]:
+    """The k-th locked value of each wanted end widened by its error bar: anything above the
+    first (or below the second) is new; +-inf for an end not wanted or not yet filled."""
+    vals = locked.values
+    top, bottom = float("inf"), float("-inf")
+    if len(vals) < n_wanted(k, which):
+        return float("-inf"), float("inf")
+    order = sorted(range(len(vals)), key=lambda i: vals[i])
+    if which in ("largest", "both"):
+        top = vals[order[-k]] + locked.res[order[-k]]
+    if which in ("smallest", "both"):
+        bottom = vals[order[k - 1]] - locked.res[order[k - 1]]
+    return top, bottom
+
+
 def _extends(locked: _Locked, value: float, err: float, k: int, which: str) -> bool:
     """Whether ``value`` (+- ``err``) lies beyond the k-th locked value of a wanted end by more
     than both error bars (a new eigenvalue, or one more copy of a repeated one)."""
-    vals = locked.values
-    if len(vals) < n_wanted(k, which):
+    top, bottom = _edges(locked, k, which)
+    return value - err > top or value + err < bottom
+
+
+def _kw_failure(j: int, dim: int, eps: float) -> float:
+    """Kuczynski & Wozniakowski (1992), Thm 4.2(a) shifted to an indefinite spectrum: the
+    probability that ``j`` Lanczos steps from a random start leave the top Ritz value more than
+    ``eps * (lambda_max - lambda_min)`` below ``lambda_max``: at most
+    ``1.648 sqrt(dim) exp(-sqrt(eps) (2j - 1))``."""
+    if eps <= 0 or j < 1:
+        return 1.0
+    return min(1.0, 1.648 * math.sqrt(dim) * math.exp(-math.sqrt(eps) * (2 * j - 1)))
+
+
+def _nothing_new(locked: _Locked, k: int, which: str) -> Callable[[_Ritz, _Run], bool]:
+    """Early end of a deflated run: each extreme Ritz pair of the complement lies, with its error
+    bar, inside the locked k-th values, and either its residual is within ``VERIFY_TOL`` or a
+    missed eigenvalue beyond the locked ones would have shown by now with probability
+    ``1 - KW_DELTA`` (:func:`_kw_failure`, spread from the Ritz and locked values). Converging
+    the pair to ``tol`` would not change the answer."""
+    top, bottom = _edges(locked, k, which)
+
+    def settled(ritz: _Ritz, run: _Run) -> bool:
+        if ritz.wanted.numel() == 0:
+            return False
+        hi = max([float(ritz.theta[-1] + ritz.res[-1])] + locked.values)
+        lo = min([float(ritz.theta[0] - ritz.res[0])] + locked.values)
+        spread = max(hi - lo, torch.finfo(torch.float64).tiny)
+        for i in ritz.wanted.tolist():
+            value, err = float(ritz.theta[i]), float(ritz.res[i])
+            if value + err >= top or value - err <= bottom:
+                return False
+            gap = min(top - value, value - bottom)
+            if float(ritz.rel[i]) > VERIFY_TOL and (
+                _kw_failure(run.j, run.dim, gap / spread) > KW_DELTA
+            ):
+                return False
         return True
-    order = sorted(range(len(vals)), key=lambda i: vals[i])
-    if which in ("largest", "both"):
-        i = order[-k]
-        if value - err > vals[i] + locked.res[i]:
-            return True
-    if which in ("smallest", "both"):
-        i = order[k - 1]
-        if value + err < vals[i] - locked.res[i]:
-            return True
-    return False
+
+    return settled
 
 
 def _lock(
@@ -507,8 +556,8 @@ def lanczos(
     ritz, settled = _solve(op, run, tol, budget, gen)
     n_restarts = run.n_restarts
     first_matvecs = budget.done
-    converged_first = settled and ritz.worst() <= tol or run.j >= n
-    if not (deflate and converged_first):
+    # A basis spanning the whole space holds every eigenvalue with its multiplicity.
+    if run.j >= n or not (deflate and settled and ritz.worst() <= tol):
         return _result_from_run(run, ritz, k, which, tol, m, budget.done, n_restarts,
                                 return_vectors)
     locked = _lock(run, ritz, _Locked(), ritz.wanted.tolist(), k, which)
@@ -517,11 +566,12 @@ def lanczos(
         n_locked = len(locked.values)
         # One pair per wanted end of the complement decides whether anything is missing.
         run = _start_run(buf, n_locked, 1, which, _random_unit(n, gen, device))
-        if run is None or m - n_locked < min(n_wanted(1, which), run.dim) + 1:
+        if run is None or m - n_locked < min(n_wanted(1, which) + 1, run.dim):
             verified = run is None
             break
         n_deflations += 1
-        ritz, settled = _solve(op, run, tol, budget, gen, scale_floor=scale)
+        ritz, settled = _solve(op, run, tol, budget, gen, scale_floor=scale,
+                               settled=_nothing_new(locked, k, which))
         n_restarts += run.n_restarts
         scale = max(scale, ritz.scale)
         if not settled:
