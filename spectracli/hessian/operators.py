@@ -1,24 +1,30 @@
-"""Curvature operators of the mean loss over a whole dataset, as symmetric matvecs.
+"""Curvature operators of the mean loss over a whole dataset: one class per kind.
 
-For parameters ``theta`` (all trainable parameters, flattened in ``named_parameters`` order,
-tied ones once) and batches ``b`` of sizes ``n_b`` with ``N = sum_b n_b``, the loss is
+For parameters ``theta`` (the selected parameters, flattened in ``named_parameters`` order, tied
+ones once) and batches ``b`` whose loss ``loss_b`` is a mean over ``w_b`` things (samples, or
+counted tokens: :mod:`spectracli.hessian.losses`), the loss is
 
-    L(theta) = (1/N) sum_b n_b * loss_b(theta),     loss_b = batch mean of the loss,
+    L(theta) = sum_b w_b * loss_b(theta) / W,     W = sum_b w_b,
 
-so an uneven last batch is weighted exactly. Two operators on it:
+so ``L`` is the dataset mean whatever the batch size. Two operators on it, both symmetric linear
+maps with ``n``, ``dtype``, ``device``, ``matvec(v)`` and ``@`` (the protocol of
+``hessian/linop.py``):
 
-- Hessian ``H v = (1/N) sum_b n_b * d^2 loss_b / d theta^2 . v`` (Pearlmutter 1994), by
-  ``forward-over-reverse`` (``torch.func.jvp`` of ``torch.func.grad``) or ``reverse-over-reverse``
-  (double backward with ``torch.autograd.grad``). Both give the same product; the default is the
-  one measured faster (docs/hessian.md).
-- Generalized Gauss-Newton ``G v = (1/N) sum_b n_b J_b^T H_out,b J_b v`` (Schraudolph 2002),
-  with ``J_b`` the Jacobian of the outputs and ``H_out,b`` the Hessian of the batch loss in the
-  outputs: a ``jvp``, an output-space HVP and a ``vjp``. Positive semi-definite for convex losses
-  (cross-entropy, MSE); its nonzero spectrum is the empirical NTK's up to scale.
+- :class:`HessianOperator`: ``H v = sum_b w_b d^2 loss_b / d theta^2 . v / W`` (Pearlmutter
+  1994), by an HVP strategy: :class:`ReverseOverReverse` (double backward with
+  ``torch.autograd.grad``; keeps each batch's first backward when it fits) or
+  :class:`ForwardOverReverse` (``torch.func.jvp`` of ``torch.func.grad``).
+- :class:`GGNOperator`: ``G v = sum_b w_b J_b^T H_out,b J_b v / W`` (Schraudolph 2002), ``J_b``
+  the Jacobian of the outputs, ``H_out,b`` the Hessian of the batch loss in the outputs, all in
+  reverse mode: ``J v`` by the double-vjp trick (the vjp ``u -> J^T u`` is linear in ``u``, so
+  its vjp with ``v`` is ``J v``), an output-space double backward, one vjp. No forward-mode AD is
+  needed, so losses and kernels without forward derivatives (Huber, fused attention) work.
 
-The model runs in eval mode through ``torch.func.functional_call`` (BatchNorm uses its running
-statistics, dropout is off). Products take and return float64 vectors; the model is evaluated
-in ``dtype`` (float32 or float64) and batch results are accumulated in float64.
+The model is evaluated through ``torch.func.functional_call`` inside
+:func:`~spectracli.hessian.state.curvature_mode` (eval mode, math attention, the caller's flags
+restored after every call); it is never modified. Products take any vector of length ``n`` and
+return float64; the model runs in ``dtype`` (float32 or float64) and batch results accumulate in
+float64.
 
 Example::
 
@@ -26,102 +32,400 @@ Example::
     >>> from spectracli.hessian.losses import mse
     >>> model = torch.nn.Linear(3, 1, bias=False)
     >>> x = torch.eye(3); y = torch.zeros(3)
-    >>> op = LossOperator(model, [(x, y)], mse, dtype=torch.float64)
-    >>> op.matvec(torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))  # X^T X / n = I / 3
+    >>> op = HessianOperator(model, [(x, y)], mse, dtype=torch.float64)
+    >>> op @ torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)  # X^T X / n = I / 3
     tensor([0.3333, 0.0000, 0.0000], dtype=torch.float64)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import fnmatch
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vjp
+from torch.func import functional_call, grad, jvp
 
-from spectracli.hessian.linop import matmul_by_columns
-from spectracli.hessian.losses import LossFn
-
-HVP_MODES = ("reverse-over-reverse", "forward-over-reverse")
-OPERATORS = ("hessian", "ggn")
+from spectracli.errors import SpectraError
+from spectracli.hessian.inputs import (
+    Batch,
+    BatchFn,
+    Layout,
+    OutputFn,
+    describe_inputs,
+    move_batch,
+    select_output,
+    to_batch,
+)
+from spectracli.hessian.losses import Loss, LossFn, ModelLoss, resolve_loss, token_cross_entropy
+from spectracli.hessian.memory import available_bytes
+from spectracli.hessian.state import curvature_mode, explain_autograd_failure
 
 # Reverse-over-reverse keeps the first backward's graph of every batch (one backward per HVP
 # instead of forward + two backwards: about 2x faster, same bits) when its saved tensors,
-# measured on the first batch and scaled to the dataset, fit in this many bytes.
+# measured on the first batch and scaled to the dataset, fit in this many bytes and in a
+# quarter of the memory available on the device.
 GRAPH_CACHE_BYTES = 2 * 2**30
 
 # Measured on the 2-core CPU (MLP 784-256-256-10, 2048 samples, docs/hessian.md): double
 # backward is the faster of the two there.
 DEFAULT_HVP_MODE = "reverse-over-reverse"
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-class LossOperator:
-    """The Hessian or GGN of the dataset-mean loss of ``model``; ``matvec`` counts its calls.
+def _first_layer(model: nn.Module) -> str:
+    """What the first layer with a declared input size expects, for shape errors."""
+    for name, module in model.named_modules():
+        for attr in ("in_features", "in_channels", "num_embeddings"):
+            if hasattr(module, attr):
+                return f"; its first layer {name} has {attr}={getattr(module, attr)}"
+    return ""
 
-    ``batches`` is a sequence of ``(x, y)`` tensors; they are moved to ``device`` once (floating
-    inputs and targets cast to ``dtype``). The model itself is not modified.
+
+class CurvatureProblem:
+    """Model + batches + loss, prepared once (batches on ``device``, floating ones in ``dtype``,
+    weights counted) and shared by every operator built on it (e.g. one per block).
+
+    Args:
+        model: the network; not modified (see the module doc).
+        batches: raw batches in any layout of :mod:`spectracli.hessian.inputs`.
+        loss: a builtin name, a :class:`~spectracli.hessian.losses.Loss` or a callable.
+        dtype: float32 or float64: the precision of the model evaluation.
+        device: where batches and parameters live.
+        batch_fn, output_fn: hooks for batches and outputs of other shapes.
+
+    Raises:
+        SpectraError: empty data, a batch of an unknown kind (with its index), no parameters.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        batches: Sequence[Batch],
-        loss_fn: LossFn,
+        batches: Sequence[Any],
+        loss: str | Loss | LossFn,
         *,
-        operator: str = "hessian",
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
-        hvp_mode: str = DEFAULT_HVP_MODE,
-        graph_cache_bytes: float = GRAPH_CACHE_BYTES,
+        batch_fn: BatchFn | None = None,
+        output_fn: OutputFn | None = None,
     ) -> None:
-        if operator not in OPERATORS:
-            raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
-        if hvp_mode not in HVP_MODES:
-            raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {hvp_mode!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if len(batches) == 0:
-            raise ValueError("batches is empty: the Hessian of an empty dataset is undefined")
-        model.eval()
+            raise SpectraError("the dataset is empty (0 batches)")
         self.model = model
-        self.loss_fn = loss_fn
-        self.operator = operator
+        self.loss = resolve_loss(loss)
         self.dtype = dtype
         self.device = torch.device(device)
-        self.hvp_mode = hvp_mode
+        self.output_fn = output_fn
+        self.layout = Layout.of(model, batch_fn, output_fn, pass_labels=self.loss.reads == "loss")
+        self.batches: list[Batch] = []
+        for i, raw in enumerate(batches):
+            try:
+                b = to_batch(raw, self.layout)
+            except Exception as exc:  # noqa: BLE001 - user data or hook: one line with the index
+                raise SpectraError(f"batch {i}: {_one_line(exc)}") from None
+            self.batches.append(move_batch(b, self.device, dtype))
+        self.n_samples = sum(b.n_samples for b in self.batches)
+        if self.n_samples == 0:
+            raise SpectraError("the dataset has 0 samples")
 
         # named_parameters() lists tied parameters once; functional_call re-ties them.
-        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        named = list(model.named_parameters())
         if not named:
-            raise ValueError("the model has no trainable parameters")
-        self.names = [k for k, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.n = sum(self.numels)
-        self.params = {k: p.detach().to(self.device, dtype) for k, p in named}
-        frozen = {k: p.detach() for k, p in model.named_parameters() if not p.requires_grad}
+            raise SpectraError("the model has no parameters")
+        self.param_names = [k for k, _ in named]
+        self.trainable = [k for k, p in named if p.requires_grad]
+        self.frozen = [k for k, p in named if not p.requires_grad]
+        self.numel = {k: p.numel() for k, p in named}
+        self.all_params = {k: p.detach().to(self.device, dtype) for k, p in named}
         self.buffers = {
             k: b.detach().to(self.device, dtype if b.is_floating_point() else b.dtype)
-            for k, b in list(model.named_buffers()) + list(frozen.items())
+            for k, b in model.named_buffers()
         }
-        self.batches = [(self._cast(x), self._cast(y)) for x, y in batches]
-        self.batch_sizes = [int(x.shape[0]) for x, _ in self.batches]
-        self.n_samples = sum(self.batch_sizes)
-        if self.n_samples == 0:
-            raise ValueError("the dataset has no samples")
+        self.weighting = self.loss.weighting
+        self._count()
+
+    # -- batches and weights -----------------------------------------------------------------
+    def _count(self) -> None:
+        """Each batch's weight (what its mean is over); zero-weight batches are dropped."""
+        if isinstance(self.loss, ModelLoss):
+            self._detect_label_shift()
+        for b in self.batches:
+            b.weight = self.loss.weight(b.target, None) if b.target is not None else float(
+                b.n_samples)
+        self.n_batches_given = len(self.batches)
+        self.batches = [b for b in self.batches if b.weight > 0]
+        self.n_empty_batches = self.n_batches_given - len(self.batches)
+        self.total_weight = sum(b.weight for b in self.batches)
+        if not self.batches or self.total_weight <= 0:
+            raise SpectraError(
+                "no batch has anything to average over (every target is padding, -100)")
+
+    def _detect_label_shift(self) -> None:
+        """Does the model's own loss drop the first label of each row (causal LM)? Decided by
+        recomputing the loss from the logits both ways on the first batch with labels."""
+        assert isinstance(self.loss, ModelLoss)
+        first = next((b for b in self.batches if isinstance(b.target, torch.Tensor)), None)
+        if first is None or self.loss.shift is not None:
+            self.weighting = self.loss.describe(first is not None)
+            return
+        labels = first.target
+        shift: bool | None = None
+        try:
+            with curvature_mode(self.model), torch.no_grad():
+                out = self.call(self.all_params, first)
+            model_loss = float(select_output(out, "loss", self.output_fn))
+            logits = select_output(out, "logits")
+            if labels.dim() >= 1 and tuple(logits.shape[:-1]) == tuple(labels.shape):
+                plain = float(token_cross_entropy(logits, labels))
+                shifted = float(token_cross_entropy(logits[..., :-1, :], labels[..., 1:]))
+                tol = 1e-4 if self.dtype == torch.float32 else 1e-9
+                if abs(shifted - model_loss) <= tol * max(1.0, abs(model_loss)):
+                    shift = True
+                elif abs(plain - model_loss) <= tol * max(1.0, abs(model_loss)):
+                    shift = False
+        except Exception:  # noqa: BLE001 - the first-batch check reports failures clearly
+            shift = None
+        if shift is None:
+            shift = type(self.model).__name__.endswith("CausalLM")
+        self.loss.shift = shift
+        self.weighting = self.loss.describe(True)
+
+    # -- evaluation --------------------------------------------------------------------------
+    def call(self, params: dict[str, torch.Tensor], batch: Batch,
+             constants: dict[str, torch.Tensor] | None = None) -> Any:
+        """``model(*args, **kwargs)`` with ``params`` (and ``constants``) swapped in."""
+        dicts = (params, constants, self.buffers) if constants else (params, self.buffers)
+        return functional_call(self.model, dicts, batch.args, batch.kwargs)
+
+    def outputs(self, params: dict[str, torch.Tensor], batch: Batch,
+                constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The tensor the loss reads (logits, or the model's own loss)."""
+        return select_output(self.call(params, batch, constants), self.loss.reads, self.output_fn)
+
+    def batch_loss(self, params: dict[str, torch.Tensor], batch: Batch,
+                   constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        out = self.outputs(params, batch, constants)
+        if self.loss.reads == "loss":
+            return out
+        return self.loss(out, batch.target)
+
+    def checked_loss(self, i: int, params: dict[str, torch.Tensor], batch: Batch,
+                     constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """:meth:`batch_loss` with one-line errors naming batch ``i`` and what failed."""
+        try:
+            raw = self.call(params, batch, constants)
+        except Exception as exc:  # noqa: BLE001 - user code on user data: report, do not crash
+            hint = _first_layer(self.model) if i == 0 else ""
+            raise SpectraError(
+                f"batch {i}: the model's forward raised {_one_line(exc)} (inputs "
+                f"{describe_inputs(batch)}{hint})"
+            ) from None
+        try:
+            out = select_output(raw, self.loss.reads, self.output_fn)
+        except Exception as exc:  # noqa: BLE001
+            raise SpectraError(f"batch {i}: {_one_line(exc)}") from None
+        if self.loss.reads == "loss":
+            if out.dim() != 0:
+                raise SpectraError(f"batch {i}: the model's loss is not a scalar "
+                                   f"(shape {tuple(out.shape)})")
+            return out
+        if batch.target is None:
+            raise SpectraError(f"batch {i}: the batch has no target for the loss "
+                               f"{self.loss.name} (give (x, y) or a dict with labels)")
+        reason = self.loss.check(out, batch.target)
+        if reason:
+            raise SpectraError(f"batch {i}: {reason}")
+        try:
+            value = self.loss(out, batch.target)
+        except Exception as exc:  # noqa: BLE001
+            raise SpectraError(
+                f"batch {i}: the loss {self.loss.name} failed on outputs of shape "
+                f"{tuple(out.shape)}: {_one_line(exc)}"
+            ) from None
+        if not isinstance(value, torch.Tensor) or value.dim() != 0:
+            raise SpectraError(f"batch {i}: the loss {self.loss.name} must return a scalar")
+        return value
+
+    def select(self, params: Sequence[str] | None) -> list[str]:
+        """Parameter names matching the globs ``params`` (None: every trainable one).
+
+        Raises:
+            SpectraError: when nothing matches or a glob matches nothing.
+        """
+        if params is None:
+            chosen = list(self.trainable)
+            if not chosen:
+                raise SpectraError("the model has no trainable parameters")
+            return chosen
+        patterns = [params] if isinstance(params, str) else list(params)
+        unmatched = [g for g in patterns
+                     if not any(fnmatch.fnmatchcase(k, g) for k in self.param_names)]
+        if unmatched:
+            raise SpectraError(
+                f"params {', '.join(repr(g) for g in unmatched)} match no parameter (names "
+                f"look like {', '.join(self.param_names[:3])})"
+            )
+        return [k for k in self.param_names if any(fnmatch.fnmatchcase(k, g) for g in patterns)]
+
+
+class _CurvatureOperator:
+    """Shared part: parameter selection, flat <-> dict, loss and gradient, the product loop."""
+
+    kind = "curvature"
+
+    def __init__(
+        self,
+        model: nn.Module | CurvatureProblem,
+        batches: Sequence[Any] | None = None,
+        loss: str | Loss | LossFn | None = None,
+        *,
+        params: Sequence[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        batch_fn: BatchFn | None = None,
+        output_fn: OutputFn | None = None,
+    ) -> None:
+        if isinstance(model, CurvatureProblem):
+            problem = model
+        else:
+            if batches is None or loss is None:
+                raise TypeError("batches and loss are needed unless a CurvatureProblem is given")
+            problem = CurvatureProblem(model, batches, loss, dtype=dtype, device=device,
+                                       batch_fn=batch_fn, output_fn=output_fn)
+        self.problem = problem
+        self.model = problem.model
+        self.dtype = problem.dtype
+        self.device = problem.device
+        self.names = problem.select(params)
+        self.shapes = [problem.all_params[k].shape for k in self.names]
+        self.numels = [problem.numel[k] for k in self.names]
+        self.n = sum(self.numels)
+        self.params = {k: problem.all_params[k] for k in self.names}
+        chosen = set(self.names)
+        self.constants = {k: v for k, v in problem.all_params.items() if k not in chosen}
         self.matvecs = 0
+
+    @property
+    def batches(self) -> list[Batch]:
+        return self.problem.batches
+
+    # -- flat <-> dict ---------------------------------------------------------------------
+    def unflatten(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A flat vector of length ``n`` -> ``{name: tensor}`` views in the parameters' shapes."""
+        chunks = torch.split(v, self.numels)
+        return {k: c.view(s) for k, c, s in zip(self.names, chunks, self.shapes, strict=True)}
+
+    def flatten(self, d: dict[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
+        """``{name: tensor}`` (or tensors in order) -> one flat vector."""
+        parts = d.values() if isinstance(d, dict) else d
+        return torch.cat([t.reshape(-1) for t in parts])
+
+    def flat_params(self) -> torch.Tensor:
+        return self.flatten(self.params)
+
+    def _loss(self, params: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        return self.problem.batch_loss(params, batch, self.constants)
+
+    # -- loss and gradient -----------------------------------------------------------------
+    def loss_and_grad(self) -> tuple[float, torch.Tensor]:
+        """Dataset-mean loss and its gradient (float64, flat); not counted as a matvec.
+
+        Every batch is checked here (targets fit the loss, forward runs): errors name the batch.
+        """
+        total = 0.0
+        g = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        with curvature_mode(self.model), torch.enable_grad():
+            leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
+            for i, b in enumerate(self.batches):
+                w = b.weight / self.problem.total_weight
+                loss = self.problem.checked_loss(i, leaves, b, self.constants)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise SpectraError(f"batch {i}: the loss is not finite ({value})")
+                try:
+                    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True,
+                                                materialize_grads=True)
+                except Exception as exc:  # noqa: BLE001
+                    raise SpectraError(f"batch {i}: the backward pass failed: "
+                                       f"{_one_line(exc)}") from None
+                total += w * value
+                g += w * self.flatten(grads).to(torch.float64)
+        return total, g
+
+    def loss(self) -> float:
+        """Dataset-mean loss (float)."""
+        with curvature_mode(self.model), torch.no_grad():
+            return sum(b.weight / self.problem.total_weight * float(self._loss(self.params, b))
+                       for b in self.batches)
+
+    # -- products --------------------------------------------------------------------------
+    def _batch_product(self, vd: dict[str, torch.Tensor], i: int, b: Batch):
+        raise NotImplementedError
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """The operator applied to ``v`` (shape ``(n,)``, any float dtype); float64 result.
+
+        Raises:
+            ValueError: for a wrong shape. SpectraError: when a product fails (an op without
+                a second derivative is named, with the batch index).
+        """
+        if v.shape != (self.n,):
+            raise ValueError(f"v must have shape ({self.n},), got {tuple(v.shape)}")
+        vd = self.unflatten(v.to(self.device, self.dtype))
+        out = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        with curvature_mode(self.model):
+            for i, b in enumerate(self.batches):
+                try:
+                    hv = self._batch_product(vd, i, b)
+                except SpectraError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one line naming the op and the fix
+                    why = explain_autograd_failure(exc) or f"the product failed: {_one_line(exc)}"
+                    raise SpectraError(f"batch {i}: {why}") from None
+                out += (b.weight / self.problem.total_weight) * self.flatten(hv).to(torch.float64)
+        self.matvecs += 1
+        return out
+
+    __call__ = matvec
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        """``A x`` for ``x`` of shape ``(n,)`` or ``(n, b)`` (column by column)."""
+        if x.dim() == 1:
+            return self.matvec(x)
+        if x.dim() == 2 and x.shape[0] == self.n:
+            return torch.stack([self.matvec(x[:, j]) for j in range(x.shape[1])], dim=1)
+        raise ValueError(f"x must have shape ({self.n},) or ({self.n}, b), got {tuple(x.shape)}")
+
+
+# -- HVP strategies --------------------------------------------------------------------------
+class ReverseOverReverse:
+    """HVP by double backward; keeps the first backward's graph of every batch when its saved
+    tensors (measured on the first batch, scaled to the dataset) fit ``graph_cache_bytes`` and a
+    quarter of the device's available memory."""
+
+    name = "reverse-over-reverse"
+
+    def __init__(self, graph_cache_bytes: float = GRAPH_CACHE_BYTES) -> None:
         self.graph_cache_bytes = graph_cache_bytes
+        self.cached = False
         self._graphs: list[tuple[torch.Tensor, ...]] | None = None
         self._leaves: list[torch.Tensor] | None = None
-        self.graph_cached = False
-        if operator == "hessian" and hvp_mode == "reverse-over-reverse":
-            x0, y0 = self.batches[0]
-            per_sample = self._graph_bytes(x0, y0) / max(1, self.batch_sizes[0])
-            self.graph_cached = per_sample * self.n_samples <= graph_cache_bytes
 
-    def _graph_bytes(self, x: torch.Tensor, y: torch.Tensor) -> int:
+    def bind(self, op: _CurvatureOperator) -> None:
+        budget = min(self.graph_cache_bytes, available_bytes(op.device) / 4)
+        b0 = op.batches[0]
+        per_weight = self._graph_bytes(op, b0) / max(b0.weight, 1e-300)
+        self.cached = budget > 0 and per_weight * op.problem.total_weight <= budget
+
+    @staticmethod
+    def _graph_bytes(op: _CurvatureOperator, b: Batch) -> float:
         """Bytes of the tensors autograd saves for a double backward of one batch."""
         total = 0
 
@@ -131,119 +435,187 @@ class LossOperator:
             return t
 
         try:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
-                leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
-                loss = self.batch_loss(leaves, x, y)
-                torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
-        except Exception:  # noqa: BLE001 - the first-batch check reports user errors clearly
-            return 2**62
-        return total
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                    torch.enable_grad(), curvature_mode(op.model):
+                leaves = {k: p.detach().requires_grad_(True) for k, p in op.params.items()}
+                loss = op._loss(leaves, b)
+                torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
+                                    allow_unused=True)
+        except Exception:  # noqa: BLE001 - the products report failures with the batch index
+            return float(2**62)
+        return float(total)
 
-    def _cast(self, t: torch.Tensor) -> torch.Tensor:
-        return t.to(self.device, self.dtype if t.is_floating_point() else t.dtype)
-
-    # -- flat <-> dict ---------------------------------------------------------------------
-    def unflatten(self, v: torch.Tensor) -> dict[str, torch.Tensor]:
-        chunks = torch.split(v, self.numels)
-        return {k: c.view(s) for k, c, s in zip(self.names, chunks, self.shapes, strict=True)}
-
-    def flatten(self, d: dict[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
-        parts = d.values() if isinstance(d, dict) else d
-        return torch.cat([t.reshape(-1) for t in parts])
-
-    def flat_params(self) -> torch.Tensor:
-        return self.flatten(self.params)
-
-    # -- model evaluation ------------------------------------------------------------------
-    def outputs(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, (params, self.buffers), (x,))
-
-    def batch_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
-        return self.loss_fn(self.outputs(params, x), y)
-
-    def loss_and_grad(self) -> tuple[float, torch.Tensor]:
-        """Dataset-mean loss and its gradient (float64, flat); not counted as a matvec."""
-        # Plain autograd: one forward per batch gives both, and torch.func.grad's first call
-        # would import torch._dynamo (1.7 s) before any product is needed.
-        total = 0.0
-        g = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+    def product(self, op: _CurvatureOperator, vd: dict[str, torch.Tensor], i: int,
+                b: Batch) -> Sequence[torch.Tensor]:
+        tangents = list(vd.values())
+        if self.cached:
+            if self._graphs is None:
+                self._build(op)
+            assert self._graphs is not None and self._leaves is not None
+            return torch.autograd.grad(self._graphs[i], self._leaves, grad_outputs=tangents,
+                                       retain_graph=True, allow_unused=True,
+                                       materialize_grads=True)
         with torch.enable_grad():
-            leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
-            for (x, y), nb in zip(self.batches, self.batch_sizes, strict=True):
-                w = nb / self.n_samples
-                loss = self.batch_loss(leaves, x, y)
-                grads = torch.autograd.grad(loss, list(leaves.values()))
-                total += w * float(loss.detach())
-                g += w * self.flatten(grads).to(torch.float64)
-        return total, g
-
-    def loss(self) -> float:
-        with torch.no_grad():
-            return sum(
-                nb / self.n_samples * float(self.batch_loss(self.params, x, y))
-                for (x, y), nb in zip(self.batches, self.batch_sizes, strict=True)
-            )
-
-    # -- products --------------------------------------------------------------------------
-    def _hvp_fwd_rev(self, v: dict, x: torch.Tensor, y: torch.Tensor):
-        grad_fn = grad(self.batch_loss)
-        return jvp(lambda p: grad_fn(p, x, y), (self.params,), (v,))[1]
-
-    def _hvp_rev_rev(self, v: dict, x: torch.Tensor, y: torch.Tensor):
-        with torch.enable_grad():
-            leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
-            loss = self.batch_loss(leaves, x, y)
+            leaves = {k: p.detach().requires_grad_(True) for k, p in op.params.items()}
+            loss = op._loss(leaves, b)
             inputs = list(leaves.values())
-            g = torch.autograd.grad(loss, inputs, create_graph=True)
-            return torch.autograd.grad(g, inputs, grad_outputs=list(v.values()))
+            g = torch.autograd.grad(loss, inputs, create_graph=True, allow_unused=True,
+                                    materialize_grads=True)
+            return torch.autograd.grad(g, inputs, grad_outputs=tangents, allow_unused=True,
+                                       materialize_grads=True)
 
-    def _build_graphs(self) -> None:
+    def _build(self, op: _CurvatureOperator) -> None:
         with torch.enable_grad():
-            leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
+            leaves = {k: p.detach().requires_grad_(True) for k, p in op.params.items()}
             self._leaves = list(leaves.values())
             self._graphs = [
-                torch.autograd.grad(self.batch_loss(leaves, x, y), self._leaves, create_graph=True)
-                for x, y in self.batches
+                torch.autograd.grad(op._loss(leaves, b), self._leaves, create_graph=True,
+                                    allow_unused=True, materialize_grads=True)
+                for b in op.batches
             ]
 
-    def _ggn(self, v: dict, x: torch.Tensor, y: torch.Tensor):
-        def f(p):
-            return self.outputs(p, x)
 
-        z, jv = jvp(f, (self.params,), (v,))
-        grad_out = grad(lambda out: self.loss_fn(out, y))
-        h_out_jv = jvp(grad_out, (z.detach(),), (jv,))[1]
-        _, vjp_fn = vjp(f, self.params)
-        return vjp_fn(h_out_jv)[0]
+class ForwardOverReverse:
+    """HVP as ``torch.func.jvp`` of ``torch.func.grad`` (no graph kept between products).
 
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` (or ``G v``) for a flat float64 vector ``v`` of length ``n``; float64 result."""
-        if v.shape != (self.n,):
-            raise ValueError(f"v must have shape ({self.n},), got {tuple(v.shape)}")
-        vd = self.unflatten(v.to(self.device, self.dtype))
-        if self.operator == "ggn":
-            product = self._ggn
-        elif self.hvp_mode == "forward-over-reverse":
-            product = self._hvp_fwd_rev
+    Checked when bound: one product on the first batch is compared with double backward, and
+    a mismatch is refused (forward-mode rules are fewer and less exercised than backward ones;
+    e.g. in torch 2.13 the vmapped ``torch.func.hessian`` of a ``nn.TransformerEncoderLayer``
+    is 0.17 off in its LayerNorm-weight rows, while these unbatched products are right).
+    """
+
+    name = "forward-over-reverse"
+    cached = False
+
+    def bind(self, op: _CurvatureOperator) -> None:
+        b = op.batches[0]
+        gen = torch.Generator().manual_seed(12345)
+        v = torch.randn(op.n, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
+        vd = op.unflatten(v)
+        with curvature_mode(op.model):
+            try:
+                fwd = op.flatten(self.product(op, vd, 0, b)).double()
+            except Exception as exc:  # noqa: BLE001 - one line naming the op and the fix
+                why = explain_autograd_failure(exc) or _one_line(exc)
+                raise SpectraError(f"forward-over-reverse HVPs fail on this model ({why}): "
+                                   "use hvp_mode reverse-over-reverse") from None
+            rev = op.flatten(ReverseOverReverse(0).product(op, vd, 0, b)).double()
+        tol = 1e-3 if op.dtype == torch.float32 else 1e-8
+        err = float((fwd - rev).norm() / max(float(rev.norm()), 1e-300))
+        if err > tol:
+            raise SpectraError(
+                f"forward-over-reverse HVPs disagree with double backward on this model "
+                f"(relative difference {err:.1e}: torch's forward-mode AD is wrong for some op "
+                "here); use hvp_mode reverse-over-reverse"
+            )
+
+    def product(self, op: _CurvatureOperator, vd: dict[str, torch.Tensor], i: int,
+                b: Batch) -> Any:
+        grad_fn = grad(lambda p: op._loss(p, b))
+        return jvp(grad_fn, (op.params,), (vd,))[1]
+
+
+HVP_STRATEGIES: dict[str, Callable[[], Any]] = {
+    ReverseOverReverse.name: ReverseOverReverse,
+    ForwardOverReverse.name: ForwardOverReverse,
+}
+HVP_MODES = tuple(HVP_STRATEGIES)
+
+
+class HessianOperator(_CurvatureOperator):
+    """The Hessian of the dataset-mean loss w.r.t. the selected parameters.
+
+    Args:
+        model: the network, or a prepared :class:`CurvatureProblem` (then ``batches`` and
+            ``loss`` are not given).
+        batches: raw batches (see :mod:`spectracli.hessian.inputs`).
+        loss: builtin name, :class:`~spectracli.hessian.losses.Loss` or callable (batch mean).
+        params: globs of parameter names (default: every trainable parameter).
+        hvp_mode: a strategy (:class:`ReverseOverReverse`, :class:`ForwardOverReverse`) or
+            its name.
+        graph_cache_bytes: for reverse-over-reverse by name: the graph-cache budget.
+        dtype, device, batch_fn, output_fn: as in :class:`CurvatureProblem`.
+
+    Raises:
+        ValueError: unknown ``hvp_mode``; SpectraError: bad data or parameter globs.
+    """
+
+    kind = "hessian"
+
+    def __init__(
+        self,
+        model: nn.Module | CurvatureProblem,
+        batches: Sequence[Any] | None = None,
+        loss: str | Loss | LossFn | None = None,
+        *,
+        hvp_mode: str | ReverseOverReverse | ForwardOverReverse = DEFAULT_HVP_MODE,
+        graph_cache_bytes: float = GRAPH_CACHE_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(hvp_mode, str):
+            if hvp_mode not in HVP_STRATEGIES:
+                raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {hvp_mode!r}")
+            strategy = (ReverseOverReverse(graph_cache_bytes)
+                        if hvp_mode == ReverseOverReverse.name else ForwardOverReverse())
         else:
-            product = self._hvp_rev_rev
-        out = torch.zeros(self.n, dtype=torch.float64, device=self.device)
-        if self.graph_cached:
-            if self._graphs is None:
-                self._build_graphs()
-            assert self._graphs is not None and self._leaves is not None
-            tangents = list(vd.values())
-            for g, nb in zip(self._graphs, self.batch_sizes, strict=True):
-                hv = torch.autograd.grad(g, self._leaves, grad_outputs=tangents, retain_graph=True)
-                out += (nb / self.n_samples) * self.flatten(hv).to(torch.float64)
-            self.matvecs += 1
-            return out
-        for (x, y), nb in zip(self.batches, self.batch_sizes, strict=True):
-            out += (nb / self.n_samples) * self.flatten(product(vd, x, y)).to(torch.float64)
-        self.matvecs += 1
-        return out
+            strategy = hvp_mode
+        super().__init__(model, batches, loss, **kwargs)
+        self.hvp = strategy
+        self.hvp_mode = strategy.name
+        strategy.bind(self)
 
-    __call__ = matvec
+    @property
+    def graph_cached(self) -> bool:
+        return bool(self.hvp.cached)
 
-    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
-        return matmul_by_columns(self, x)
+    def _batch_product(self, vd: dict[str, torch.Tensor], i: int, b: Batch):
+        return self.hvp.product(self, vd, i, b)
+
+
+class GGNOperator(_CurvatureOperator):
+    """The generalized Gauss-Newton ``J^T H_out J`` of the dataset-mean loss (reverse mode).
+
+    Same arguments as :class:`HessianOperator` but no ``hvp_mode``.
+
+    Raises:
+        SpectraError: with ``loss='model'`` (the GGN needs the loss as a function of the
+            outputs: use the loss the model computes, e.g. token_cross_entropy).
+    """
+
+    kind = "ggn"
+    hvp_mode = "reverse (double vjp)"
+    graph_cached = False
+
+    def __init__(self, model: nn.Module | CurvatureProblem, batches: Sequence[Any] | None = None,
+                 loss: str | Loss | LossFn | None = None, **kwargs: Any) -> None:
+        super().__init__(model, batches, loss, **kwargs)
+        if self.problem.loss.reads == "loss":
+            raise SpectraError(
+                "the GGN needs the loss as a function of the model's outputs, not the model's "
+                "own loss: use loss token_cross_entropy (or cross_entropy, mse) with the logits"
+            )
+
+    def _batch_product(self, vd: dict[str, torch.Tensor], i: int, b: Batch):
+        with torch.enable_grad():
+            leaves = [p.detach().requires_grad_(True) for p in self.params.values()]
+            z = self.problem.outputs(dict(zip(self.names, leaves, strict=True)), b,
+                                     self.constants)
+            u = torch.zeros_like(z, requires_grad=True)
+            jt_u = torch.autograd.grad(z, leaves, grad_outputs=u, create_graph=True,
+                                       allow_unused=True, materialize_grads=True)
+            pairs = [(t, v) for t, v in zip(jt_u, vd.values(), strict=True) if t.requires_grad]
+            if pairs:
+                jv = torch.autograd.grad([t for t, _ in pairs], u,
+                                         grad_outputs=[v for _, v in pairs],
+                                         allow_unused=True, materialize_grads=True)[0]
+            else:
+                jv = torch.zeros_like(z)
+            zd = z.detach().requires_grad_(True)
+            gz = torch.autograd.grad(self.problem.loss(zd, b.target), zd, create_graph=True)[0]
+            hjv = torch.autograd.grad(gz, zd, grad_outputs=jv, allow_unused=True,
+                                      materialize_grads=True)[0]
+            return torch.autograd.grad(z, leaves, grad_outputs=hjv, allow_unused=True,
+                                       materialize_grads=True)
+
+
+OPERATORS: dict[str, type[_CurvatureOperator]] = {"hessian": HessianOperator, "ggn": GGNOperator}
