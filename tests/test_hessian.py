@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 
 from spectracli.errors import SpectraError
-from spectracli.hessian import HessianConfig, LossOperator, analyze, eigenpairs
+from spectracli.hessian import GGNOperator, HessianConfig, HessianOperator, analyze, eigenpairs
 from spectracli.hessian.losses import cross_entropy, mse
 
 # Tiny products: one thread (tests/conftest.py) avoids OpenMP spin-waits on a busy machine.
@@ -60,13 +60,13 @@ def test_mlp_top_k_to_1e_8_in_float64(mode):
 
 def test_uneven_batches_give_the_same_operator():
     model, (x, y) = _mlp(), _data(n=50)
-    one = LossOperator(model, [(x, y)], cross_entropy, dtype=torch.float64)
-    uneven = LossOperator(model, [(x[i:i + 7], y[i:i + 7]) for i in range(0, 50, 7)],
+    one = HessianOperator(model, [(x, y)], cross_entropy, dtype=torch.float64)
+    uneven = HessianOperator(model, [(x[i:i + 7], y[i:i + 7]) for i in range(0, 50, 7)],
                           cross_entropy, dtype=torch.float64)
     v = torch.randn(one.n, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(uneven.matvec(v), one.matvec(v), rtol=0, atol=1e-14)
     # Kept double-backward graphs (default when small) and a fresh graph per product agree.
-    fresh = LossOperator(model, [(x[i:i + 7], y[i:i + 7]) for i in range(0, 50, 7)],
+    fresh = HessianOperator(model, [(x[i:i + 7], y[i:i + 7]) for i in range(0, 50, 7)],
                          cross_entropy, dtype=torch.float64, graph_cache_bytes=0)
     assert uneven.graph_cached and not fresh.graph_cached
     assert torch.allclose(fresh.matvec(v), uneven.matvec(v), rtol=0, atol=1e-15)
@@ -138,7 +138,7 @@ def test_linear_regression_mse_is_xtx_over_n():
     x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
     y = torch.randn(40, generator=gen, dtype=torch.float64)
     model = nn.Linear(6, 1, bias=False).double()
-    op = LossOperator(model, [(x[:16], y[:16]), (x[16:], y[16:])], mse, dtype=torch.float64)
+    op = HessianOperator(model, [(x[:16], y[:16]), (x[16:], y[16:])], mse, dtype=torch.float64)
     h = torch.stack([op.matvec(e) for e in torch.eye(6, dtype=torch.float64)])
     assert torch.allclose(h, x.T @ x / 40, rtol=0, atol=1e-14)
     res = eigenpairs(model, (x, y), "mse", k=2, which="both", dtype="float64", tol=1e-12)
@@ -152,7 +152,7 @@ def test_ggn_matches_dense_jt_hout_j(loss_name):
     loss_fn = cross_entropy if loss_name == "cross_entropy" else mse
     if loss_name == "mse":
         y = torch.randn(20, 3, generator=torch.Generator().manual_seed(5))
-    op = LossOperator(model, [(x[:8], y[:8]), (x[8:], y[8:])], loss_fn, operator="ggn",
+    op = GGNOperator(model, [(x[:8], y[:8]), (x[8:], y[8:])], loss_fn,
                       dtype=torch.float64)
     # Dense: J (20*3, P) of the outputs, H_out of the full-data loss in the outputs.
     flat = op.flat_params()

@@ -51,8 +51,12 @@ def test_data_callables_dataset_loader_and_pair(tmp_path):
         "def dataset():\n    return TensorDataset(X, Y)\n"
         "def loader():\n    return DataLoader(TensorDataset(X, Y), batch_size=4)\n"
     )
+    from spectracli.hessian.inputs import collect_batches
+
     for name in ("pair", "dataset", "loader"):
-        x, y = load_data(f"{mod}:{name}")
+        batches = collect_batches(load_data(f"{mod}:{name}"), batch_size=4)
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
         assert torch.equal(x, torch.arange(12.0).reshape(6, 2)) and torch.equal(y, torch.arange(6))
 
 

@@ -53,7 +53,11 @@ def _print_summary(d: dict[str, Any]) -> None:
         f"{d['operator']} of the mean {s['loss']} loss over {d['n_samples']} samples, "
         f"{d['n_params']:,} parameters (model in eval mode, {s['dtype']} HVPs, {s['device']})"
     )
-    console.print(f"loss {_fmt(d['loss'])}   gradient norm {_fmt(d['grad_norm'])}")
+    console.print(f"loss {_fmt(d['loss'])}   gradient norm {_fmt(d['grad_norm'])}   "
+                  f"weighted by {d.get('loss_weighting', 'samples')}")
+    if d.get("n_frozen"):
+        console.print(f"{d['n_frozen']:,} parameters held fixed "
+                      f"({len(d['frozen_params'])} tensors: frozen or not matched by --params)")
     table = Table(title=f"eigenvalues ({s['which']}, tol {s['tol']:.0e})",
                   box=box.ASCII if is_plain_output(sys.stdout) else box.HEAVY_HEAD)
     for col in ("#", "eigenvalue", "residual", "converged"):
@@ -81,6 +85,47 @@ def _print_summary(d: dict[str, Any]) -> None:
         lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
     for line in lines:
         console.print(line)
+    if d.get("blocks"):
+        _print_blocks(d, console, sys.stdout)
+
+
+def _print_blocks(d: dict[str, Any], console: Any, stream: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"diagonal blocks ({d['settings']['blocks']}), in model order",
+                  box=box.ASCII if is_plain_output(stream) else box.HEAVY_HEAD)
+    for col in ("block", "params", "lambda_max", "eigenvalues", "trace", "+-"):
+        table.add_column(col, justify="left" if col == "block" else "right")
+    for b in d["blocks"]:
+        ev = b["eigenvalues"]
+        table.add_row(b["name"], f"{b['n_params']:,}", f"{ev[0]:.6g}" if ev else "-",
+                      " ".join(f"{v:.4g}" for v in ev[1:]) or "-", f"{b['trace']:.6g}",
+                      f"{b['trace_stderr']:.2g}")
+    console.print(table)
+
+
+def _save_vectors(result: Any, path: Path) -> None:
+    """Ritz vectors by parameter name, written atomically (temp file, then rename)."""
+    import json
+    import os
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    tensors = result.eigenvectors_by_name()
+    meta = {"eigenvalues": json.dumps(result.eigenvalues), "operator": result.operator,
+            "layout": "name -> (k, *shape), row i is eigenvector i (float64, unit norm overall)"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _set_threads(threads: str) -> None:
@@ -112,9 +157,24 @@ def hessian(
                               "package.module:callable returning an nn.Module."),
     weights: Path | None = typer.Option(None, help="Checkpoint to load strictly into the model."),
     data: str = typer.Option(..., help=".npz/.pt/.safetensors with tensors x and y, or "
-                             "file.py:callable returning a Dataset, DataLoader or (x, y)."),
-    loss: str = typer.Option("cross_entropy", help="cross_entropy | mse | file.py:callable "
-                             "(returning the batch mean)."),
+                             "file.py:callable returning tensors, a Dataset (of tuples or "
+                             "dicts), a DataLoader or a list of batches."),
+    loss: str = typer.Option("cross_entropy", help="cross_entropy | token_cross_entropy | mse "
+                             "| model (the model's own .loss) | file.py:callable (returning "
+                             "the batch mean)."),
+    batch_fn: str | None = typer.Option(None, help="file.py:callable mapping a batch to "
+                                        "(args, kwargs, target)."),
+    output_fn: str | None = typer.Option(None, help="file.py:callable mapping the model's "
+                                         "output to the tensor the loss reads."),
+    params: list[str] | None = typer.Option(None, "--params", help="Glob of parameter names "
+                                            "(repeatable): the Hessian w.r.t. these only."),
+    blocks: str | None = typer.Option(None, help="module | parameter: also the top-k and trace "
+                                      "of each diagonal block (per module or tensor)."),
+    blocks_plot: Path | None = typer.Option(None, help="With --blocks: write a plot of the "
+                                            "blocks' lambda_max and trace by depth (.png/.svg)."),
+    save_eigenvectors: Path | None = typer.Option(None, help="Write the Ritz vectors to this "
+                                                  ".safetensors file, one (k, *shape) tensor "
+                                                  "per parameter name."),
     x_key: str = typer.Option("x", help="Name of the input tensor in the data file."),
     y_key: str = typer.Option("y", help="Name of the target tensor in the data file."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Number of eigenpairs (per end)."),
@@ -125,7 +185,8 @@ def hessian(
     max_hvps: int | None = typer.Option(None, help="Cap on Lanczos HVPs (default "
                                         "max(300, 20 x wanted))."),
     max_basis: int | None = typer.Option(None, help="Cap on Lanczos basis vectors (restarts "
-                                         "beyond it); default from a 48 GiB budget."),
+                                         "beyond it); default from k, the parameter count "
+                                         "and free memory (docs/hessian.md)."),
     trace: bool = typer.Option(False, "--trace", help="Estimate the trace (Hutch++)."),
     trace_hvps: int = typer.Option(60, help="HVPs for the trace."),
     density: bool = typer.Option(False, "--density", help="Spectral density (SLQ)."),
@@ -156,7 +217,13 @@ def hessian(
 
     from spectracli.device import resolve_device
     from spectracli.hessian import HessianConfig, analyze
-    from spectracli.hessian.loading import apply_state_dict, build_model, load_data, resolve_loss
+    from spectracli.hessian.loading import (
+        apply_state_dict,
+        build_model,
+        load_data,
+        resolve_hook,
+        resolve_loss,
+    )
     from spectracli.results import dumps_report
 
     config = HessianConfig(
@@ -165,7 +232,13 @@ def hessian(
         batch_size=batch_size,
         max_samples=max_samples, seed=seed, trace=trace, trace_hvps=trace_hvps,
         density=density, density_probes=density_probes, density_steps=density_steps, lr=lr,
+        params=list(params) if params else None, blocks=blocks,
     )
+    if save_eigenvectors is not None and save_eigenvectors.suffix != ".safetensors":
+        raise SpectraError(f"--save-eigenvectors must name a .safetensors file, got "
+                           f"{save_eigenvectors}")
+    if blocks_plot is not None and blocks is None:
+        raise SpectraError("--blocks-plot needs --blocks module or --blocks parameter")
     config.validate()
     _set_threads(threads)
     net = build_model(model)
@@ -174,13 +247,21 @@ def hessian(
 
         apply_state_dict(net, load_state_dict(weights, trust_pickle=trust_pickle), str(weights))
     loss_fn, loss_name = resolve_loss(loss)
-    x, y = load_data(data, x_key, y_key)
+    dataset = load_data(data, x_key, y_key)
+    hooks = {"batch_fn": resolve_hook(batch_fn, "batch_fn"),
+             "output_fn": resolve_hook(output_fn, "output_fn")}
     source = {"model": model, "weights": str(weights) if weights else None, "data": data,
               "loss": loss_name}
     with _progress() as progress:
-        result = analyze(net, (x, y), loss_fn if loss_name not in ("cross_entropy", "mse")
-                         else loss_name, config, progress=progress, source=source)
+        result = analyze(net, dataset, loss_fn, config, progress=progress, source=source,
+                         return_vectors=save_eigenvectors is not None, **hooks)
+    if save_eigenvectors is not None:
+        _save_vectors(result, save_eigenvectors)
     report = result.to_dict()
+    if blocks_plot is not None:
+        from spectracli.report.hessian_blocks import save_blocks_plot
+
+        save_blocks_plot(report, blocks_plot)
     if fmt == "json":
         emit(dumps_report(report), output)
         return

@@ -3,22 +3,41 @@
 The library half of ``spectracli hessian``; see docs/hessian.md. Never imports cli/ or io/.
 """
 
-from spectracli.hessian.api import HessianConfig, HessianResult, analyze, eigenpairs
+from spectracli.hessian.api import (
+    BlockResult,
+    HessianConfig,
+    HessianResult,
+    analyze,
+    eigenpairs,
+)
 from spectracli.hessian.hutchpp import TraceEstimate, hutchpp
 from spectracli.hessian.lanczos import LanczosResult, lanczos
 from spectracli.hessian.linop import DenseOperator, FunctionOperator, LinearOperator, as_operator
-from spectracli.hessian.operators import LossOperator
+from spectracli.hessian.losses import Loss, token_cross_entropy
+from spectracli.hessian.operators import (
+    CurvatureProblem,
+    ForwardOverReverse,
+    GGNOperator,
+    HessianOperator,
+    ReverseOverReverse,
+)
 from spectracli.hessian.slq import Density, slq_density
 
 __all__ = [
+    "BlockResult",
+    "CurvatureProblem",
     "Density",
     "DenseOperator",
     "FunctionOperator",
+    "ForwardOverReverse",
+    "GGNOperator",
     "HessianConfig",
+    "HessianOperator",
     "HessianResult",
     "LanczosResult",
     "LinearOperator",
-    "LossOperator",
+    "Loss",
+    "ReverseOverReverse",
     "TraceEstimate",
     "analyze",
     "as_operator",
@@ -26,4 +45,5 @@ __all__ = [
     "hutchpp",
     "lanczos",
     "slq_density",
+    "token_cross_entropy",
 ]

@@ -26,11 +26,19 @@ from torch import nn
 
 from spectracli.errors import SpectraError
 from spectracli.hessian.hutchpp import TraceEstimate, hutchpp
-from spectracli.hessian.lanczos import default_max_basis, lanczos, n_wanted
-from spectracli.hessian.loading import check_pair, make_batches
-from spectracli.hessian.losses import BUILTIN_LOSSES, LossFn, builtin_loss
-from spectracli.hessian.operators import DEFAULT_HVP_MODE, HVP_MODES, LossOperator
+from spectracli.hessian.inputs import BatchFn, OutputFn, collect_batches, repeat_batch
+from spectracli.hessian.lanczos import lanczos, n_wanted
+from spectracli.hessian.losses import Loss, LossFn, resolve_loss
+from spectracli.hessian.memory import available_bytes
+from spectracli.hessian.operators import (
+    DEFAULT_HVP_MODE,
+    HVP_MODES,
+    OPERATORS,
+    CurvatureProblem,
+    HessianOperator,
+)
 from spectracli.hessian.slq import Density, slq_density
+from spectracli.hessian.state import curvature_mode
 
 # progress(stage, done, total, residual or None); stage: "lanczos" | "trace" | "density"
 Progress = Callable[[str, int, int, "float | None"], None]
@@ -63,6 +71,8 @@ class HessianConfig:
     density_sigma: float = 0.01
     lr: float | None = None
     check_determinism: bool = True
+    params: list[str] | None = None  # globs of parameter names (None: every trainable one)
+    blocks: str | None = None  # None | "module" | "parameter": block-diagonal per group
 
     def resolved_tol(self) -> float:
         return self.tol if self.tol is not None else DEFAULT_TOL[self.dtype]
@@ -85,10 +95,29 @@ class HessianConfig:
              "--density-probes must be >= 1 and --density-steps >= 2"),
             (self.max_hvps is None or self.max_hvps >= 1, "--max-hvps must be >= 1"),
             (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.blocks in (None, "module", "parameter"),
+             f"blocks must be module or parameter, got {self.blocks!r}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise SpectraError(msg)
+
+
+@dataclass
+class BlockResult:
+    """One diagonal block of the Hessian (a module's or a parameter tensor's parameters)."""
+
+    name: str
+    n_params: int
+    eigenvalues: list[float]
+    residuals: list[float]
+    converged: list[bool]
+    trace: float
+    trace_stderr: float
+    hvp_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -119,6 +148,28 @@ class HessianResult:
     eigenvectors: torch.Tensor | None = field(default=None, repr=False)
     condition_number_reason: str | None = None
     multiplicity_verified: bool = False
+    # parameters the Hessian is of (names, shapes: eigenvectors split by them), and the rest
+    param_names: list[str] = field(default_factory=list, repr=False)
+    param_shapes: list[tuple[int, ...]] = field(default_factory=list, repr=False)
+    n_frozen: int = 0
+    frozen_params: list[str] = field(default_factory=list)
+    n_tokens: float | None = None
+    loss_weighting: str = "samples"
+    blocks: list[BlockResult] | None = None
+
+    def eigenvectors_by_name(self) -> dict[str, torch.Tensor]:
+        """``{parameter name: (k, *shape)}`` float64 Ritz vectors (needs return_vectors).
+
+        Raises:
+            ValueError: when the run kept no eigenvectors.
+        """
+        if self.eigenvectors is None:
+            raise ValueError("no eigenvectors were kept: run with return_vectors=True")
+        sizes = [math.prod(s) for s in self.param_shapes]
+        parts = torch.split(self.eigenvectors, sizes, dim=1)
+        k = self.eigenvectors.shape[0]
+        return {name: part.reshape(k, *shape).contiguous() for name, part, shape
+                in zip(self.param_names, parts, self.param_shapes, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
         from spectracli import __version__
@@ -141,6 +192,10 @@ class HessianResult:
             "hvp_counts": self.hvp_counts,
             "n_params": self.n_params,
             "n_samples": self.n_samples,
+            "n_tokens": self.n_tokens,
+            "loss_weighting": self.loss_weighting,
+            "n_frozen": self.n_frozen,
+            "frozen_params": self.frozen_params,
             "loss": self.loss,
             "grad_norm": self.grad_norm,
             "condition_number": self.condition_number,
@@ -158,150 +213,212 @@ class HessianResult:
             ),
             "density": self.density.to_dict() if self.density else None,
             "timing": self.timing,
+            "blocks": [b.to_dict() for b in self.blocks] if self.blocks is not None else None,
         }
 
 
-DataArg = tuple[torch.Tensor, torch.Tensor] | Sequence[tuple[torch.Tensor, torch.Tensor]] | Any
+
+DataArg = Any
 
 
-def as_batches(data: DataArg, batch_size: int, max_samples: int | None, seed: int):
-    """``(x, y)`` tensors, a list of ``(x, y)`` batches or a DataLoader -> list of batches."""
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and isinstance(data[0], torch.Tensor)
-        and isinstance(data[1], torch.Tensor)
-    ):
-        x, y = check_pair(data[0], data[1], "argument")
-        return make_batches(x, y, batch_size, max_samples, seed)
-    batches = list(data)
-    if not batches:
-        raise SpectraError("the dataset is empty (0 batches)")
-    for b in batches:
-        if not (isinstance(b, (tuple, list)) and len(b) == 2):
-            raise SpectraError("data must yield (x, y) pairs of tensors")
-    if max_samples is not None:
-        x = torch.cat([b[0] for b in batches])
-        y = torch.cat([b[1] for b in batches])
-        return make_batches(x, y, batch_size, max_samples, seed)
-    return [(b[0], b[1]) for b in batches]
-
-
-def _shape(t: torch.Tensor) -> str:
-    return "x".join(str(d) for d in t.shape) or "scalar"
-
-
-def _first_layer(model: nn.Module) -> str:
-    """What the first layer with a declared input size expects, for shape errors."""
-    for name, module in model.named_modules():
-        for attr in ("in_features", "in_channels", "num_embeddings"):
-            if hasattr(module, attr):
-                return f" (its first layer {name} has {attr}={getattr(module, attr)})"
-    return ""
-
-
-def _check_first_batch(op: LossOperator, loss_name: str, check_determinism: bool) -> None:
-    """Shapes fit, labels in range, loss finite and deterministic: else one SpectraError."""
-    x, y = op.batches[0]
+def as_batches(data: DataArg, batch_size: int, max_samples: int | None, seed: int) -> list[Any]:
+    """Any dataset (see :func:`spectracli.hessian.inputs.collect_batches`) -> raw batches."""
     try:
-        with torch.no_grad():
-            out = op.outputs(op.params, x)
-    except Exception as exc:  # noqa: BLE001 - any failure of user code on user data
-        msg = " ".join(str(exc).split())
+        return collect_batches(data, batch_size, max_samples, seed)
+    except ValueError as exc:
+        raise SpectraError(str(exc)) from None
+
+
+# Basis vectors allowed to any problem (fast convergence) up to this many bytes in all; beyond,
+# the cap follows k: 2 * wanted + 10.
+SMALL_BASIS_BYTES = 256 * 2**20
+
+
+def basis_cap(n: int, k: int, which: str, memory_bytes: float) -> int:
+    """Lanczos basis cap (float64 vectors of length ``n``) from k, n and free memory:
+
+        m = min(n, max(2 w + 10, min(40, SMALL_BASIS_BYTES // (8 n))), memory_bytes // (4 * 8 n))
+
+    with ``w`` wanted pairs (``k``, ``2k`` for ``both``): 40 vectors while they take at most
+    256 MiB (no restart in practice), otherwise ``2w + 10`` (thick restarts keep ``w`` Ritz
+    vectors and half the rest, so convergence stays close), and never more than a quarter of the
+    free memory. At least ``w + 1`` where memory allows (else the run is refused)."""
+    want = n_wanted(k, which)
+    small = min(40, int(SMALL_BASIS_BYTES // (8 * n)))
+    by_memory = int(memory_bytes // (4 * 8 * n))
+    return max(1, min(n, max(2 * want + 10, small), by_memory))
+
+
+def _check_first_batch(problem: CurvatureProblem, check_determinism: bool) -> None:
+    """First batch: the loss runs and is finite, deterministic, and a mean (not a sum)."""
+    b0 = problem.batches[0]
+    params = problem.all_params
+    with curvature_mode(problem.model), torch.no_grad():
+        l1 = float(problem.checked_loss(0, params, b0))
+        l2 = float(problem.batch_loss(params, b0))
+        if not (math.isfinite(l1) and math.isfinite(l2)):
+            raise SpectraError(f"batch 0: the loss is not finite ({l1})")
+        if check_determinism:
+            tol = 100 * torch.finfo(problem.dtype).eps * max(1.0, abs(l1))
+            if abs(l1 - l2) > tol:
+                raise SpectraError(
+                    f"the loss is not deterministic: two evaluations of the same batch gave "
+                    f"{l1!r} and {l2!r} (random layers active in eval mode?); the Hessian would "
+                    "be random"
+                )
+        twice = repeat_batch(b0)
+        if twice is None:
+            return
+        try:
+            l_rep = float(problem.batch_loss(params, twice))
+        except Exception:  # noqa: BLE001 - a model that cannot take a doubled batch: no check
+            return
+    tol = 1e-3 if problem.dtype == torch.float32 else 1e-8
+    if abs(l_rep - l1) > tol * max(abs(l1), 1e-12) and abs(l1) > 1e-12:
+        ratio = l_rep / l1
         raise SpectraError(
-            f"data x of shape ({_shape(x)}) per batch does not fit the model"
-            f"{_first_layer(op.model)}: {type(exc).__name__}: {msg}"
-        ) from None
-    if not isinstance(out, torch.Tensor):
-        raise SpectraError(f"the model must return a tensor, got {type(out).__name__}")
-    if loss_name == "cross_entropy" and not y.is_floating_point():
-        if out.dim() < 2:
-            raise SpectraError(
-                f"cross_entropy needs outputs (batch, classes), got ({_shape(out)})"
-            )
-        n_cls = out.shape[1]
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= n_cls:
-            raise SpectraError(
-                f"labels out of range for cross_entropy: y spans [{lo}, {hi}] but the model "
-                f"has {n_cls} outputs"
-            )
-    if loss_name == "mse":
-        yy = y.unsqueeze(-1) if (y.dim() == out.dim() - 1 and out.shape[-1] == 1) else y
-        if tuple(yy.shape) != tuple(out.shape):
-            raise SpectraError(
-                f"mse needs targets shaped like the outputs: y ({_shape(y)}) vs "
-                f"outputs ({_shape(out)})"
-            )
+            f"the loss is not a mean over the batch: batch 0 repeated twice gives {l_rep:.6g} "
+            f"instead of {l1:.6g} (ratio {ratio:.3g}; 2 means a sum, reduction='sum'?): the "
+            "Hessian would scale with the batch size; return the batch mean"
+        )
+
+
+def _wrap_value_error(fn: Callable[[], Any]) -> Any:
     try:
-        with torch.no_grad():
-            l1 = float(op.loss_fn(out, y))
-            l2 = float(op.batch_loss(op.params, x, y))
-    except Exception as exc:  # noqa: BLE001
-        msg = " ".join(str(exc).split())
+        return fn()
+    except (ValueError, TypeError) as exc:
+        raise SpectraError(str(exc)) from None
+
+
+def build_problem(
+    model: nn.Module,
+    data: DataArg,
+    loss: str | Loss | LossFn,
+    config: HessianConfig,
+    *,
+    batch_fn: BatchFn | None = None,
+    output_fn: OutputFn | None = None,
+) -> CurvatureProblem:
+    """Data + loss -> a checked :class:`CurvatureProblem` (first batch checked)."""
+    config.validate()
+    loss_spec = _wrap_value_error(lambda: resolve_loss(loss))
+    if config.operator == "ggn" and loss_spec.reads == "loss":
         raise SpectraError(
-            f"the loss failed on outputs ({_shape(out)}) and targets ({_shape(y)}): "
-            f"{type(exc).__name__}: {msg}"
-        ) from None
-    if not (math.isfinite(l1) and math.isfinite(l2)):
-        raise SpectraError(f"the loss is not finite on the first batch ({l1})")
-    if check_determinism:
-        tol = 100 * torch.finfo(op.dtype).eps * max(1.0, abs(l1))
-        if abs(l1 - l2) > tol:
-            raise SpectraError(
-                f"the loss is not deterministic: two evaluations of the same batch gave {l1!r} "
-                f"and {l2!r} (random layers active in eval mode?); the Hessian would be random"
-            )
-
-
-def _resolve_loss(loss: str | LossFn) -> tuple[LossFn, str]:
-    if isinstance(loss, str):
-        if loss not in BUILTIN_LOSSES:
-            raise SpectraError(f"loss must be one of {BUILTIN_LOSSES} or a callable, got {loss!r}")
-        return builtin_loss(loss), loss
-    return loss, getattr(loss, "__name__", "custom")
+            "the GGN needs the loss as a function of the model's outputs, not the model's own "
+            "loss: use token_cross_entropy (or cross_entropy, mse) with the logits"
+        )
+    batches = as_batches(data, config.batch_size, config.max_samples, config.seed)
+    dtype = torch.float64 if config.dtype == "float64" else torch.float32
+    problem = _wrap_value_error(lambda: CurvatureProblem(
+        model, batches, loss_spec, dtype=dtype, device=config.device, batch_fn=batch_fn,
+        output_fn=output_fn))
+    _check_first_batch(problem, config.check_determinism)
+    return problem
 
 
 def build_operator(
-    model: nn.Module, data: DataArg, loss: str | LossFn, config: HessianConfig
-) -> tuple[LossOperator, str]:
-    """Batches + loss -> a checked :class:`LossOperator` (model in eval mode)."""
-    config.validate()
-    loss_fn, loss_name = _resolve_loss(loss)
-    batches = as_batches(data, config.batch_size, config.max_samples, config.seed)
-    dtype = torch.float64 if config.dtype == "float64" else torch.float32
-    try:
-        op = LossOperator(
-            model, batches, loss_fn, operator=config.operator, dtype=dtype,
-            device=config.device, hvp_mode=config.hvp_mode,
-        )
-    except ValueError as exc:
-        raise SpectraError(str(exc)) from None
-    _check_first_batch(op, loss_name, config.check_determinism)
-    return op, loss_name
+    model: nn.Module, data: DataArg, loss: str | Loss | LossFn, config: HessianConfig,
+    **hooks: Any,
+) -> tuple[HessianOperator, str]:
+    """Batches + loss -> a checked operator of kind ``config.operator`` and the loss name."""
+    problem = build_problem(model, data, loss, config, **hooks)
+    return _operator(problem, config, config.params), problem.loss.name
+
+
+def _operator(problem: CurvatureProblem, config: HessianConfig, params: Sequence[str] | None):
+    cls = OPERATORS[config.operator]
+    kwargs: dict[str, Any] = {"params": params}
+    if cls is HessianOperator:
+        kwargs["hvp_mode"] = config.hvp_mode
+    return _wrap_value_error(lambda: cls(problem, **kwargs))
+
+
+def _groups(names: list[str], by: str) -> list[tuple[str, list[str]]]:
+    """Parameter names grouped per owning module (``a.b.weight`` -> ``a.b``) or per tensor,
+    in model order."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        key = name if by == "parameter" else (name.rpartition(".")[0] or "(root)")
+        groups.setdefault(key, []).append(name)
+    return list(groups.items())
+
+
+def _exact_or_hutchpp(op: Any, budget: int, seed: int) -> tuple[float, float, int]:
+    """Trace of a block: exact by ``n`` unit products when ``n <= budget``, else Hutch++."""
+    if op.n <= budget:
+        eye = torch.zeros(op.n, dtype=torch.float64, device=op.device)
+        total = 0.0
+        for i in range(op.n):
+            eye.zero_()
+            eye[i] = 1.0
+            total += float(op.matvec(eye)[i])
+        return total, 0.0, op.n
+    est = hutchpp(op, budget, seed=seed)
+    return est.estimate, est.stderr, est.n_matvecs
+
+
+def _block_results(problem: CurvatureProblem, names: list[str], config: HessianConfig,
+                   tol: float, memory: float,
+                   progress: Progress | None) -> tuple[list[BlockResult], int]:
+    out, total = [], 0
+    groups = _groups(names, config.blocks or "module")
+    for gi, (name, members) in enumerate(groups):
+        op = _operator(problem, config, members)
+        k = min(config.k, op.n)
+        eig = lanczos(op, k, which=config.which, tol=tol, max_matvecs=config.max_hvps,
+                      max_basis=basis_cap(op.n, k, config.which, memory), seed=config.seed)
+        trace, stderr, _ = _exact_or_hutchpp(op, config.trace_hvps, config.seed + 1)
+        out.append(BlockResult(name, op.n, eig.eigenvalues, eig.residuals, eig.converged,
+                               trace, stderr, op.matvecs))
+        total += op.matvecs
+        if progress is not None:
+            progress("blocks", gi + 1, len(groups), None)
+    return out, total
 
 
 def analyze(
     model: nn.Module,
     data: DataArg,
-    loss: str | LossFn = "cross_entropy",
+    loss: str | Loss | LossFn = "cross_entropy",
     config: HessianConfig | None = None,
     *,
     progress: Progress | None = None,
     return_vectors: bool = False,
     source: dict[str, Any] | None = None,
+    batch_fn: BatchFn | None = None,
+    output_fn: OutputFn | None = None,
     v0: torch.Tensor | None = None,
 ) -> HessianResult:
-    """Top/bottom-k eigenpairs (Lanczos), optional trace (Hutch++) and density (SLQ) of the
-    Hessian or GGN of the mean loss over all of ``data``.
+    """Top/bottom-k eigenpairs (Lanczos), optional trace (Hutch++), density (SLQ) and per-block
+    eigenvalues and traces of the Hessian or GGN of the mean loss over all of ``data``.
 
-    ``v0`` (length ``n_params``, parameter order of ``model.named_parameters()``), or a block of
-    earlier Ritz vectors (``(n_params, b)``, or the ``(b, n_params)`` rows of a previous
-    ``result.eigenvectors``), starts Lanczos instead of a seeded random vector: a warm start
-    (``spectracli.track``)."""
+    Args:
+        model: the network (left as it was: training flags and ``requires_grad`` restored).
+        data: tensors ``(x, y, ...)`` / ``{name: tensor}``, a Dataset (tuples or dicts), a
+            DataLoader or a list of batches (see :mod:`spectracli.hessian.inputs`).
+        loss: ``cross_entropy``, ``token_cross_entropy``, ``mse``, ``model`` (the model's own
+            ``.loss``), a :class:`~spectracli.hessian.losses.Loss` or a callable (batch mean).
+        config: every setting (:class:`HessianConfig`).
+        progress: ``progress(stage, done, total, residual)``.
+        return_vectors: keep the Ritz vectors (``result.eigenvectors``, ``(k, n)`` float64).
+        source: what the inputs were (goes to the report).
+        batch_fn, output_fn: hooks for batches and outputs of other shapes.
+        v0: a start vector of length ``n`` (parameter order of ``model.named_parameters()``,
+            selected parameters only), or a block of earlier Ritz vectors (``(n, b)``, or the
+            ``(b, n)`` rows of a previous ``result.eigenvectors``): a warm start instead of a
+            seeded random vector (``spectracli.track``).
+
+    Returns:
+        :class:`HessianResult`.
+
+    Raises:
+        SpectraError: bad data, loss, parameters or settings (one line, the batch index when a
+            batch is at fault); a product without a second derivative (the op named).
+    """
     config = config or HessianConfig()
     t0 = time.perf_counter()
-    op, loss_name = build_operator(model, data, loss, config)
+    problem = build_problem(model, data, loss, config, batch_fn=batch_fn, output_fn=output_fn)
+    op = _operator(problem, config, config.params)
     loss_value, g = op.loss_and_grad()
     if not math.isfinite(loss_value) or not torch.isfinite(g).all():
         raise SpectraError(
@@ -310,12 +427,12 @@ def analyze(
     t_setup = time.perf_counter() - t0
 
     tol = config.resolved_tol()
-    basis = config.max_basis or default_max_basis(op.n, config.k, config.which)
+    memory = available_bytes(op.device)
+    basis = config.max_basis or basis_cap(op.n, config.k, config.which, memory)
     if basis < min(n_wanted(config.k, config.which) + 1, op.n):
         raise SpectraError(
             f"a basis of {basis} vectors (memory cap for {op.n} parameters) is too small for "
-            f"{n_wanted(config.k, config.which)} wanted eigenpairs: lower --top-k or raise "
-            "--max-basis"
+            f"{n_wanted(config.k, config.which)} wanted eigenpairs: lower k or raise max_basis"
         )
 
     def lanczos_progress(done: int, total: int, res: float) -> None:
@@ -331,6 +448,8 @@ def analyze(
         )
     except FloatingPointError as exc:
         raise SpectraError(f"Hessian-vector products became non-finite ({exc})") from None
+    except ValueError as exc:
+        raise SpectraError(str(exc)) from None
     t_lanczos = time.perf_counter() - t1
     counts = {"lanczos": eig.n_matvecs}
 
@@ -358,29 +477,43 @@ def analyze(
         counts["density"] = dens.n_matvecs
         t_density = time.perf_counter() - t3
 
+    blocks = None
+    t_blocks = 0.0
+    if config.blocks:
+        t4 = time.perf_counter()
+        blocks, counts["blocks"] = _block_results(problem, op.names, config, tol, memory,
+                                                  progress)
+        t_blocks = time.perf_counter() - t4
+
     values = eig.eigenvalues
     lam_max = values[0] if config.which in ("largest", "both") and values else None
     lam_min = values[-1] if config.which in ("smallest", "both") and values else None
     cond, cond_reason = eig.condition_number()
     eos = config.lr * lam_max / 2 if config.lr is not None and lam_max is not None else None
 
+    chosen = set(op.names)
+    frozen = [k for k in problem.param_names if k not in chosen]
     settings = asdict(config)
     settings.update(
-        tol=tol, max_basis=basis, loss=loss_name, model_mode="eval", n_restarts=eig.n_restarts,
-        n_deflations=eig.n_deflations, deflation_hvps=eig.deflation_matvecs,
-        graph_cached=op.graph_cached,
-        n_batches=len(op.batches),
+        tol=tol, max_basis=basis, loss=problem.loss.name, model_mode="eval",
+        n_restarts=eig.n_restarts, n_deflations=eig.n_deflations,
+        deflation_hvps=eig.deflation_matvecs, graph_cached=op.graph_cached, hvp_mode=op.hvp_mode,
+        n_batches=len(problem.batches), n_empty_batches=problem.n_empty_batches,
+        batch_layout="; ".join(sorted(problem.layout.notes)) or "as given",
     )
+    if config.operator == "ggn":
+        settings["hvp_mode"] = op.hvp_mode
+    token_loss = problem.weighting.startswith(("tokens", "labels"))
     return HessianResult(
         settings=settings,
         operator=config.operator,
         eigenvalues=values,
         residuals=eig.residuals,
         converged=eig.converged,
-        hvp_count=op.matvecs,
+        hvp_count=sum(counts.values()),
         hvp_counts=counts,
         n_params=op.n,
-        n_samples=op.n_samples,
+        n_samples=problem.n_samples,
         loss=loss_value,
         grad_norm=float(g.norm()),
         lambda_max=lam_max,
@@ -393,27 +526,41 @@ def analyze(
         density=dens,
         timing={
             "setup_s": t_setup, "lanczos_s": t_lanczos, "trace_s": t_trace,
-            "density_s": t_density, "total_s": time.perf_counter() - t0,
+            "density_s": t_density, "blocks_s": t_blocks,
+            "total_s": time.perf_counter() - t0,
         },
         source=source or {},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         eigenvectors=eig.eigenvectors,
+        param_names=list(op.names),
+        param_shapes=[tuple(s) for s in op.shapes],
+        n_frozen=sum(problem.numel[k] for k in frozen),
+        frozen_params=frozen,
+        n_tokens=problem.total_weight if token_loss else None,
+        loss_weighting=problem.weighting,
+        blocks=blocks,
     )
 
 
 def eigenpairs(
     model: nn.Module,
     data: DataArg,
-    loss: str | LossFn = "cross_entropy",
+    loss: str | Loss | LossFn = "cross_entropy",
     k: int = 5,
     *,
     progress: Progress | None = None,
     return_vectors: bool = False,
+    batch_fn: BatchFn | None = None,
+    output_fn: OutputFn | None = None,
     v0: torch.Tensor | None = None,
     **settings: Any,
 ) -> HessianResult:
-    """Top-``k`` eigenpairs (``which=``, ``operator=``, ``dtype=``, ... as in HessianConfig);
-    ``v0``: warm start from earlier Ritz vectors (see :func:`analyze`)."""
+    """Top-``k`` eigenpairs (``which=``, ``operator=``, ``dtype=``, ``params=``, ``blocks=``,
+    ... as in :class:`HessianConfig`); see :func:`analyze` for the rest.
+
+    Raises:
+        SpectraError: as :func:`analyze`; TypeError for an unknown setting.
+    """
     config = HessianConfig(k=k, **settings)
     return analyze(model, data, loss, config, progress=progress, return_vectors=return_vectors,
-                   v0=v0)
+                   batch_fn=batch_fn, output_fn=output_fn, v0=v0)

@@ -1,20 +1,25 @@
 """Resolve ``--model``, ``--data`` and ``--loss`` references into a module, batches and a loss.
 
-References are ``path/to/file.py:callable`` or ``package.module:callable``. Data files
-(``.npz``, ``.pt``, ``.safetensors``) hold tensors named ``x`` and ``y`` (other names by
-argument); a callable may return a ``Dataset``, a ``DataLoader`` or an ``(x, y)`` pair. Data are
-read once into memory (the Hessian is a deterministic function of a fixed sample; a loader with
-random augmentation would not be), then cut into batches of ``batch_size``. Every failure is a
-one-line :class:`SpectraError`. Checkpoint reading itself is not here (the CLI uses
-``spectracli.io``); :func:`apply_state_dict` loads a state dict strictly.
+References are ``path/to/file.py:callable`` or ``package.module:callable``. A model file is
+imported with its own folder first on ``sys.path`` (so it imports its siblings; the path is
+restored after), and ``package.module`` is looked up from the current directory first, as
+``python -m`` would. Data files (``.npz``, ``.pt``, ``.safetensors``) hold tensors named ``x``
+and ``y`` (other names by argument); a callable may return anything the Hessian takes: an
+``(x, y, ...)`` tuple of tensors, a dict of tensors, a ``Dataset`` of tuples or dicts, a
+``DataLoader`` or a list of batches (:mod:`spectracli.hessian.inputs`). Data are read once into
+memory (the Hessian is a deterministic function of a fixed sample; a loader with random
+augmentation would not be). Every failure is a one-line :class:`SpectraError`. Checkpoint
+reading itself is not here (the CLI uses ``spectracli.io``);
+:func:`apply_state_dict` loads a state dict strictly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ import torch
 from torch import nn
 
 from spectracli.errors import SpectraError
-from spectracli.hessian.losses import BUILTIN_LOSSES, LossFn, builtin_loss
+from spectracli.hessian.losses import BUILTIN_LOSSES, Loss, builtin_loss
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -46,7 +51,8 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            with _on_sys_path(str(path.resolve().parent)):
+                spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001 - user code: report, do not crash
             sys.modules.pop(name, None)
             raise SpectraError(
@@ -54,7 +60,8 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
             ) from None
     else:
         try:
-            module = importlib.import_module(module_ref)
+            with _on_sys_path(str(Path.cwd())):
+                module = importlib.import_module(module_ref)
         except Exception as exc:  # noqa: BLE001
             raise SpectraError(
                 f"{what} module {module_ref!r} failed to import: {type(exc).__name__}: {exc}"
@@ -65,6 +72,17 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
     if not callable(obj):
         raise SpectraError(f"{what} {module_ref}:{attr} is not callable")
     return obj
+
+
+@contextlib.contextmanager
+def _on_sys_path(folder: str) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` inside; ``sys.path`` as it was after."""
+    saved = list(sys.path)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
 
 
 def build_model(ref: str) -> nn.Module:
@@ -111,8 +129,8 @@ def _short(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
-def resolve_loss(ref: str) -> tuple[LossFn, str]:
-    """A builtin name or ``file.py:callable``; returns the function and its name."""
+def resolve_loss(ref: str) -> tuple[Loss | Callable[..., Any], str]:
+    """A builtin name or ``file.py:callable``; returns the loss and its name."""
     if ref in BUILTIN_LOSSES:
         return builtin_loss(ref), ref
     if ":" not in ref:
@@ -120,6 +138,11 @@ def resolve_loss(ref: str) -> tuple[LossFn, str]:
             f"--loss must be {', '.join(BUILTIN_LOSSES)} or 'file.py:callable', got {ref!r}"
         )
     return resolve_callable(ref, "loss"), ref
+
+
+def resolve_hook(ref: str | None, what: str) -> Callable[..., Any] | None:
+    """``file.py:callable`` of a batch_fn / output_fn hook, or None."""
+    return None if ref is None else resolve_callable(ref, what)
 
 
 def _as_tensor(value: Any, name: str, origin: str) -> torch.Tensor:
@@ -178,50 +201,30 @@ def _read_file(path: Path, x_key: str, y_key: str) -> tuple[torch.Tensor, torch.
     return _as_tensor(store[x_key], x_key, str(path)), _as_tensor(store[y_key], y_key, str(path))
 
 
-def _from_object(obj: Any, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) pair, DataLoader or Dataset -> two stacked tensors."""
-    from torch.utils.data import DataLoader, Dataset
-
-    if isinstance(obj, (tuple, list)) and len(obj) == 2 and not isinstance(obj, Dataset):
-        return _as_tensor(obj[0], "x", origin), _as_tensor(obj[1], "y", origin)
-    if isinstance(obj, DataLoader):
-        xs, ys = [], []
-        for item in obj:
-            if not isinstance(item, (tuple, list)) or len(item) != 2:
-                raise SpectraError(f"data {origin}: the DataLoader must yield (x, y) batches")
-            xs.append(_as_tensor(item[0], "x", origin))
-            ys.append(_as_tensor(item[1], "y", origin))
-        if not xs:
-            raise SpectraError(f"data {origin}: the DataLoader yielded no batches")
-        return torch.cat(xs), torch.cat(ys)
-    if isinstance(obj, Dataset) or (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")):
-        items = [obj[i] for i in range(len(obj))]
-        if not items:
-            raise SpectraError(f"data {origin}: the dataset is empty")
-        xs = [_as_tensor(it[0], "x", origin) for it in items]
-        ys = [torch.as_tensor(it[1]) for it in items]
-        return torch.stack(xs), torch.stack(ys)
-    raise SpectraError(
-        f"data {origin} must give a Dataset, a DataLoader or an (x, y) pair, "
-        f"got {type(obj).__name__}"
-    )
-
-
-def load_data(ref: str, x_key: str = "x", y_key: str = "y") -> tuple[torch.Tensor, torch.Tensor]:
-    """Read ``(x, y)`` from a data file or a ``file.py:callable`` reference."""
+def load_data(ref: str, x_key: str = "x", y_key: str = "y") -> Any:
+    """Read a data file into ``(x, y)``, or call ``file.py:callable`` and return what it gives
+    (tensors, a Dataset, a DataLoader, batches: the Hessian takes them all)."""
     path = Path(ref)
     if path.suffix.lower() in (".npz", ".pt", ".pth", ".safetensors") and ":" not in path.name:
         if not path.is_file():
             raise SpectraError(f"data file {path} does not exist")
         x, y = _read_file(path, x_key, y_key)
-    else:
-        fn = resolve_callable(ref, "data")
-        try:
-            obj = fn()
-        except Exception as exc:  # noqa: BLE001
-            raise SpectraError(f"data callable {ref} raised {type(exc).__name__}: {exc}") from None
-        x, y = _from_object(obj, ref)
-    return check_pair(x, y, ref)
+        return check_pair(x, y, ref)
+    fn = resolve_callable(ref, "data")
+    try:
+        obj = fn()
+    except Exception as exc:  # noqa: BLE001
+        raise SpectraError(f"data callable {ref} raised {type(exc).__name__}: {exc}") from None
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(
+            hasattr(t, "shape") for t in obj):
+        return check_pair(_as_tensor(obj[0], "x", ref), _as_tensor(obj[1], "y", ref), ref)
+    iterable = hasattr(obj, "__iter__") or hasattr(obj, "__getitem__")
+    if isinstance(obj, nn.Module) or not (isinstance(obj, torch.Tensor) or iterable):
+        raise SpectraError(
+            f"data {ref} must give a Dataset, a DataLoader, tensors or a list of batches, "
+            f"got {type(obj).__name__}"
+        )
+    return obj
 
 
 def check_pair(x: torch.Tensor, y: torch.Tensor, origin: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,57 @@
+"""The block-diagonal Hessian by depth: each block's lambda_max and trace, in model order.
+
+One figure with two panels sharing the x axis (block index = depth): top eigenvalue of each
+diagonal block (symlog: blocks can have negative curvature) and its trace with the Hutch++
+error bar (exact blocks have none).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spectracli.errors import SpectraError
+from spectracli.fileio import write_bytes_atomic
+from spectracli.report.plots import _depth_axis, figure_bytes, new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def blocks_figure(report: dict[str, Any]) -> Figure:
+    """Figure of ``report["blocks"]`` (a Hessian report run with blocks).
+
+    Raises:
+        SpectraError: when the report has no blocks.
+    """
+    blocks = report.get("blocks") or []
+    if not blocks:
+        raise SpectraError("the report has no blocks (run the Hessian with blocks)")
+    names = [b["name"] for b in blocks]
+    xs = list(range(len(blocks)))
+    top = [b["eigenvalues"][0] if b["eigenvalues"] else float("nan") for b in blocks]
+    fig = new_figure(max(6.0, 0.35 * len(blocks) + 2.5), 6.0)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    ax1.plot(xs, top, "o-", color="C0")
+    ax1.set_ylabel("block lambda_max")
+    ax1.set_yscale("symlog", linthresh=max(1e-6, 1e-3 * max(abs(v) for v in top if v == v)))
+    ax1.grid(True, axis="y", alpha=0.3)
+    ax1.set_title(f"{report.get('operator', 'hessian')} diagonal blocks "
+                  f"({report.get('settings', {}).get('blocks', '')}) by depth")
+    ax2.errorbar(xs, [b["trace"] for b in blocks], yerr=[2 * b["trace_stderr"] for b in blocks],
+                 fmt="s-", color="C1", capsize=3)
+    ax2.set_ylabel("block trace (+- 2 stderr)")
+    _depth_axis(ax2, names)
+    return fig
+
+
+def save_blocks_plot(report: dict[str, Any], path: Path) -> None:
+    """Write :func:`blocks_figure` to ``path`` (``.png`` or ``.svg``), atomically.
+
+    Raises:
+        SpectraError: for another suffix or a report without blocks.
+    """
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise SpectraError(f"the blocks plot must be a .png or .svg file, got {path}")
+    write_bytes_atomic(path, figure_bytes(blocks_figure(report), fmt))
