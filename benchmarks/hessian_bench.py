@@ -30,7 +30,7 @@ from benchmarks.workloads import mlp_270k_workload, shrunken_mlp_workload  # noq
 from spectracli.hessian.hutchpp import hutchpp  # noqa: E402
 from spectracli.hessian.lanczos import lanczos  # noqa: E402
 from spectracli.hessian.losses import cross_entropy  # noqa: E402
-from spectracli.hessian.operators import LossOperator  # noqa: E402
+from spectracli.hessian.operators import HessianOperator  # noqa: E402
 
 DT = {"float32": torch.float32, "float64": torch.float64}
 
@@ -50,7 +50,7 @@ def hvp_cost(device: str, repeats: int, batch_size: int) -> None:
     ops = {}
     for dt in ("float32", "float64"):
         for mode in ("forward-over-reverse", "reverse-over-reverse", "reverse-over-reverse kept"):
-            ops[(dt, mode)] = LossOperator(
+            ops[(dt, mode)] = HessianOperator(
                 model, batches, cross_entropy, dtype=DT[dt], device=device,
                 hvp_mode=mode.split()[0], graph_cache_bytes=2**31 if "kept" in mode else 0,
             )
@@ -79,7 +79,7 @@ def hvp_cost(device: str, repeats: int, batch_size: int) -> None:
         print(f"  {key:45s} {statistics.median(ts):.4f} s")
 
 
-def _top5_run(op: LossOperator, tol: float, seed: int = 0):
+def _top5_run(op: HessianOperator, tol: float, seed: int = 0):
     op.matvecs = 0
     t = time.perf_counter()
     res = lanczos(op, 5, tol=tol, seed=seed)
@@ -94,7 +94,7 @@ def _err(got, ref) -> float:
 def shrunken_accuracy() -> None:
     model, x, y = shrunken_mlp_workload()
     batches = _batches(x, y, 100)
-    op64 = LossOperator(model, batches, cross_entropy, dtype=torch.float64)
+    op64 = HessianOperator(model, batches, cross_entropy, dtype=torch.float64)
     flat = op64.flat_params()
 
     def full_loss(f):
@@ -109,7 +109,7 @@ def shrunken_accuracy() -> None:
     print(f"\n[2] shrunken MLP ({op64.n} params, {x.shape[0]} samples): dense Hessian "
           f"{t_dense:.2f} s; top-5 {[round(float(e), 6) for e in ref]}")
     for dt, tol in (("float64", 1e-6), ("float64", 1e-10), ("float32", 1e-4), ("float32", 1e-6)):
-        op = LossOperator(model, batches, cross_entropy, dtype=DT[dt])
+        op = HessianOperator(model, batches, cross_entropy, dtype=DT[dt])
         res, wall = _top5_run(op, tol)
         print(f"  Lanczos top-5 {dt} HVPs tol {tol:.0e}: {res.n_matvecs:3d} HVPs, "
               f"{wall:.3f} s, converged {res.all_converged}, max rel err "
@@ -125,7 +125,7 @@ def shrunken_accuracy() -> None:
 def full_top5(device: str, batch_size: int) -> None:
     model, x, y = mlp_270k_workload()
     batches = _batches(x, y, batch_size)
-    op64 = LossOperator(model, batches, cross_entropy, dtype=torch.float64, device=device)
+    op64 = HessianOperator(model, batches, cross_entropy, dtype=torch.float64, device=device)
     t = time.perf_counter()
     truth = lanczos(op64, 5, tol=1e-11, seed=123)
     print(f"\n[3] MLP 269,322 params, 2048 samples, {device}: reference float64 tol 1e-11: "
@@ -133,7 +133,7 @@ def full_top5(device: str, batch_size: int) -> None:
           f"{[round(v, 6) for v in truth.eigenvalues]}")
     ref = torch.tensor(truth.eigenvalues, dtype=torch.float64)
     for dt, tol in (("float32", 1e-4), ("float64", 1e-6), ("float64", 1e-4)):
-        op = LossOperator(model, batches, cross_entropy, dtype=DT[dt], device=device)
+        op = HessianOperator(model, batches, cross_entropy, dtype=DT[dt], device=device)
         res, wall = _top5_run(op, tol)
         print(f"  top-5 {dt} HVPs tol {tol:.0e}: {res.n_matvecs} HVPs, {wall:.2f} s, "
               f"converged {res.all_converged}, max rel err {_err(res.eigenvalues, ref):.1e}, "
