@@ -66,6 +66,10 @@ def _open(p: Path, trust_pickle: bool) -> Checkpoint:
         from spectracli.io.gguf_reader import open_gguf
 
         return _shown_as(open_gguf(file), p)
+    if fmt == "onnx":
+        from spectracli.io.onnx_reader import open_onnx
+
+        return _shown_as(open_onnx(file), p)
     from spectracli.io.npz_reader import open_npz
 
     return _shown_as(open_npz(file), p)

@@ -1,0 +1,292 @@
+"""ONNX models through the ``onnx`` package: initializers as lazy handles, kinds from the graph.
+
+The model is parsed with ``onnx.load(path, load_external_data=False)``: the graph and the
+initializers' headers (name, dims, type) are read, external data files are not. Every external
+reference is checked at open (file present beside the model, inside its directory, long enough),
+so a model with missing data fails before any tensor is analysed. ``load()`` reads one tensor
+(a copy of its ``TensorProto`` filled from its external file, then ``numpy_helper.to_array``) and
+keeps nothing.
+
+The op that consumes an initializer decides what it is and its layout (handles are in PyTorch's
+layout, ``meta["kind"]`` set):
+
+- ``MatMul`` input B, stored (in, out): ``linear``, presented transposed as (out, in);
+- ``Gemm`` input B: ``linear``; stored (out, in) with ``transB=1``, else (in, out) and transposed;
+- ``Conv`` / ``ConvTranspose`` input W: ``conv``, stored as torch stores it;
+- ``Gather`` input data: ``embedding``, (vocab, dim) as stored;
+- through ``Identity``, ``Cast`` and a 2-D ``Transpose`` (which flips the stored layout).
+
+Quantised weights: ``DequantizeLinear(x, scale, zero_point)`` with constant inputs is applied on
+load, ``(x - zero_point) * scale`` in float32 per tensor, per axis or per block (``axis``,
+``block_size``), the handle named after ``x`` with ``meta["quant_type"]`` (e.g. ``"int8"``) and
+``dtype`` ``"float32"``; the scale and zero point are consumed. ``QLinearMatMul`` and
+``QLinearConv`` weights are dequantised the same way from their ``b``/``w`` scale and zero point.
+Initializers consumed by nothing above (biases, norms, shapes) are yielded as stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spectracli.errors import CheckpointError
+from spectracli.io._common import missing_extra, one_line
+from spectracli.io.base import Checkpoint, TensorHandle
+
+_PASS_THROUGH = ("Identity", "Cast")
+_DEQUANT_INPUTS = {"QLinearMatMul": (3, 4, 5), "QLinearConv": (3, 4, 5)}
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise missing_extra("onnx", "onnx", "ONNX models") from None
+    return onnx
+
+
+@dataclass
+class _Plan:
+    """How one initializer is presented: kind, transposition, dequantisation."""
+
+    kind: str | None = None
+    transpose: bool = False
+    scale: str | None = None  # initializer names of a dequantisation
+    zero_point: str | None = None
+    axis: int = 1
+    block_size: int = 0
+    consumed: list[str] = field(default_factory=list)
+
+
+class OnnxCheckpoint(Checkpoint):
+    """The initializers of one ONNX model as lazy handles (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.format = "onnx"
+        onnx = _onnx()
+        self._onnx = onnx
+        self._base_dir = path.parent
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
+            raise CheckpointError(
+                f"{path} is not a readable ONNX model: {type(exc).__name__}: {one_line(exc)}"
+            ) from None
+        graph = model.graph
+        self._init: dict[str, Any] = {t.name: t for t in graph.initializer}
+        for node in graph.node:  # weights some exporters keep in Constant nodes
+            if node.op_type == "Constant" and node.output:
+                for attr in node.attribute:
+                    if attr.name == "value" and attr.HasField("t"):
+                        self._init.setdefault(node.output[0], attr.t)
+        if not self._init:
+            raise CheckpointError(f"{path} is an ONNX model without initializers: no weights")
+        self._plans = _plan_graph(graph, self._init)
+        external = 0
+        for tensor in self._init.values():
+            external += self._check_external(tensor)
+        self.size_bytes = path.stat().st_size + external
+
+    def _check_external(self, tensor: Any) -> int:
+        if tensor.data_location != self._onnx.TensorProto.EXTERNAL:
+            return 0
+        info = self._onnx.external_data_helper.ExternalDataInfo(tensor)
+        location = info.location
+        target = (self._base_dir / location).resolve()
+        if os.path.isabs(location) or self._base_dir.resolve() not in target.parents:
+            raise CheckpointError(
+                f"{self.path}: tensor '{tensor.name}' points outside the model's directory "
+                f"({location!r}); refused"
+            )
+        if not target.is_file():
+            raise CheckpointError(
+                f"{self.path}: tensor '{tensor.name}' needs external data file '{location}', "
+                f"missing from {self._base_dir}{os.sep}"
+            )
+        size = target.stat().st_size
+        offset = int(info.offset or 0)
+        length = int(info.length) if info.length else size - offset
+        if offset + length > size:
+            raise CheckpointError(
+                f"{self.path}: tensor '{tensor.name}' needs bytes [{offset}, {offset + length}) "
+                f"of '{location}', which holds {size} (truncated)"
+            )
+        return length
+
+    def handles(self) -> Iterator[TensorHandle]:
+        consumed = {c for p in self._plans.values() for c in p.consumed}
+        for name, tensor in self._init.items():
+            if name in consumed:
+                continue
+            plan = self._plans.get(name, _Plan())
+            shape = tuple(int(d) for d in tensor.dims)
+            stored = _dtype_name(self._onnx, tensor.data_type)
+            meta: dict[str, Any] = {"stored_dtype": stored}
+            if plan.kind:
+                meta["kind"] = plan.kind
+            dtype = stored
+            if plan.scale is not None:
+                dtype = "float32"
+                meta["quant_type"] = stored
+            if plan.transpose and len(shape) == 2:
+                shape = (shape[1], shape[0])
+                meta["transposed"] = True
+            yield TensorHandle(name=name, shape=shape, dtype=dtype, loader=_Load(self, name),
+                               meta=meta)
+
+    def _array(self, name: str) -> np.ndarray:
+        proto = self._init[name]
+        if proto.data_location == self._onnx.TensorProto.EXTERNAL:
+            copy = self._onnx.TensorProto()
+            copy.CopyFrom(proto)  # filling the copy keeps the model proto free of data
+            proto = copy
+        try:
+            return self._onnx.numpy_helper.to_array(proto, base_dir=str(self._base_dir))
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnx raises many types on bad data
+            raise CheckpointError(
+                f"cannot read tensor '{name}' from {self.path}: {one_line(exc)}"
+            ) from None
+
+    def load(self, name: str) -> torch.Tensor:
+        plan = self._plans.get(name, _Plan())
+        arr = self._array(name)
+        if plan.scale is not None:
+            t = _dequantize(arr, self._array(plan.scale),
+                            self._array(plan.zero_point) if plan.zero_point else None,
+                            plan.axis, plan.block_size)
+        else:
+            t = _to_torch(arr)
+        if plan.transpose and t.dim() == 2:
+            t = t.t().contiguous()
+        return t
+
+
+def _dtype_name(onnx: Any, data_type: int) -> str:
+    if data_type == onnx.TensorProto.BFLOAT16:
+        return "bfloat16"
+    try:
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(data_type)
+        return str(torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype).removeprefix("torch.")
+    except Exception:  # noqa: BLE001 - types torch has no dtype for (strings, 4-bit, fp8 ...)
+        return onnx.TensorProto.DataType.Name(data_type).lower()
+
+
+def _to_torch(arr: np.ndarray) -> torch.Tensor:
+    if arr.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: same bits as torch's
+        return torch.from_numpy(arr.view(np.int16).copy()).view(torch.bfloat16)
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+def _dequantize(
+    x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int, block_size: int
+) -> torch.Tensor:
+    """ONNX ``DequantizeLinear``: ``(x - zero_point) * scale`` (per tensor, axis or block)."""
+    xf = x.astype(np.float32)
+    s = scale.astype(np.float32)
+    z = zero_point.astype(np.float32) if zero_point is not None else np.zeros_like(s)
+    if s.ndim == 0 or s.size == 1:
+        return torch.from_numpy((xf - z.reshape(())) * s.reshape(()))
+    axis = axis % x.ndim
+    if block_size and s.ndim == x.ndim:  # blocked: repeat each scale along the axis
+        s = np.repeat(s, block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
+        z = np.repeat(z, block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
+        return torch.from_numpy((xf - z) * s)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return torch.from_numpy((xf - z.reshape(shape)) * s.reshape(shape))
+
+
+def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
+    """Kind, layout and dequantisation of each initializer, from the ops that consume it."""
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, i))
+    plans: dict[str, _Plan] = {}
+
+    def attr(node: Any, key: str, default: int) -> int:
+        for a in node.attribute:
+            if a.name == key:
+                return int(a.i)
+        return default
+
+    def follow(value: str, flipped: bool = False, depth: int = 0) -> tuple[str, bool] | None:
+        """(kind, transpose) from the first op using ``value`` as a weight; ``flipped``: the
+        value is the transpose of the stored initializer (a ``Transpose`` on the way)."""
+        for node, i in consumers.get(value, []):
+            op, found = node.op_type, None
+            if op in _PASS_THROUGH and i == 0 and depth < 8:
+                found = follow(node.output[0], flipped, depth + 1)
+            elif op == "Transpose" and i == 0 and depth < 8:
+                perm = [int(p) for a in node.attribute if a.name == "perm" for p in a.ints]
+                if perm in ([], [1, 0]):
+                    found = follow(node.output[0], not flipped, depth + 1)
+            elif op == "MatMul" and i == 1:  # B is (in, out): W = B^T
+                found = ("linear", not flipped)
+            elif op == "Gemm" and i == 1:  # op(B) is (in, out): W = B if transB else B^T
+                found = ("linear", flipped != (attr(node, "transB", 0) == 0))
+            elif op in ("Conv", "ConvTranspose") and i == 1:
+                found = ("conv", False)
+            elif op == "Gather" and i == 0:
+                found = ("embedding", flipped)
+            if found:
+                return found
+        return None
+
+    for name in inits:
+        for node, i in consumers.get(name, []):
+            if node.op_type == "DequantizeLinear" and i == 0:
+                plan = _Plan(scale=_input(node, 1), zero_point=_input(node, 2),
+                             axis=attr(node, "axis", 1), block_size=attr(node, "block_size", 0))
+                plan.kind, plan.transpose = follow(node.output[0]) or (None, False)
+                break
+            if node.op_type in _DEQUANT_INPUTS and i == _DEQUANT_INPUTS[node.op_type][0]:
+                _w, s, z = _DEQUANT_INPUTS[node.op_type]
+                kind = "linear" if node.op_type == "QLinearMatMul" else "conv"
+                scale_dims = list(inits[_input(node, s)].dims) if _input(node, s) in inits else []
+                axis = (1 if kind == "linear" else 0) if scale_dims and scale_dims[0] > 1 else 0
+                plan = _Plan(kind=kind, transpose=kind == "linear", scale=_input(node, s),
+                             zero_point=_input(node, z), axis=axis)
+                break
+        else:
+            plan = _Plan()
+            plan.kind, plan.transpose = follow(name) or (None, False)
+        if plan.scale is not None and plan.scale not in inits:
+            plan.scale = plan.zero_point = None  # computed scales: not a constant weight
+        elif plan.scale is not None:
+            if plan.zero_point is not None and plan.zero_point not in inits:
+                plan.zero_point = None
+            plan.consumed = [n for n in (plan.scale, plan.zero_point) if n]
+        if plan.kind or plan.scale:
+            plans[name] = plan
+    return plans
+
+
+def _input(node: Any, i: int) -> str | None:
+    return node.input[i] if len(node.input) > i and node.input[i] else None
+
+
+class _Load:
+    __slots__ = ("ckpt", "name")
+
+    def __init__(self, ckpt: OnnxCheckpoint, name: str):
+        self.ckpt, self.name = ckpt, name
+
+    def __call__(self) -> torch.Tensor:
+        return self.ckpt.load(self.name)
+
+
+def open_onnx(path: Path) -> Checkpoint:
+    return OnnxCheckpoint(path)
