@@ -52,6 +52,7 @@ from spectracli.spectral import (
     squared_singular_values,
 )
 from spectracli.spectral.esd import all_finite
+from spectracli.spectral.metrics import precision_thresholds
 from spectracli.spectral.powerlaw import XMIN_METHODS
 
 Progress = Callable[[int, int, str], None]
@@ -178,11 +179,20 @@ def analyze_matrices(
     mp = mp_fit(pooled, m, n, normalized=config.normalize)
     result.mp_sigma2, result.mp_bulk_edge = mp.sigma2, mp.bulk_edge
     result.num_spikes = mp.num_spikes
-    result.fit = fit_power_law(pooled, config.fit, config.min_tail)
+    # Zero and distinct at the precision the weights were stored in (docs/metrics.md).
+    root = scale**0.5
+    zero, resolution = precision_thresholds(
+        metrics.sigma_max, metrics.frobenius_norm, (m, n), plan.n_matrices, dtype
+    )
+    result.fit = fit_power_law(
+        pooled, config.fit, config.min_tail,
+        sigma_zero=zero * root, sigma_resolution=resolution * root,
+    )
     if config.store_esd:
         result.esd = esd_sample(pooled)
     if config.farms:
         grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps)
+        window_scale = 1.0 / max(grid.rows, grid.cols) if config.normalize else 1.0
         if (grid.rows, grid.cols) == (m, n):
             farms_np = pooled  # one window, the whole matrix: FARMS ESD = full ESD
         else:
@@ -191,8 +201,21 @@ def analyze_matrices(
                 config.normalize, dtype=work_dtype,
             )
             farms_np = farms_lam.to("cpu", torch.float64).numpy()
+        n_groups = grid.n_windows * plan.n_matrices
+        if farms_np is pooled and n_groups == 1:
+            farms_fit = result.fit  # the same ESD, fitted the same way
+        else:
+            w_zero, w_res = precision_thresholds(
+                metrics.sigma_max, metrics.frobenius_norm, (m, n), plan.n_matrices, dtype,
+                window=(grid.rows, grid.cols),
+            )
+            farms_fit = fit_power_law(
+                farms_np, config.fit, config.min_tail, n_groups=n_groups,
+                sigma_zero=w_zero * window_scale**0.5,
+                sigma_resolution=w_res * window_scale**0.5,
+            )
         result.farms = FarmsResult(
-            fit=fit_power_law(farms_np, config.fit, config.min_tail),
+            fit=farms_fit,
             window_rows=grid.rows,
             window_cols=grid.cols,
             n_windows=grid.n_windows * plan.n_matrices,
@@ -210,7 +233,7 @@ def _add_warnings(result: LayerResult) -> None:
         if fit is None:
             continue
         if fit.fit_status != "ok":
-            result.warnings.append(f"{label} fit {fit.fit_status}")
+            result.warnings.append(f"{label} fit {fit.fit_status}: {fit.fit_reason}")
         elif note := alpha_warning(fit.alpha, label):
             result.warnings.append(note)
     if result.kind == "embedding":

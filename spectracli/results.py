@@ -73,9 +73,12 @@ class PowerLawFit:
     ks_distance: float | None
     alpha_weighted: float | None
     log_alpha_norm: float | None
-    fit_status: str  # "ok" | "failed: <why>"
+    fit_status: str  # ok | too_few_eigenvalues | flat_spectrum | degenerate_tail | no_power_law
     fit_method: str  # "ks" | "median" | "peak"
     n_eigenvalues: int
+    fit_reason: str | None = None  # why the status is not ok, in words
+    n_distinct_tail: int | None = None  # distinct tail values at the stored precision
+    ks_critical: float | None = None  # the KS bound of "ok" for this tail size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,7 +186,8 @@ class LayerResult:
             out[key] = getattr(self, key)
         fit = self.fit.to_dict() if self.fit else {}
         for key in ("alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted",
-                    "log_alpha_norm", "fit_status", "fit_method"):
+                    "log_alpha_norm", "fit_status", "fit_method", "fit_reason",
+                    "n_distinct_tail", "ks_critical"):
             out[key] = fit.get(key)
         out["farms"] = self.farms.to_dict() if self.farms else None
         out["esd"] = self.esd.to_dict() if self.esd else None
@@ -243,7 +247,12 @@ def summarize(layers: list[dict[str, Any]], n_skipped: int) -> dict[str, Any]:
     """Means and extremes of the main metrics over the analysed layers (finite values only)."""
     conds = [layer.get("condition_number") for layer in layers]
     finite_conds = _finite(conds)
-    farms_alpha = [(layer.get("farms") or {}).get("alpha") for layer in layers]
+    # Means of fit numbers are over ok fits only: a number from a failed fit is not averaged in.
+    ok = [layer for layer in layers if layer.get("fit_status") == "ok"]
+    farms_alpha = [
+        (layer.get("farms") or {}).get("alpha") for layer in layers
+        if (layer.get("farms") or {}).get("fit_status") == "ok"
+    ]
     return {
         "n_layers": len(layers),
         "n_skipped": n_skipped,
@@ -252,9 +261,9 @@ def summarize(layers: list[dict[str, Any]], n_skipped: int) -> dict[str, Any]:
         ),
         "n_rank_deficient": sum(1 for layer in layers if layer.get("rank_deficient")),
         "n_not_ok": sum(1 for layer in layers if layer.get("status") != "ok"),
-        "mean_alpha": _mean([layer.get("alpha") for layer in layers]),
+        "mean_alpha": _mean([layer.get("alpha") for layer in ok]),
         "mean_farms_alpha": _mean(farms_alpha),
-        "mean_alpha_weighted": _mean([layer.get("alpha_weighted") for layer in layers]),
+        "mean_alpha_weighted": _mean([layer.get("alpha_weighted") for layer in ok]),
         "mean_stable_rank": _mean([layer.get("stable_rank") for layer in layers]),
         "mean_log10_sigma_max": _mean(
             [math.log10(v) for v in _finite([layer.get("sigma_max") for layer in layers]) if v > 0]

@@ -27,15 +27,15 @@ def hill_fit(lam: np.ndarray, method: str = "median") -> PowerLawFit:
     # Eigenvalues below lambda_max * 1e-12 are numerically zero: not part of any tail.
     lam = np.sort(lam[lam > lam.max(initial=0.0) * 1e-12])
     if lam.size < 4:
-        return PowerLawFit(None, None, 0, None, None, None, "failed: fewer than 4 positive "
-                           "eigenvalues", method, int(lam.size))
+        return PowerLawFit(None, None, 0, None, None, None, "too_few_eigenvalues", method,
+                           int(lam.size), fit_reason="fewer than 4 positive eigenvalues")
     i = lam.size // 2
     xmin = float(lam[i])
     tail = lam[i:]
     s = float(np.sum(np.log(tail / xmin)))
     if s <= 0:
         return PowerLawFit(None, xmin, int(tail.size), None, None, None,
-                           "failed: degenerate tail", method, int(lam.size))
+                           "degenerate_tail", method, int(lam.size))
     alpha = 1.0 + tail.size / s
     cdf = 1.0 - (tail / xmin) ** (1.0 - alpha)
     ks = float(np.max(np.abs(cdf - np.arange(tail.size) / tail.size)))

@@ -38,7 +38,7 @@ MODEL = report(
     layer("fc1.weight", condition_number=50.0, alpha=2.5),
     layer("fc2.weight", condition_number=400.0, alpha=1.6),
     layer("head.weight", shape=(10, 32), aliases=["embed.weight"], condition_number=math.inf,
-          alpha=None, fit_status="failed: tail shorter than 10", farms_alpha=1.2),
+          alpha=1.9, fit_status="too_few_eigenvalues", farms_alpha=1.2),
 )
 
 
@@ -56,13 +56,14 @@ def test_min_and_max_violations_carry_the_numbers_and_sort_worst_first():
         ("cond", "fc2.weight", "max", 400.0, 100, "error"),  # 400/100 - 1 = 3
         ("alpha", "fc2.weight", "min", 1.6, 2, "error"),  # 2/1.6 - 1 = 0.25
         ("farms", "head.weight", "min", 1.2, 2, "warning"),
-        ("alpha", "head.weight", "no_value", None, None, "warning"),  # failed fit: no verdict
+        # a fit that is not ok: its alpha 1.9 neither fails min 2 nor passes, a finding of its own
+        ("alpha", "head.weight", "fit_not_ok", 1.9, None, "warning"),
     ]
     by = {(f.rule_id, f.layer): f for f in result.findings}
     assert by[("cond", "fc2.weight")].excess == pytest.approx(3.0)
     assert by[("alpha", "fc2.weight")].excess == pytest.approx(0.25)
     assert "fc2.weight: condition_number = 400 > max 100" in by[("cond", "fc2.weight")].message
-    assert "fit failed: tail shorter than 10" in by[("alpha", "head.weight")].message
+    assert "not checked: the fit is too_few_eigenvalues" in by[("alpha", "head.weight")].message
     assert result.n_errors == 3 and result.n_warnings == 2
     assert result.exit_code() == 1 and result.exit_code(exit_zero=True) == 0
     # One check per (rule, layer): 3 rules x 3 layers.
@@ -102,11 +103,36 @@ def test_a_layer_with_nonfinite_weights_says_so():
 @pytest.mark.parametrize("policy, kinds", [("ignore", []), ("error", ["error"]),
                                            ("warning", ["warning"])])
 def test_missing_value_policy(policy, kinds):
+    model = report(layer("head.weight", alpha=None, fit_status="ok"))
     cfg = config({"metric": "alpha", "min": 0, "match": "head.*"}, missing_value=policy)
-    result = evaluate(cfg, MODEL)
-    assert [f.severity for f in result.findings] == kinds
+    result = evaluate(cfg, model)
+    assert [(f.kind, f.severity) for f in result.findings] == [("no_value", k) for k in kinds]
     if policy == "ignore":
         assert [c.status for c in result.checks] == ["skipped"]
+
+
+@pytest.mark.parametrize("policy, kinds", [("ignore", []), ("error", ["error"]),
+                                           ("warning", ["warning"])])
+def test_fit_not_ok_policy_never_judges_the_number(policy, kinds):
+    # alpha 1.9 from a too_few_eigenvalues fit: neither fails min 2 nor passes max 5
+    cfg = config({"id": "lo", "metric": "alpha", "min": 2, "match": "head.*"},
+                 {"id": "hi", "metric": "alpha", "max": 5, "match": "head.*"},
+                 fit_not_ok=policy)
+    result = evaluate(cfg, MODEL)
+    assert [(f.kind, f.severity) for f in result.findings] == [("fit_not_ok", k) for k in kinds]*2
+    statuses = [c.status for c in result.checks]
+    assert "pass" not in statuses
+    if policy == "ignore":
+        assert statuses == ["skipped", "skipped"]
+        assert "is not judged (fit too_few_eigenvalues)" in result.checks[0].messages[0]
+
+
+def test_baseline_fit_not_ok_is_its_own_finding():
+    base = report(layer("a", alpha=3.0, fit_status="no_power_law"))
+    now = report(layer("a", alpha=3.5))
+    cfg = config({"id": "drift", "metric": "alpha", "max_abs_change": 0.1})
+    (finding,) = evaluate(cfg, now, base).findings
+    assert finding.kind == "fit_not_ok" and "the baseline's fit is no_power_law" in finding.message
 
 
 def test_relative_and_absolute_change_against_a_baseline():
@@ -181,7 +207,7 @@ def test_different_analysis_settings_are_a_warning():
     cfg = config({"metric": "alpha", "max": 100})
     base = dict(MODEL, settings={"fit": "median", "device": "cuda"})
     result = evaluate(cfg, MODEL, base)
-    (differ,) = [f for f in result.findings if f.kind != "no_value"]
+    (differ,) = [f for f in result.findings if f.kind not in ("no_value", "fit_not_ok")]
     assert (differ.rule_id, differ.severity) == (SETTINGS_DIFFER, "warning")
     assert "fit: 'median' in the baseline, 'ks' now" in differ.message
     assert "device" not in differ.message  # the device changes no number

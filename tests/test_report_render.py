@@ -113,7 +113,7 @@ def test_flagged_layers_first_with_reasons(analyze_report):
     flagged = {row[0]: row[1] for row in md_tables(text)[
         next(k for k in md_tables(text) if k.startswith("Flagged"))][1:]}
     assert "rank deficient" in flagged["low_rank.weight"]
-    assert "alpha fit failed" in flagged["tiny.weight"]
+    assert "alpha fit too_few_eigenvalues" in flagged["tiny.weight"]
     assert "status nonfinite" in flagged["broken.weight"]
     # Every layer whose alpha is outside [2, 6] is flagged, with the heuristic label.
     for layer in analyze_report["layers"]:

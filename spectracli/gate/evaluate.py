@@ -41,8 +41,11 @@ BUILTIN_RULES = {
 _GROUP = {
     "shape_change": 0, "missing_layer": 0,
     "min": 1, "max": 1, "max_rel_increase": 1, "max_abs_change": 1,
-    "no_value": 2, "unmatched": 2, "new_layer": 2, "settings_differ": 2,
+    "no_value": 2, "fit_not_ok": 2, "unmatched": 2, "new_layer": 2, "settings_differ": 2,
 }
+
+# Metrics that come from a power-law fit: judged only when that fit's status is "ok".
+FIT_METRICS = ("alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted", "log_alpha_norm")
 
 
 @dataclass
@@ -51,8 +54,8 @@ class Finding:
 
     rule_id: str
     severity: str  # "error" | "warning"
-    kind: str  # min | max | max_rel_increase | max_abs_change | no_value | unmatched |
-    #            missing_layer | new_layer | shape_change | settings_differ
+    kind: str  # min | max | max_rel_increase | max_abs_change | no_value | fit_not_ok |
+    #            unmatched | missing_layer | new_layer | shape_change | settings_differ
     message: str
     layer: str | None = None
     metric: str | None = None
@@ -253,6 +256,39 @@ def _why_missing(subject: Subject, metric: str) -> str:
     return ""
 
 
+def fit_status_of(subject: Subject, metric: str) -> tuple[str, str | None] | None:
+    """(status, reason) of the fit behind a fit metric when it is not ok; None otherwise."""
+    farms = metric.startswith("farms.")
+    if metric.split(".")[-1] not in FIT_METRICS:
+        return None
+    status = subject.metrics.get("farms.fit_status" if farms else "fit_status")
+    if status is None or status == "ok":
+        return None
+    return str(status), subject.metrics.get("farms.fit_reason" if farms else "fit_reason")
+
+
+def _fit_not_ok(
+    rule: Rule, config: GateConfig, owner: Subject, name: str, whose: str
+) -> list[Finding] | None:
+    """The finding for a fit metric whose fit (``owner``'s: the layer or its baseline) is not
+    ok, at the severity ``fit_not_ok`` sets; None when the fit is ok or not a fit metric."""
+    bad = fit_status_of(owner, rule.metric)
+    if bad is None:
+        return None
+    severity = _severity(config.fit_not_ok)
+    if severity is None:
+        return []
+    status, reason = bad
+    value = owner.value(rule.metric)
+    shown = f" (its value {fmt(value)} is not judged)" if value is not None else ""
+    return [Finding(
+        rule.id, severity, "fit_not_ok",
+        f"{name}: {rule.metric} not checked: {whose} fit is {status}"
+        + (f", {reason}" if reason else "") + shown,
+        layer=name, metric=rule.metric, value=value, how_far=f"fit {status}",
+    )]
+
+
 def _severity(policy: str) -> str | None:
     return None if policy == "ignore" else policy
 
@@ -332,13 +368,14 @@ def evaluate(
                 status = "fail"
             elif "warning" in severities:
                 status = "warning"
-            elif value is None:
-                status = "skipped"
+            elif value is None or fit_status_of(subject, rule.metric) is not None:
+                status = "skipped"  # no value, or one from a fit that is not ok: not judged
             else:
                 status = "pass"
             messages = [f.message for f in found]
             if status == "skipped":
-                messages = [f"{subject.name}: {rule.metric} has no value"
+                messages = [f"{subject.name}: {rule.metric} "
+                            + ("has no value" if value is None else "is not judged")
                             + _why_missing(subject, rule.metric)]
             sev = "error" if "error" in severities else "warning" if severities else rule.severity
             checks.append(Check(rule.id, subject.name, rule.metric, value, status, messages, sev))
@@ -385,6 +422,9 @@ def _check_one(
 ) -> list[Finding]:
     out: list[Finding] = []
     name, metric = subject.name, rule.metric
+    not_ok = _fit_not_ok(rule, config, subject, name, "the")
+    if not_ok is not None:  # a number from a failed fit neither passes nor fails a rule
+        return not_ok
     value = subject.value(metric)
     if value is None:
         return _no_value(rule, config, subject, name, f"{name}: {metric} has no value", "no value")
@@ -404,6 +444,9 @@ def _check_one(
     if not rule.needs_baseline or base is None or shape_changed:
         # New layers and shape changes are reported once, as layer-set findings.
         return out
+    base_not_ok = _fit_not_ok(rule, config, base, name, "the baseline's")
+    if base_not_ok is not None:
+        return out + base_not_ok
     before = base.value(metric)
     if before is None:
         return out + _no_value(

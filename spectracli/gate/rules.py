@@ -59,7 +59,9 @@ RULE_KEYS = (
     "report",
     "description",
 )
-GATE_KEYS = ("rules", "baseline", "missing_layers", "new_layers", "missing_value", "strict")
+GATE_KEYS = (
+    "rules", "baseline", "missing_layers", "new_layers", "missing_value", "fit_not_ok", "strict",
+)
 # Analyze settings a config may carry, with their expected type (mapped onto AnalyzeConfig).
 # ``trust_pickle`` is deliberately absent: unpickling is a command-line decision, never a
 # setting that a file in a repository can switch on.
@@ -152,7 +154,8 @@ class GateConfig:
     baseline: Path | None = None
     missing_layers: str = "error"  # layers in the baseline and missing now
     new_layers: str = "warning"  # layers now that the baseline lacks
-    missing_value: str = "warning"  # a matched layer whose metric is null/nan (e.g. failed fit)
+    missing_value: str = "warning"  # a matched layer whose metric is null/nan
+    fit_not_ok: str = "warning"  # a fit metric whose fit_status is not ok: never judged by value
     strict: bool = False
     analyze: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -379,6 +382,7 @@ def config_from_tables(
         config.missing_layers = _policy(gate, "missing_layers", "error", where_gate)
         config.new_layers = _policy(gate, "new_layers", "warning", where_gate)
         config.missing_value = _policy(gate, "missing_value", "warning", where_gate)
+        config.fit_not_ok = _policy(gate, "fit_not_ok", "warning", where_gate)
         strict = gate.get("strict", False)
         if not isinstance(strict, bool):
             raise ConfigError(f"{where_gate} key 'strict': expected true or false, got {strict!r}")

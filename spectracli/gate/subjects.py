@@ -93,6 +93,8 @@ def subjects(report: dict[str, Any]) -> list[Subject]:
         # Statuses travel along so a missing value can say why (e.g. "failed: tail too short").
         metrics["fit_status"] = layer.get("fit_status")
         metrics["farms.fit_status"] = (layer.get("farms") or {}).get("fit_status")
+        metrics["fit_reason"] = layer.get("fit_reason")
+        metrics["farms.fit_reason"] = (layer.get("farms") or {}).get("fit_reason")
         metrics["status"] = layer.get("status")
         shape = layer.get("shape")
         out.append(Subject(

@@ -272,6 +272,13 @@ def _depth_axis(ax: Axes, names: list[str]) -> None:
     ax.grid(True, axis="y", alpha=0.3)
 
 
+def _fit_alpha(block: dict[str, Any] | None) -> float | None:
+    """alpha of a fit block whose status is ok (or unrecorded); None for a fit that is not ok."""
+    block = block or {}
+    status = block.get("fit_status")
+    return _finite_float(block.get("alpha")) if status in (None, "ok") else None
+
+
 def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
     """alpha (filled) and FARMS alpha (hollow) by depth, markers per kind, [2, 6] band."""
     from matplotlib.lines import Line2D
@@ -282,8 +289,7 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
     ax.axhspan(*ALPHA_BAND, color="#2ca02c", alpha=0.10, lw=0)
     values = []
     for layer in layers:
-        values += [_finite_float(layer.get("alpha")),
-                   _finite_float((layer.get("farms") or {}).get("alpha"))]
+        values += [_fit_alpha(layer), _fit_alpha(layer.get("farms"))]
     finite = [v for v in values if v is not None]
     top = max([ALPHA_BAND[1] + 1.0] + finite) * 1.05
     top = min(top, 20.0)  # a few wild fits should not flatten the rest: clip and mark them
@@ -294,8 +300,8 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
         kind = str(layer.get("kind"))
         marker, colour = KIND_STYLE.get(kind, OTHER_STYLE)
         kinds_seen[kind] = (marker, colour)
-        a = _finite_float(layer.get("alpha"))
-        fa = _finite_float((layer.get("farms") or {}).get("alpha"))
+        a = _fit_alpha(layer)  # a fit that is not ok is drawn as failed, not as a number
+        fa = _fit_alpha(layer.get("farms"))
         for value, filled in ((a, True), (fa, False)):
             if value is None:
                 continue

@@ -81,6 +81,35 @@ def rank_tolerance(
     return lam[:, -1].sqrt() * max(shape) * eps
 
 
+def precision_thresholds(
+    sigma_max: float,
+    frobenius_norm: float,
+    shape: tuple[int, int],
+    n_matrices: int = 1,
+    dtype: str | torch.dtype | None = None,
+    window: tuple[int, int] | None = None,
+) -> tuple[float, float]:
+    """(zero, resolution) for singular values of a stored matrix, or of its (r, c) windows.
+
+    ``zero`` is :func:`rank_tolerance` (for a window, the same rule on an r x c block with the
+    layer's sigma_max, or its share of the Frobenius norm). ``resolution`` is how close two
+    singular values may be and still be the same value: 2 u rms(W) (sqrt(r) + sqrt(c)), twice the
+    typical spectral norm of a rounding error of relative size u = eps / 2 (Bai-Yin edge of an
+    r x c random matrix; measured at most 1.5x that on rank-1 and rank-3 matrices stored in
+    bfloat16, float16 and float32, tests/test_powerlaw_status.py). ``frobenius_norm`` is of the
+    whole stack of ``n_matrices`` slices of ``shape`` (m, n).
+    """
+    m, n = shape
+    r, c = window or shape
+    eps = storage_eps(dtype)
+    rms = frobenius_norm / math.sqrt(n_matrices * m * n)
+    if _storage_bits(dtype) <= _LOW_PRECISION_BITS:
+        zero = 0.5 * eps * rms * math.sqrt(r * c)
+    else:
+        zero = sigma_max * max(r, c) * eps
+    return zero, eps * rms * (math.sqrt(r) + math.sqrt(c))
+
+
 @dataclass
 class MatrixMetrics:
     sigma_max: float

@@ -17,7 +17,10 @@ with the Kolmogorov-Smirnov distance D = max_j |1 - (lambda_j / xmin)^(1 - alpha
   log10 bound with linear lambda; we convert x_peak to linear units and compare like with like.
 
 Suffix sums of ln(lambda) give every candidate alpha in O(N); the KS distances are vectorised
-in blocks. A fit that cannot be made says why in ``fit_status`` and carries no alpha.
+in blocks. A fit is ``ok`` only on a tail of at least ``min_tail`` distinct values (at the
+precision the weights were stored in) whose KS distance is below the Kolmogorov critical value;
+otherwise ``fit_status`` names why (:func:`fit_power_law`) and alpha, when it can be computed at
+all, is reported with that status.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ XMIN_METHODS = ("ks", "median", "peak")
 ZERO_FLOOR = 1e-12
 # Scan at most this many xmin candidates on a first pass; refine around the best one.
 MAX_CANDIDATES = 512
+# Significance of the KS bound below which a fit is ``ok`` (see ks_critical).
+KS_LEVEL = 0.05
 
 
 def _alphas(lam: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -102,63 +107,163 @@ def _peak_bounds(lam: np.ndarray) -> tuple[float, float]:
     return 0.95 * x_peak, 1.5 * x_peak
 
 
+def ks_critical(n: int, level: float = KS_LEVEL) -> float:
+    """Kolmogorov critical distance for a sample of ``n`` at significance ``level``.
+
+    c(level) / (sqrt(n) + 0.12 + 0.11 / sqrt(n)), c = sqrt(-ln(level / 2) / 2) (1.358 at 5 %),
+    the asymptotic Kolmogorov quantile with Stephens' (1970) small-sample correction (within
+    about 1 % of the exact critical values for n >= 5).
+    """
+    c = math.sqrt(-math.log(level / 2.0) / 2.0)
+    root = math.sqrt(n)
+    return c / (root + 0.12 + 0.11 / root)
+
+
+def distinct_from(sigma: np.ndarray, resolution: float) -> np.ndarray:
+    """For ascending singular values, how many distinct values each suffix sigma[i:] holds.
+
+    Two values are the same when they fall in the same bucket floor(sigma / resolution) (exact
+    equality when ``resolution`` is 0). Returns an int array of sigma.size.
+    """
+    if sigma.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = np.floor(sigma / resolution) if resolution > 0 else sigma
+    change = np.concatenate([keys[1:] != keys[:-1], [True]])  # last of each run of equal keys
+    return np.cumsum(change[::-1])[::-1].astype(np.int64)
+
+
 def fit_power_law(
     eigs: np.ndarray,
     method: str = "ks",
     min_tail: int = 10,
+    *,
+    sigma_zero: float | None = None,
+    sigma_resolution: float | None = None,
+    n_groups: int = 1,
+    ks_level: float = KS_LEVEL,
 ) -> PowerLawFit:
-    """Fit a power law to the upper tail of an ESD; see the module docstring for the rules."""
+    """Fit a power law to the upper tail of an ESD; see the module docstring for the rules.
+
+    ``eigs``: eigenvalues lambda = sigma^2 (any order, shape (N,)). ``sigma_zero``: singular
+    values at or below it are zero at the precision the weights were stored in (the rank
+    tolerance; default sigma_max * N * eps(float64)), they are left out. ``sigma_resolution``:
+    singular values closer than this are the same value (default: exact equality). ``n_groups``:
+    the ESD pools this many equal-size spectra (FARMS windows); the fit needs ``min_tail``
+    resolved eigenvalues per group. ``ks_level``: significance of the KS bound of ``ok``.
+
+    ``fit_status`` is ``ok`` or one of (``fit_reason`` says why in words; alpha is still
+    reported when it can be computed, but it is not a fit to act on):
+
+    - ``too_few_eigenvalues``: fewer than ``min_tail`` resolved (nonzero) eigenvalues (per
+      group): alpha of all of them, if any two differ.
+    - ``flat_spectrum``: every resolved singular value within ``sigma_resolution`` of the others.
+    - ``degenerate_tail``: no candidate tail holds ``min_tail`` distinct values (``median``: the
+      median's tail does not).
+    - ``no_power_law``: the KS distance of the chosen tail is at or above the Kolmogorov
+      critical value :func:`ks_critical` (tail size, ``ks_level``).
+
+    Raises ValueError for an unknown ``method``, ``min_tail`` < 2, ``n_groups`` < 1, a
+    ``ks_level`` outside (0, 1), or NaN/Inf eigenvalues.
+    """
     if method not in XMIN_METHODS:
         raise ValueError(f"xmin method must be one of {', '.join(XMIN_METHODS)}, got {method!r}")
     if min_tail < 2:
         raise ValueError(f"min_tail must be at least 2, got {min_tail}")
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be at least 1, got {n_groups}")
+    if not 0 < ks_level < 1:
+        raise ValueError(f"ks_level must be in (0, 1), got {ks_level}")
     lam = np.sort(np.asarray(eigs, dtype=np.float64).reshape(-1))
+    if not np.all(np.isfinite(lam)):
+        raise ValueError("eigs holds NaN or Inf values")
     n_all = lam.size
+    lam = np.clip(lam, 0.0, None)
+    lam_max = float(lam[-1]) if n_all else 0.0
+    if sigma_zero is None:
+        sigma_zero = math.sqrt(lam_max) * n_all * np.finfo(np.float64).eps
+    zero = max(sigma_zero**2, ZERO_FLOOR * lam_max)
+    lam = lam[lam > zero]
+    resolution = float(sigma_resolution or 0.0)
 
-    def failed(why: str) -> PowerLawFit:
-        return PowerLawFit(None, None, 0, None, None, None, f"failed: {why}", method, n_all)
+    def result(status: str, reason: str | None, i: int | None = None, alpha: float | None = None,
+               d: float | None = None, distinct: int | None = None) -> PowerLawFit:
+        if alpha is not None and not math.isfinite(alpha):
+            alpha = None
+        tail = int(lam.size - i) if i is not None else 0
+        xmin = float(lam[i]) if i is not None and alpha is not None else None
+        log_norm = None
+        if alpha is not None:
+            # log10 sum lambda^alpha, in log space so large lambda^alpha cannot overflow.
+            terms = alpha * np.log(lam)
+            top = terms.max()
+            log_norm = float((top + np.log(np.sum(np.exp(terms - top)))) / math.log(10))
+        return PowerLawFit(
+            alpha=alpha,
+            xmin=xmin,
+            tail_size=tail if alpha is not None else 0,
+            ks_distance=d if alpha is not None else None,
+            alpha_weighted=alpha * math.log10(lam_max) if alpha is not None else None,
+            log_alpha_norm=log_norm if log_norm is not None and math.isfinite(log_norm) else None,
+            fit_status=status,
+            fit_method=method,
+            n_eigenvalues=n_all,
+            fit_reason=reason,
+            n_distinct_tail=distinct if alpha is not None else None,
+            ks_critical=ks_critical(tail, ks_level) if alpha is not None and tail else None,
+        )
 
-    if n_all == 0 or not np.all(np.isfinite(lam)):
-        return failed("no finite eigenvalues")
-    lam_max = lam[-1]
-    if lam_max <= 0:
-        return failed("all eigenvalues are zero")
-    lam = lam[lam > ZERO_FLOOR * lam_max]
-    if lam.size < min_tail:
-        return failed(f"{lam.size} nonzero eigenvalues, fewer than the minimum tail {min_tail}")
+    sigma = np.sqrt(lam)
+    distinct = distinct_from(sigma, resolution)
 
-    last = lam.size - min_tail  # largest xmin index leaving min_tail eigenvalues
+    def whole(status: str, reason: str) -> PowerLawFit:
+        """Not ok: alpha of all resolved eigenvalues (xmin = the smallest), when defined."""
+        if lam.size < 2 or distinct[0] < 2:
+            return result(status, reason)
+        a = float(_alphas(lam, np.array([0]))[0])
+        d = float(ks_distances(lam, np.array([0]), np.array([a]))[0])
+        return result(status, reason, 0, a, d, int(distinct[0]))
+
+    per_group = lam.size / n_groups
+    if lam.size == 0:
+        return result("too_few_eigenvalues", "all eigenvalues are zero at the stored precision")
+    if per_group < min_tail:
+        what = (f"{lam.size} nonzero eigenvalues" if n_groups == 1
+                else f"{per_group:.3g} nonzero eigenvalues per window")
+        return whole("too_few_eigenvalues", f"{what}, fewer than the minimum tail {min_tail}")
+    if sigma[-1] - sigma[0] <= resolution:
+        return whole("flat_spectrum", f"all {lam.size} nonzero singular values are equal within "
+                     f"the stored precision ({resolution:.3g})")
+
+    valid = np.nonzero(distinct >= min_tail)[0]  # xmin candidates with enough distinct values
+    if valid.size == 0:
+        return whole("degenerate_tail", f"{int(distinct[0])} distinct nonzero values at the "
+                     f"stored precision, fewer than the minimum tail {min_tail}")
+    last = int(valid[-1])  # distinct counts fall with i: candidates are 0..last
     if method == "median":
-        i = min(lam.size // 2, last)
-        alpha = float(_alphas(lam, np.array([i]))[0])
-        d = float(ks_distances(lam, np.array([i]), np.array([alpha]))[0])
+        i = lam.size // 2
+        a = float(_alphas(lam, np.array([i]))[0])
+        d = float(ks_distances(lam, np.array([i]), np.array([a]))[0])
+        if i > last:
+            return result("degenerate_tail", f"the median's tail holds {int(distinct[i])} "
+                          f"distinct values, fewer than the minimum tail {min_tail}",
+                          i, a, d, int(distinct[i]))
     elif method == "ks":
-        i, alpha, d = _scan(lam, 0, last)
+        i, a, d = _scan(lam, 0, last)
     else:
         lo_x, hi_x = _peak_bounds(lam)
         cand = np.nonzero((lam >= lo_x) & (lam <= hi_x))[0]
         cand = cand[cand <= last]
         if cand.size == 0:
-            return failed("no eigenvalue within [0.95, 1.5] x the log-histogram peak")
-        i, alpha, d = _scan(lam, int(cand[0]), int(cand[-1]))
-    if not math.isfinite(alpha):
-        return failed("tail eigenvalues are all equal (alpha is infinite)")
-    xmin = float(lam[i])
-    # log10 sum lambda^alpha, in log space so large lambda^alpha cannot overflow.
-    terms = alpha * np.log(lam)
-    top = terms.max()
-    log_alpha_norm = float((top + np.log(np.sum(np.exp(terms - top)))) / math.log(10))
-    return PowerLawFit(
-        alpha=alpha,
-        xmin=xmin,
-        tail_size=int(lam.size - i),
-        ks_distance=d,
-        alpha_weighted=alpha * math.log10(lam_max),
-        log_alpha_norm=log_alpha_norm if math.isfinite(log_alpha_norm) else None,
-        fit_status="ok",
-        fit_method=method,
-        n_eigenvalues=n_all,
-    )
+            return whole("degenerate_tail", "no eigenvalue within [0.95, 1.5] x the "
+                         "log-histogram peak leaves a tail of the minimum size")
+        i, a, d = _scan(lam, int(cand[0]), int(cand[-1]))
+    n_tail = lam.size - i
+    crit = ks_critical(n_tail, ks_level)
+    if d >= crit:
+        return result("no_power_law", f"KS distance {d:.3g} is at or above the {ks_level:.0%} "
+                      f"critical value {crit:.3g} for a tail of {n_tail}", i, a, d,
+                      int(distinct[i]))
+    return result("ok", None, i, a, d, int(distinct[i]))
 
 
 def alpha_warning(alpha: float | None, label: str = "alpha") -> str | None:
