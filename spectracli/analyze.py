@@ -80,6 +80,7 @@ class AnalyzeConfig:
     store_esd: bool = True
     conv_view: str = "auto"  # slices | unfold | auto (spectracli.layers.conv)
     split: bool = True  # cut fused tensors (q/k/v, gates, gate/up) into their parts
+    revision: str | None = None  # branch, tag or commit when the path is a Hugging Face id
 
     def layer_options(self) -> LayerOptions:
         return LayerOptions(min_size=self.min_size, conv_view=self.conv_view, split=self.split)
@@ -429,7 +430,9 @@ def analyze_checkpoint(
             )
             base = {alias: h for h in base_ckpt.handles() for alias in (h.name, *h.aliases)}
             base_source = {"path": str(config.base), "format": base_ckpt.format}
-        ckpt = stack.enter_context(open_checkpoint(path, trust_pickle=config.trust_pickle))
+        ckpt = stack.enter_context(
+            open_checkpoint(path, trust_pickle=config.trust_pickle, revision=config.revision)
+        )
         handles = list(ckpt.handles())
         by_name = {h.name: h for h in handles}
         work, skipped = _plan(handles, config, base, ckpt.config,
@@ -503,6 +506,8 @@ def analyze_checkpoint(
             "n_tensors": len(handles),
             "base": base_source,
         }
+        if ckpt.hub:  # a Hugging Face id: what it resolved to
+            source["hub"] = dict(ckpt.hub)
         if ckpt.stubbed_globals:  # pickle globals read as inert placeholders, never run
             source["stubbed_globals"] = list(ckpt.stubbed_globals)
     return AnalysisReport(

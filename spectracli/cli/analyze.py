@@ -56,7 +56,8 @@ def analyze_config(**options: Any) -> AnalyzeConfig:
 @handle_errors
 def analyze(
     checkpoint: Path = typer.Argument(..., help="Checkpoint: .safetensors, sharded directory, "
-                                      ".pt/.pth/.bin/.ckpt, or .npz."),
+                                      ".pt/.pth/.bin/.ckpt (also Lightning, sharded .bin), .npz, "
+                                      ".gguf, .onnx, or a Hugging Face id org/name[@revision]."),
     fmt: str = typer.Option("table", "--format", "-f",
                             help="table | json | csv | markdown | html."),
     output: Path | None = typer.Option(None, "--output", "-o",
@@ -84,6 +85,8 @@ def analyze(
     threads: int | None = typer.Option(None, help="Layers solved at once on the CPU, one BLAS "
                                          "thread each (default: the available cores)."),
     base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint."),
+    revision: str | None = typer.Option(None, help="Branch, tag or commit when CHECKPOINT is a "
+                                        "Hugging Face id (or write org/name@revision)."),
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
     esd: bool = typer.Option(True, "--esd/--no-esd", help="Store eigenvalues in the JSON report."),
     plots: Path | None = typer.Option(None, help="Also write plots into this directory."),

@@ -28,16 +28,42 @@ __all__ = [
 ]
 
 
-def open_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Open a checkpoint file or directory for streaming reads.
+def open_checkpoint(
+    path: str | Path,
+    *,
+    trust_pickle: bool = False,
+    revision: str | None = None,
+    allow_download: bool = True,
+) -> Checkpoint:
+    """Open a checkpoint file, directory or Hugging Face model id for streaming reads.
 
-    Formats: ``.safetensors``; a Hugging Face sharded directory (or its
+    Formats (docs/checkpoints.md): ``.safetensors``; a Hugging Face sharded directory (or its
     ``*.safetensors.index.json``); PyTorch ``.pt/.pth/.bin/.ckpt`` (zip or legacy pickle, loaded
-    with ``weights_only=True`` unless ``trust_pickle``); ``.npz`` (``allow_pickle=False``).
-    Headers and indexes are validated here, so a bad file fails before any tensor is yielded.
-    The ``config.json`` beside the weights, when there is one, is parsed into ``ckpt.config``.
+    with ``weights_only=True`` and foreign objects as inert placeholders unless ``trust_pickle``),
+    sharded ``.bin`` with ``pytorch_model.bin.index.json``; ``.npz`` (``allow_pickle=False``);
+    ``.gguf`` (extra ``[gguf]``); ``.onnx`` (extra ``[onnx]``). A ``path`` that does not exist
+    and reads as ``org/name[@revision]`` is a Hugging Face id (extra ``[hub]``), resolved from
+    the hub cache first, downloaded only when not offline and ``allow_download``; ``revision``
+    picks the branch, tag or commit. Headers and indexes are validated here, so a bad file fails
+    before any tensor is yielded. The ``config.json`` beside the weights, when there is one, is
+    parsed into ``ckpt.config``.
+
+    Raises:
+        CheckpointError: missing, corrupt, unsafe or unsupported input (one line).
     """
-    ckpt = _open(Path(path), trust_pickle)
+    p = Path(path)
+    hub_info = None
+    if not p.exists() or revision is not None:
+        from spectracli.io.hub import parse_hub_id, resolve_hub_id
+
+        if not p.exists() and parse_hub_id(str(path)) is not None:
+            p, hub_info = resolve_hub_id(str(path), revision, allow_download=allow_download)
+        elif revision is not None:
+            raise CheckpointError(
+                f"revision={revision!r} applies to Hugging Face ids, but {path} is a local path"
+            )
+    ckpt = _open(p, trust_pickle)
+    ckpt.hub = hub_info
     if ckpt.config is None:  # the Hugging Face layout: config.json beside the weights
         shown = Path(ckpt.path)
         ckpt.config = read_config_json(shown if shown.is_dir() else shown.parent)

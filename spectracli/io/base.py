@@ -61,6 +61,8 @@ class Checkpoint:
     # The Hugging Face ``config.json`` beside the weights, parsed; None when there is none.
     config: dict[str, Any] | None = None
     # Globals of a pickle that were read as inert placeholders (never imported nor run).
+    # {"repo_id", "revision", "commit", "downloaded"} when opened from a Hugging Face id.
+    hub: dict[str, Any] | None = None
     stubbed_globals: list[str] = []  # readers assign a new list; never mutated in place
 
     def handles(self) -> Iterator[TensorHandle]:
