@@ -16,6 +16,7 @@ from spectracli.cli.common import (
     stdout_console,
     terminal_progress,
 )
+from spectracli.report.hessian import condition_text, eigen_title, outlier_text
 
 
 @contextlib.contextmanager
@@ -58,7 +59,7 @@ def _print_summary(d: dict[str, Any]) -> None:
     if d.get("n_frozen"):
         console.print(f"{d['n_frozen']:,} parameters held fixed "
                       f"({len(d['frozen_params'])} tensors: frozen or not matched by --params)")
-    table = Table(title=f"eigenvalues ({s['which']}, tol {s['tol']:.0e})",
+    table = Table(title=f"{eigen_title(d)} (tol {s['tol']:.0e})",
                   box=box.ASCII if is_plain_output(sys.stdout) else box.HEAVY_HEAD)
     for col in ("#", "eigenvalue", "residual", "converged"):
         table.add_column(col, justify="right")
@@ -68,8 +69,7 @@ def _print_summary(d: dict[str, Any]) -> None:
     console.print(table)
     lines = [f"HVPs {d['hvp_count']} ({', '.join(f'{k} {v}' for k, v in d['hvp_counts'].items())})"
              f" in {d['timing']['total_s']:.2f} s"]
-    if d["condition_number"] is not None:
-        lines.append(f"condition number lambda_max/lambda_min {_fmt(d['condition_number'])}")
+    lines.append(f"condition number lambda_max/lambda_min {condition_text(d)}")
     if d["edge_of_stability"] is not None:
         lines.append(f"edge of stability lr*lambda_max/2 = {_fmt(d['edge_of_stability'])} "
                      "(>= 1: beyond the GD stability limit)")
@@ -79,8 +79,8 @@ def _print_summary(d: dict[str, Any]) -> None:
                      f"(Hutch++, {t['n_matvecs']} HVPs)")
     if d["density"] is not None:
         den = d["density"]
-        lines.append(f"density: {den['n_probes']} probes x {den['n_steps']} steps; bulk edge "
-                     f"{_fmt(den['bulk_edge'])}, {den['n_outliers']} outliers above it")
+        lines.append(f"density: {den['n_probes']} probes x {den['n_steps']} steps; "
+                     f"{outlier_text(den)}")
     if not all(d["converged"]):
         lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
     for line in lines:

@@ -9,10 +9,13 @@ Gaussian of width ``sigma`` on a uniform grid, normalised to integrate to 1 over
 quadrature is exact for polynomial moments up to degree ``2 * n_steps - 1`` in expectation, so the
 first moments match ``tr(A^p) / n``.
 
-Outliers: probe nodes within ``sigma`` of each other are merged into clusters whose estimated
-eigenvalue count is ``n * mean_probe(weight)``. From the top, clusters counting fewer than
-``BULK_COUNT`` eigenvalues are outliers (an isolated eigenvalue counts about 1); the first cluster
-above that count marks the bulk, and its upper node is ``bulk_edge``.
+Outliers (:func:`find_outliers`, at both ends): probe nodes within ``sigma`` of each other are
+merged into clusters whose estimated eigenvalue count is ``n * mean_probe(weight)``. From the top,
+clusters counting fewer than ``BULK_COUNT`` eigenvalues are outliers (an isolated eigenvalue
+counts about 1); the first cluster above that count marks the bulk, and its upper node is
+``bulk_edge``; the same walk from the bottom gives ``outliers_below`` and ``bulk_edge_low``
+(negative curvature). Each outlier cluster is listed once per eigenvalue it holds
+(``round(count)``), so ``n_outliers`` is the length of the two lists together.
 
 Example::
 
@@ -27,7 +30,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,9 +52,11 @@ class Density:
     n_probes: int
     n_steps: int
     n_matvecs: int
-    bulk_edge: float | None
-    n_outliers: int
-    outliers: list[float]  # descending
+    bulk_edge: float | None  # upper edge of the bulk
+    n_outliers: int  # len(outliers) + len(outliers_below)
+    outliers: list[float]  # above the bulk, descending, one per estimated eigenvalue
+    bulk_edge_low: float | None = None  # lower edge of the bulk
+    outliers_below: list[float] = field(default_factory=list)  # below the bulk, ascending
 
     def moments(self, p: int) -> list[float]:
         """Per-probe-averaged quadrature of ``x^p``: sum over the list is ``~ tr(A^p) / n``."""
@@ -73,6 +78,8 @@ class Density:
             "bulk_edge": self.bulk_edge,
             "n_outliers": self.n_outliers,
             "outliers": self.outliers,
+            "bulk_edge_low": self.bulk_edge_low,
+            "outliers_below": self.outliers_below,
         }
 
 
@@ -110,28 +117,77 @@ def lanczos_tridiagonal(
     return theta, u[0, :] ** 2
 
 
-def _outliers(
+@dataclass
+class Outliers:
+    """Outliers of an SLQ spectrum at both ends, one entry per estimated eigenvalue.
+
+    ``above`` (descending) lie above ``bulk_edge``, the upper edge of the bulk; ``below``
+    (ascending) below ``bulk_edge_low``. A cluster of nodes estimated to hold ``c`` eigenvalues
+    is listed ``max(1, round(c))`` times at its centre, so ``count == len(above) + len(below)``
+    is the one number every report shows.
+    """
+
+    bulk_edge: float | None
+    bulk_edge_low: float | None
+    above: list[float]
+    below: list[float]
+
+    @property
+    def count(self) -> int:
+        return len(self.above) + len(self.below)
+
+
+def _clusters(
     nodes: list[torch.Tensor], weights: list[torch.Tensor], n: int, sigma: float
-) -> tuple[float | None, list[float], int]:
+) -> list[tuple[float, float, float]]:
+    """Probe nodes merged when within ``sigma`` of each other, descending: ``(top, bottom,
+    estimated eigenvalue count = n * mean_probe(weight))``."""
     all_nodes = torch.cat(nodes)
     all_w = torch.cat(weights) / len(nodes)
     order = torch.argsort(all_nodes, descending=True)
     xs, ws = all_nodes[order].tolist(), (all_w[order] * n).tolist()
-    clusters: list[tuple[float, float, float]] = []  # (top, bottom, count)
+    clusters: list[tuple[float, float, float]] = []
     for x, c in zip(xs, ws, strict=True):
         if clusters and clusters[-1][1] - x <= sigma:
             top, _, cnt = clusters[-1]
             clusters[-1] = (top, x, cnt + c)
         else:
             clusters.append((x, x, c))
-    outliers: list[float] = []
-    n_out = 0
-    for top, bottom, cnt in clusters:
+    return clusters
+
+
+def _walk(clusters: list[tuple[float, float, float]]) -> tuple[int | None, list[float]]:
+    """From the first cluster on, those counting fewer than ``BULK_COUNT`` eigenvalues are
+    outliers; the index of the first bulk cluster (None: no bulk) and the outliers."""
+    out: list[float] = []
+    for i, (top, bottom, cnt) in enumerate(clusters):
         if cnt >= BULK_COUNT:
-            return top, outliers, n_out
-        outliers.append((top + bottom) / 2)
-        n_out += max(1, round(cnt))
-    return None, outliers, n_out
+            return i, out
+        out.extend([(top + bottom) / 2] * max(1, round(cnt)))
+    return None, out
+
+
+def find_outliers(
+    nodes: list[torch.Tensor], weights: list[torch.Tensor], n: int, sigma: float
+) -> Outliers:
+    """Outliers above and below the bulk of an SLQ quadrature (module doc): clusters of probe
+    nodes within ``sigma`` holding fewer than ``BULK_COUNT`` eigenvalues, walked in from each
+    end to the first bulk cluster. Without any bulk cluster every cluster counts as above.
+
+    Args:
+        nodes: per probe, the quadrature nodes (Ritz values).
+        weights: per probe, their weights (summing to 1).
+        n: the operator's dimension (weights times ``n`` estimate eigenvalue counts).
+        sigma: the merge distance (the density's smoothing width).
+    """
+    clusters = _clusters(nodes, weights, n, sigma)
+    first, above = _walk(clusters)
+    if first is None:
+        return Outliers(None, None, above, [])
+    from_bottom = [(b, t, c) for t, b, c in reversed(clusters)]
+    last, below = _walk(from_bottom)
+    edge_low = from_bottom[last][0] if last is not None else None
+    return Outliers(clusters[first][0], edge_low, above, below)
 
 
 def slq_density(
@@ -178,7 +234,7 @@ def slq_density(
     for theta, tau in zip(nodes, weights, strict=True):
         diff = (grid[:, None] - theta[None, :]) / sigma
         dens += norm * (torch.exp(-0.5 * diff**2) * tau[None, :]).sum(dim=1)
-    edge, outliers, n_out = _outliers(nodes, weights, n, sigma)
+    out = find_outliers(nodes, weights, n, sigma)
     return Density(
         grid=grid.tolist(),
         values=dens.tolist(),
@@ -188,7 +244,9 @@ def slq_density(
         n_probes=n_probes,
         n_steps=min(n_steps, n),
         n_matvecs=done,
-        bulk_edge=edge,
-        n_outliers=n_out,
-        outliers=outliers,
+        bulk_edge=out.bulk_edge,
+        n_outliers=out.count,
+        outliers=out.above,
+        bulk_edge_low=out.bulk_edge_low,
+        outliers_below=out.below,
     )

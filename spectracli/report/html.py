@@ -17,6 +17,7 @@ import math
 from html import escape
 from typing import Any
 
+from spectracli.report.hessian import eigen_title, outlier_text
 from spectracli.report.markdown import (
     LAYER_COLUMNS,
     MISSING,
@@ -250,7 +251,7 @@ def _hessian_body(report: dict[str, Any], image_format: str) -> str:
     res = report.get("residuals") or []
     conv = report.get("converged") or []
     not_conv = [i + 1 for i, c in enumerate(conv) if c is False]
-    parts.append(f'<section id="eigenvalues"><h2>Top eigenvalues ({len(eig)})</h2>')
+    parts.append(f'<section id="eigenvalues"><h2>{escape(eigen_title(report))}</h2>')
     if not_conv:
         parts.append(f'<p class="note"><b>Not converged:</b> eigenpairs '
                      f'{", ".join(map(str, not_conv))} (residuals above the tolerance).</p>')
@@ -265,11 +266,9 @@ def _hessian_body(report: dict[str, Any], image_format: str) -> str:
                  f"<tbody>{body}</tbody></table></section>")
     density = report.get("density")
     if isinstance(density, dict):
-        outliers = ", ".join(format_number(v) for v in density.get("outliers") or []) or "none"
         parts.append('<section id="density"><h2>Spectral density (SLQ)</h2>'
                      f"<p>Bulk edge {escape(format_number(density.get('bulk_edge')))}; "
-                     f"outliers ({escape(format_number(density.get('n_outliers')))}): "
-                     f"{escape(outliers)}.</p></section>")
+                     f"{escape(outlier_text(density))}.</p></section>")
     parts.append('<section id="figures"><h2>Figures</h2>')
     parts.append(_figures_html(report, image_format))
     parts.append("</section>")

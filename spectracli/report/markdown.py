@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from spectracli.errors import ReportError
+from spectracli.report.hessian import condition_text, eigen_title, outlier_count, outlier_text
 from spectracli.report.numbers import fmt_num
 
 ALPHA_BAND = (2.0, 6.0)
@@ -187,7 +188,8 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("eigenvalues computed", len(eig)),
         ("converged", f"{sum(1 for c in converged if c)} of {len(converged)}"),
         ("Hessian-vector products", report.get("hvp_count")),
-        ("condition number", report.get("condition_number")),
+        ("condition number", condition_text(report)),
+        ("multiplicities verified", report.get("multiplicity_verified")),
     ]
     eos = report.get("edge_of_stability")
     if isinstance(eos, dict):
@@ -203,7 +205,8 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
     density = report.get("density")
     if isinstance(density, dict):
         rows.append(("density bulk edge", density.get("bulk_edge")))
-        rows.append(("density outliers", density.get("n_outliers")))
+        rows.append(("density lower bulk edge", density.get("bulk_edge_low")))
+        rows.append(("density outliers", outlier_count(density)))
     return rows
 
 
@@ -308,7 +311,7 @@ def render_hessian_markdown(report: dict[str, Any]) -> str:
     eig = report.get("eigenvalues") or []
     res = report.get("residuals") or []
     conv = report.get("converged") or []
-    lines += [f"## Top eigenvalues ({len(eig)})", ""]
+    lines += [f"## {eigen_title(report)}", ""]
     rows = [
         [i + 1, v, res[i] if i < len(res) else None, conv[i] if i < len(conv) else None]
         for i, v in enumerate(eig)
@@ -321,13 +324,9 @@ def render_hessian_markdown(report: dict[str, Any]) -> str:
                   "(their residuals are above the tolerance).", ""]
     density = report.get("density")
     if isinstance(density, dict):
-        outliers = density.get("outliers") or []
         lines += ["## Spectral density (SLQ)", ""]
         lines.append(f"- bulk edge: {format_number(density.get('bulk_edge'))}")
-        lines.append(
-            f"- outliers ({format_number(density.get('n_outliers'))}): "
-            + (", ".join(format_number(v) for v in outliers) or "none")
-        )
+        lines.append(f"- {outlier_text(density)}")
         lines.append("")
     return "\n".join(lines)
 

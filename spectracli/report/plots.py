@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectracli.errors import SpectraError
 from spectracli.fileio import write_bytes_atomic
+from spectracli.report.hessian import eigen_title, outlier_count, outlier_lists
 from spectracli.report.markdown import ALPHA_BAND, check_renderable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -400,7 +401,7 @@ def norms_figure(layers: list[dict[str, Any]]) -> Figure:
 
 
 def hessian_eigenvalues_figure(report: dict[str, Any]) -> Figure:
-    """The computed top eigenvalues (descending) on a log scale; symlog when some are <= 0."""
+    """The computed eigenvalues (descending) on a log scale; symlog when some are <= 0."""
     eig = [float(v) for v in report.get("eigenvalues") or []]
     conv = list(report.get("converged") or [])
     fig = new_figure(8.0, 5.0)
@@ -422,7 +423,7 @@ def hessian_eigenvalues_figure(report: dict[str, Any]) -> Figure:
         ax.legend(fontsize=9)
     ax.set_xlabel("k (eigenvalues in descending order)", fontsize=10)
     ax.set_ylabel("eigenvalue", fontsize=10)
-    ax.set_title(f"Top {len(eig)} {report.get('operator') or 'Hessian'} eigenvalues", fontsize=11,
+    ax.set_title(f"{eigen_title(report)}, {report.get('operator') or 'Hessian'}", fontsize=11,
                  loc="left")
     ax.grid(True, alpha=0.3)
     return fig
@@ -449,14 +450,18 @@ def hessian_density_figure(report: dict[str, Any]) -> Figure:
     edge = _finite_float(density.get("bulk_edge"))
     if edge is not None:
         ax.axvline(edge, color="#2ca02c", ls=":", lw=1.6, label=f"bulk edge={edge:.3g}")
-    outliers = [v for v in (density.get("outliers") or []) if _finite_float(v) is not None]
-    for j, v in enumerate(outliers):
-        ax.axvline(float(v), color="#d62728", ls="--", lw=1.0,
-                   label="outliers" if j == 0 else None)
+    low = _finite_float(density.get("bulk_edge_low"))
+    if low is not None:
+        ax.axvline(low, color="#2ca02c", ls=":", lw=1.6, label=f"lower bulk edge={low:.3g}")
+    above, below = outlier_lists(density)
+    drawn = sorted({float(v) for v in above + below if _finite_float(v) is not None})
+    for j, v in enumerate(drawn):
+        ax.axvline(v, color="#d62728", ls="--", lw=1.0, label="outliers" if j == 0 else None)
     ax.set_xlabel("eigenvalue", fontsize=10)
     ax.set_ylabel("density (log scale)", fontsize=10)
+    n_out = outlier_count(density)
     ax.set_title(f"Spectral density (stochastic Lanczos quadrature), "
-                 f"{len(outliers)} outlier(s)", fontsize=11, loc="left")
+                 f"{n_out} outlier{'s' if n_out != 1 else ''}", fontsize=11, loc="left")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
     return fig

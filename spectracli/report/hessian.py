@@ -1,0 +1,69 @@
+"""The words of a Hessian report, written once for the terminal, Markdown, HTML and the plots.
+
+- :func:`eigen_title`: which end the eigenvalues come from ("Top eigenvalues (5)", "Smallest
+  eigenvalues (5)", "Top (5) and smallest (5) eigenvalues").
+- :func:`condition_text`: the condition number, or why there is none (only converged extreme
+  pairs of ``which=both`` with ``lambda_min > 0`` define it).
+- :func:`outlier_lists` / :func:`outlier_text`: the SLQ outliers at both ends with one count,
+  the length of the two lists (as ``n_outliers`` in the JSON).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spectracli.report.numbers import fmt_num
+
+
+def _which(report: dict[str, Any]) -> str:
+    return (report.get("settings") or {}).get("which") or "largest"
+
+
+def eigen_title(report: dict[str, Any]) -> str:
+    """The eigenvalue table's title, naming the end(s) of the spectrum and the count per end."""
+    n = len(report.get("eigenvalues") or [])
+    which = _which(report)
+    if which == "smallest":
+        return f"Smallest eigenvalues ({n})"
+    if which == "both":
+        top = (n + 1) // 2
+        return f"Top ({top}) and smallest ({n - top}) eigenvalues"
+    return f"Top eigenvalues ({n})"
+
+
+def condition_text(report: dict[str, Any]) -> str:
+    """The condition number ``lambda_max / lambda_min`` as text, or ``n/a`` and the reason."""
+    value = report.get("condition_number")
+    if value is not None:
+        return fmt_num(value, 6)
+    reason = report.get("condition_number_reason")
+    if reason is None and _which(report) != "both":
+        reason = "needs both ends of the spectrum (which=both)"
+    return f"n/a ({reason})" if reason else "n/a"
+
+
+def outlier_lists(density: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Outliers above (descending) and below (ascending) the bulk, one per eigenvalue."""
+    return list(density.get("outliers") or []), list(density.get("outliers_below") or [])
+
+
+def outlier_count(density: dict[str, Any]) -> int:
+    """The one outlier count: both lists together."""
+    above, below = outlier_lists(density)
+    return len(above) + len(below)
+
+
+def outlier_text(density: dict[str, Any]) -> str:
+    """E.g. ``5 outliers: 4 above the bulk edge 0.5 (50, 20, 9, 4), 1 below -0.05 (-3)``."""
+    above, below = outlier_lists(density)
+    total = len(above) + len(below)
+
+    def values(vs: list[float]) -> str:
+        return ", ".join(fmt_num(v, 6) for v in vs)
+
+    parts = [f"{len(above)} above the bulk edge {fmt_num(density.get('bulk_edge'), 6)}"
+             + (f" ({values(above)})" if above else "")]
+    if density.get("bulk_edge_low") is not None or below:
+        parts.append(f"{len(below)} below the lower edge {fmt_num(density.get('bulk_edge_low'), 6)}"
+                     + (f" ({values(below)})" if below else ""))
+    return f"{total} outlier{'s' if total != 1 else ''}: " + ", ".join(parts)
