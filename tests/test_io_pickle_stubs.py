@@ -178,11 +178,45 @@ def test_lightning_checkpoint_without_state_dict_is_one_line(tmp_path, foreign_p
     assert not (tmp_path / "r").exists()
 
 
-def test_pickled_whole_module_is_refused_naming_its_class(tmp_path):
-    path = tmp_path / "whole.pt"
-    torch.save(torch.nn.Linear(3, 4), path)
-    with pytest.raises(ForeignTensorError, match="pickled torch.nn.modules.linear.Linear"):
+class _Net(torch.nn.Module):  # a model class from a package that is gone at load time
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU())
+        self.head = torch.nn.Linear(16, 6)
+        self.tied = self.head  # one module under two names
+        self.register_buffer("running", torch.ones(16))
+        self.register_buffer("scratch", torch.zeros(2), persistent=False)
+
+
+def test_pickled_foreign_module_gives_its_state_dict_without_import(tmp_path, foreign_pkg):
+    _Net.__module__ = PKG
+    foreign_pkg._Net = _Net
+    try:
+        net = _Net()
+        path = tmp_path / "model.pt"
+        torch.save({"model": net, "epoch": 2}, path)
+        want = net.state_dict()
+    finally:
+        _Net.__module__ = __name__
+    sys.modules.pop(PKG)
+    with open_checkpoint(path) as c:
+        got = {h.name: (h.load(), h.aliases) for h in c.handles()}
+        assert f"{PKG}._Net" in c.stubbed_globals
+    names = set(got) | {a for _, aliases in got.values() for a in aliases}
+    assert names == set(want) and "scratch" not in names
+    for name, (tensor, aliases) in got.items():
+        assert torch.equal(tensor, want[name])
+        assert all(torch.equal(tensor, want[a]) for a in aliases)
+    assert PKG not in sys.modules
+
+
+def test_pickled_object_without_module_state_is_refused(tmp_path, foreign_pkg):
+    path = tmp_path / "obj.pt"
+    torch.save(_Payload(str(tmp_path / "never")), path)  # the top level is a foreign call
+    sys.modules.pop(PKG)
+    with pytest.raises(ForeignTensorError, match=f"pickled {PKG}._touch object"):
         open_checkpoint(path)
+    assert not (tmp_path / "never").exists()
 
 
 # ---------------------------------------------------------------- sharded PyTorch .bin

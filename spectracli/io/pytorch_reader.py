@@ -36,6 +36,7 @@ from spectracli.io.stub_pickle import (
     Placeholder,
     foreign_leaves,
     load_with_placeholders,
+    module_state_dict,
 )
 
 # Where training checkpoints keep the model's state dict, most specific first.
@@ -173,17 +174,22 @@ def find_state_dict(obj: Any, path: Path | None = None) -> dict[str, torch.Tenso
     """
     if isinstance(obj, torch.nn.Module):
         return {k: v for k, v in obj.state_dict().items() if isinstance(v, torch.Tensor)}
-    if isinstance(obj, Placeholder):
-        raise ForeignTensorError(
-            f"{path or 'checkpoint'} is a pickled {obj.__spectracli_global__} object, whose "
-            "tensors only its own code rebuilds; refused (pass --trust-pickle only if you trust "
-            "its source, or save its state_dict())"
-        )
+    if isinstance(obj, Placeholder):  # a whole pickled module: its recorded state, not run
+        found = module_state_dict(obj)
+        if found is None:
+            raise ForeignTensorError(
+                f"{path or 'checkpoint'} is a pickled {obj.__spectracli_global__} object, whose "
+                "tensors only its own code rebuilds; refused (pass --trust-pickle only if you "
+                "trust its source, or save its state_dict())"
+            )
+        return found
     if not isinstance(obj, Mapping):
         return {}
     for key in STATE_KEYS:
-        if key in obj and isinstance(obj[key], (Mapping, torch.nn.Module)):
+        if key in obj and isinstance(obj[key], (Mapping, torch.nn.Module, Placeholder)):
             found = find_state_dict(obj[key], path)
+            if isinstance(obj[key], Placeholder):
+                return found
             _refuse_foreign(obj[key], path, "")
             if found:
                 return found

@@ -208,6 +208,35 @@ def _refusal(path: Path, exc: Exception, names: set[str]) -> CheckpointError:
     )
 
 
+def module_state_dict(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, Any] | None:
+    """The state dict of a pickled ``nn.Module`` read as placeholders, without running it.
+
+    A module pickles its ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, ...), which
+    the placeholder only stored: its parameters and persistent buffers, then its children's under
+    ``child.``, are exactly ``Module.state_dict()`` for a module that does not override it.
+    None when ``obj`` (or a child) does not hold that structure.
+    """
+    state = obj._stub_state if isinstance(obj, Placeholder) else None
+    if depth > 256 or not isinstance(state, dict) or not isinstance(state.get("_parameters"), dict):
+        return None
+    out: dict[str, Any] = {}
+    for key, value in state["_parameters"].items():
+        if isinstance(value, torch.Tensor):
+            out[prefix + key] = value
+    transient = state.get("_non_persistent_buffers_set") or set()
+    for key, value in (state.get("_buffers") or {}).items():
+        if isinstance(value, torch.Tensor) and key not in transient:
+            out[prefix + key] = value
+    for key, child in (state.get("_modules") or {}).items():
+        if child is None:
+            continue
+        sub = module_state_dict(child, f"{prefix}{key}.", depth + 1)
+        if sub is None:
+            return None
+        out.update(sub)
+    return out
+
+
 def foreign_leaves(obj: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
     """``(entry name, stubbed global)`` for every placeholder inside a state-dict mapping."""
     found: list[tuple[str, str]] = []
@@ -227,5 +256,6 @@ __all__ = [
     "Placeholder",
     "foreign_leaves",
     "load_with_placeholders",
+    "module_state_dict",
     "placeholder_class",
 ]
