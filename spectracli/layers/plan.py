@@ -117,7 +117,8 @@ class MatrixPlan:
     (loaded together, once for all plans that share them); ``base_sources`` those it needs from
     a base checkpoint (a merged adapter). ``subtract_base``: analyse build(W) - build(W_base).
     ``notes`` are caveats the result carries as warnings. ``farms``: False where windows of the
-    built matrix are not windows of the weight (an adapter's r x r core).
+    built matrix are not windows of the weight (an adapter's r x r core); ``extent`` is then
+    the (m, n) of the map the small matrix stands for, which ``min_size`` applies to.
     """
 
     name: str
@@ -137,6 +138,7 @@ class MatrixPlan:
     base_sources: tuple[str, ...] = ()
     subtract_base: bool = False
     farms: bool = True
+    extent: tuple[int, int] | None = None  # (m, n) of the map, when not matrix_shape (dW)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from spectracli.layers import conv, fused, kinds, recurrent
+from spectracli.layers import adapters, conv, experts, fused, kinds, recurrent, reparam
 from spectracli.layers.context import Context
 from spectracli.layers.plan import LayerOptions, MatrixPlan, Outcome, Skip, TensorInfo
 
@@ -16,8 +16,11 @@ Rule = Callable[[TensorInfo, Context], "Outcome | None"]
 # Tried in this order; the first rule that answers decides (rule_other always answers).
 RULES: tuple[Rule, ...] = (
     kinds.rule_non_float,
+    adapters.rule_lora,
+    reparam.rule_reparam,
     kinds.rule_scalar_vector,
     kinds.rule_squeeze,
+    experts.rule_experts,
     recurrent.rule_recurrent,
     fused.rule_in_proj,
     fused.rule_c_attn,
@@ -64,7 +67,7 @@ def plan_selected(plan: MatrixPlan, include: Sequence[str], exclude: Sequence[st
 
 
 def _too_small(plan: MatrixPlan, min_size: int) -> bool:
-    return min(plan.matrix_shape) < min_size
+    return min(plan.extent or plan.matrix_shape) < min_size
 
 
 def plan_layers(
@@ -149,7 +152,7 @@ def _settle(
         return
     for p in kept:
         if p in small:
-            m, n = p.matrix_shape
+            m, n = p.extent or p.matrix_shape
             result.skips.append(Skip(
                 p.name, p.shape,
                 f"matrix {m}x{n} has fewer than min_size={ctx.options.min_size} rows or columns",

@@ -1,0 +1,141 @@
+"""Reparametrised weights rebuilt into the effective weight before analysis.
+
+The analysed matrix is the weight the layer really multiplies by; the result keeps the layer's
+weight name (``conv.weight``) and lists the stored tensors it came from in ``sources``.
+
+- ``reparam.weight_norm``: ``torch.nn.utils.weight_norm`` stores ``<w>_g`` and ``<w>_v``;
+  W = g * v / ||v||, the norm taken over every axis where g has size 1 (all but ``dim``, 0 by
+  default; over everything for ``dim=None``) (Salimans & Kingma 2016; torch ``_weight_norm``).
+- ``reparam.weight_norm_parametrization``: ``torch.nn.utils.parametrizations.weight_norm``
+  stores ``parametrizations.<w>.original0`` (g) and ``original1`` (v); the same W.
+- ``reparam.spectral_norm``: ``torch.nn.utils.spectral_norm`` stores ``<w>_orig``, ``<w>_u``,
+  ``<w>_v``; W = W_orig / sigma with sigma = u . (W_mat v), the estimate the layer uses in eval
+  mode (Miyato et al. 2018; torch ``SpectralNorm.compute_weight``); W_mat is W_orig with the
+  normalised axis first, flattened to 2-D.
+- ``reparam.spectral_norm_parametrization``: ``parametrizations.<w>.original`` with
+  ``parametrizations.<w>.0._u`` and ``._v``; the same W.
+- ``reparam.parametrization_unknown``: ``parametrizations.<w>.original`` alone: the file does
+  not record which parametrisation; analysed as stored, with a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from spectracli.layers.context import Context, join, split_name
+from spectracli.layers.kinds import weight_plan
+from spectracli.layers.plan import Info, Outcome, Recipe, TensorInfo
+
+_PARAM = re.compile(r"^(?P<module>.*?)\.?parametrizations\.(?P<w>[^.]+)\.(?P<rest>.+)$")
+
+
+@dataclass(frozen=True)
+class WeightNorm(Recipe):
+    """W = g * v / ||v|| (norm over the axes where g has size 1), in float64."""
+
+    g: str
+    v: str
+
+    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        g = tensors[self.g].to(torch.float64)
+        v = tensors[self.v].to(torch.float64)
+        if g.dim() == 0 or g.numel() == 1:
+            return g.reshape(()) * v / torch.linalg.vector_norm(v)
+        axes = [d for d in range(v.dim()) if g.shape[d] == 1]
+        return g * v / torch.linalg.vector_norm(v, dim=axes, keepdim=True)
+
+
+@dataclass(frozen=True)
+class SpectralNorm(Recipe):
+    """W = W_orig / (u . W_mat v), W_mat = W_orig with axis ``dim`` first, flattened; float64."""
+
+    weight: str
+    u: str
+    v: str
+    dim: int = 0
+
+    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        w = tensors[self.weight].to(torch.float64)
+        u = tensors[self.u].to(torch.float64)
+        v = tensors[self.v].to(torch.float64)
+        mat = w.movedim(self.dim, 0).reshape(w.shape[self.dim], -1)
+        return w / torch.dot(u, mat @ v)
+
+
+def _g_fits(g: TensorInfo, v: TensorInfo) -> bool:
+    if len(g.shape) == 0 or all(d == 1 for d in g.shape):
+        return True
+    return len(g.shape) == len(v.shape) and all(
+        a in (1, b) for a, b in zip(g.shape, v.shape, strict=True)
+    ) and any(a == 1 for a in g.shape)
+
+
+def _weight_norm(name: str, g: TensorInfo, v: TensorInfo, ctx: Context, rule: str) -> Outcome:
+    shape = tuple(v.shape)
+    plan = weight_plan(name, shape, v.dtype, ctx, rule=rule, kind_from=Info(name, shape),
+                       sources=(g.name, v.name), build=WeightNorm(g.name, v.name))
+    return Outcome(plans=[plan], claims=(g.name, v.name))
+
+
+def _spectral(name: str, w: TensorInfo, u: TensorInfo, v: TensorInfo, ctx: Context,
+              rule: str) -> Outcome | None:
+    shape = tuple(w.shape)
+    if len(u.shape) != 1 or len(v.shape) != 1 or len(shape) < 2:
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    dims = [d for d in range(len(shape)) if shape[d] == u.shape[0] and n // shape[d] == v.shape[0]]
+    if not dims:
+        return None
+    plan = weight_plan(name, shape, w.dtype, ctx, rule=rule, kind_from=Info(name, shape),
+                       sources=(w.name, u.name, v.name),
+                       build=SpectralNorm(w.name, u.name, v.name, dims[0]))
+    return Outcome(plans=[plan], claims=(w.name, u.name, v.name))
+
+
+def rule_reparam(t: TensorInfo, ctx: Context) -> Outcome | None:
+    """All ``reparam.*`` rules (see module doc), whichever stored tensor comes first."""
+    prefix, leaf = split_name(t.name)
+    tensors = ctx.tensors
+    m = _PARAM.match(t.name)
+    if m is not None:
+        base = join(m["module"], "parametrizations." + m["w"])
+        name = join(m["module"], m["w"])
+        g, v = tensors.get(base + ".original0"), tensors.get(base + ".original1")
+        if g is not None and v is not None and _g_fits(g, v):
+            return _weight_norm(name, g, v, ctx, "reparam.weight_norm_parametrization")
+        w = tensors.get(base + ".original")
+        u, v1 = tensors.get(base + ".0._u"), tensors.get(base + ".0._v")
+        if w is not None and u is not None and v1 is not None:
+            out = _spectral(name, w, u, v1, ctx, "reparam.spectral_norm_parametrization")
+            if out is not None:
+                return out
+        if t.name == base + ".original" and len(t.shape) >= 2:
+            shape = tuple(t.shape)
+            plan = weight_plan(
+                name, shape, t.dtype, ctx, rule="reparam.parametrization_unknown",
+                kind_from=Info(name, shape), sources=(t.name,),
+                notes=("the file stores only the parametrisation's original: analysed as "
+                       "stored, the parametrisation is not applied",),
+            )
+            return Outcome(plans=[plan])
+        return None
+    for suffix in ("_g", "_v"):
+        if leaf.endswith(suffix) and len(leaf) > 2:
+            stem = leaf[:-2]
+            g, v = tensors.get(join(prefix, stem + "_g")), tensors.get(join(prefix, stem + "_v"))
+            if g is not None and v is not None and _g_fits(g, v) and len(v.shape) >= 2:
+                return _weight_norm(join(prefix, stem), g, v, ctx, "reparam.weight_norm")
+    for suffix in ("_orig", "_u", "_v"):
+        if leaf.endswith(suffix):
+            stem = leaf[: -len(suffix)]
+            w = tensors.get(join(prefix, stem + "_orig"))
+            u, v = tensors.get(join(prefix, stem + "_u")), tensors.get(join(prefix, stem + "_v"))
+            if w is not None and u is not None and v is not None:
+                return _spectral(join(prefix, stem), w, u, v, ctx, "reparam.spectral_norm")
+    return None
