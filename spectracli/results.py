@@ -13,6 +13,7 @@ Schema (``schema_version`` 1), analyze report::
       "layers": [LayerResult.to_dict()],    # see LayerResult (rule, sources, part, conv_view)
       "skipped": [{"name", "shape", "reason", "rule"}],
       "summary": {...},                     # means / extremes of the main metrics
+      "groups": [{...}],                    # pooled figures per expert stack (group_summaries)
       "timing": {"total_s", "solve_s"}
     }
 
@@ -230,6 +231,7 @@ class AnalysisReport:
             "layers": layers,
             "skipped": [s.to_dict() for s in self.skipped],
             "summary": summarize(layers, len(self.skipped)),
+            "groups": group_summaries(layers),
             "timing": self.timing,
         }
 
@@ -241,6 +243,42 @@ def _finite(values: list[Any]) -> list[float]:
 def _mean(values: list[Any]) -> float | None:
     vals = _finite(values)
     return sum(vals) / len(vals) if vals else None
+
+
+def group_summaries(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pooled figures of the results that share a ``group`` (the experts of one stacked tensor).
+
+    Per group, in first-member order: ``name``, ``rule``, ``n_members``, ``n_not_ok``,
+    ``worst_condition_number`` (inf when any member is rank deficient), ``max_sigma_max``,
+    ``mean_alpha``, ``min_alpha``, ``max_alpha``, ``mean_farms_alpha``, ``mean_stable_rank``.
+    """
+    members: dict[str, list[dict[str, Any]]] = {}
+    for layer in layers:
+        if layer.get("group"):
+            members.setdefault(layer["group"], []).append(layer)
+    out = []
+    for name, group in members.items():
+        conds = [layer.get("condition_number") for layer in group]
+        alphas = _finite([layer.get("alpha") for layer in group])
+        out.append({
+            "name": name,
+            "rule": group[0].get("rule"),
+            "n_members": len(group),
+            "n_not_ok": sum(1 for layer in group if layer.get("status") != "ok"),
+            "worst_condition_number": (
+                math.inf if any(c == math.inf for c in conds if isinstance(c, float))
+                else max(_finite(conds), default=None)
+            ),
+            "max_sigma_max": max(_finite([layer.get("sigma_max") for layer in group]),
+                                 default=None),
+            "mean_alpha": _mean(alphas),
+            "min_alpha": min(alphas, default=None),
+            "max_alpha": max(alphas, default=None),
+            "mean_farms_alpha": _mean([(layer.get("farms") or {}).get("alpha")
+                                       for layer in group]),
+            "mean_stable_rank": _mean([layer.get("stable_rank") for layer in group]),
+        })
+    return out
 
 
 def summarize(layers: list[dict[str, Any]], n_skipped: int) -> dict[str, Any]:

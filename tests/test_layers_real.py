@@ -133,3 +133,36 @@ def test_no_split_keeps_fused_tensors_whole(tmp_path):
     skipped = {s["name"]: s["reason"] for s in report["skipped"]}
     # slices forced: the depthwise kernel's 31 (24, 1) slices are below min_size
     assert skipped["dw.weight"] == "matrix 24x1 has fewer than min_size=10 rows or columns"
+
+
+def test_compare_and_gate_work_on_part_names(tmp_path):
+    """Scaling the k rows of an in_proj by 2 doubles exactly the k part's sigma_max."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spectracli.cli.app import app
+
+    w = torch.randn(3 * E, E, generator=torch.Generator().manual_seed(5))
+    scaled = w.clone()
+    scaled[E:2 * E] *= 2
+    runner = CliRunner()
+    for name, tensor in (("a", w), ("b", scaled)):
+        save_file({"attn.in_proj_weight": tensor}, str(tmp_path / f"{name}.safetensors"))
+        res = runner.invoke(app, ["analyze", str(tmp_path / f"{name}.safetensors"), "-f", "json",
+                                  "-o", str(tmp_path / f"{name}.json"), "--no-farms"])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                              "-f", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert [la["name"] for la in data["layers"] if la["changed"]] == ["attn.in_proj_weight[k]"]
+    assert data["layers"][0]["metrics"]["sigma_max"]["ratio"] == pytest.approx(2.0, rel=1e-9)
+    gate = ["gate", str(tmp_path / "b.json"), "--baseline", str(tmp_path / "a.json"),
+            "--max-rel-increase"]
+    res = runner.invoke(app, [*gate, "sigma_max@attn.in_proj_weight[k]=0.5"])
+    assert res.exit_code == 1, res.output  # the k part doubled
+    res = runner.invoke(app, [*gate, "sigma_max@attn.in_proj_weight[q]=0.5"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*gate, "sigma_max@*in_proj_weight[[]v]=0.5"])
+    assert res.exit_code == 0, res.output

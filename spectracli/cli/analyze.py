@@ -84,7 +84,8 @@ def analyze(
     dtype: str = typer.Option("float64", help="Precision of the eigen solves: float64 | float32."),
     threads: int | None = typer.Option(None, help="Layers solved at once on the CPU, one BLAS "
                                          "thread each (default: the available cores)."),
-    base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint."),
+    base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint "
+                                     "(for a LoRA adapter: the merged W_base + dW)."),
     revision: str | None = typer.Option(None, help="Branch, tag or commit when CHECKPOINT is a "
                                         "Hugging Face id (or write org/name@revision)."),
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),

@@ -231,10 +231,16 @@ def absolute_change(value: float, base: float) -> float:
     return abs(value - base)
 
 
+def _glob(name: str, pattern: str) -> bool:
+    # A pattern equal to the name matches too: part names such as ``attn.in_proj_weight[q]``
+    # can be written as they are (in a glob, ``[q]`` is a character class).
+    return name == pattern or fnmatchcase(name, pattern)
+
+
 def rule_matches(rule: Rule, subject: Subject) -> bool:
     names = [subject.name, *subject.aliases]
-    hit = any(fnmatchcase(n, g) for n in names for g in rule.match)
-    return hit and not any(fnmatchcase(n, g) for n in names for g in rule.exclude)
+    hit = any(_glob(n, g) for n in names for g in rule.match)
+    return hit and not any(_glob(n, g) for n in names for g in rule.exclude)
 
 
 def applies(rule: Rule, kind: str) -> bool:

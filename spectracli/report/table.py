@@ -37,8 +37,40 @@ def _cell(layer: dict[str, Any], key: str) -> str:
     return fmt_num(layer.get(key))
 
 
+def table_layers(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layers as the table shows them: the experts of one stacked tensor (results with a
+    ``group``) as one row of pooled figures (worst cond, max sigma_max, mean alpha), in place of
+    the first member; every expert stays in the JSON/CSV report."""
+    pooled = {g["name"]: g for g in report.get("groups") or []}
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for layer in report.get("layers", []):
+        group = layer.get("group")
+        if not group or group not in pooled:
+            out.append(layer)
+            continue
+        if group in seen:
+            continue
+        seen.add(group)
+        g = pooled[group]
+        members = [x for x in report["layers"] if x.get("group") == group]
+        out.append({
+            "name": f"{group}[*] ({g['n_members']} experts, pooled)",
+            "kind": layer.get("kind"),
+            "shape": layer.get("shape"),
+            "sigma_max": g.get("max_sigma_max"),
+            "condition_number": g.get("worst_condition_number"),
+            "stable_rank": g.get("mean_stable_rank"),
+            "alpha": g.get("mean_alpha"),
+            "farms": {"alpha": g.get("mean_farms_alpha")},
+            "status": "ok" if not g.get("n_not_ok") else f"{g['n_not_ok']} not ok",
+            "warnings": [w for x in members for w in x.get("warnings") or []],
+        })
+    return out
+
+
 def rows(report: dict[str, Any]) -> list[list[str]]:
-    return [[_cell(layer, key) for _, key in COLUMNS] for layer in report.get("layers", [])]
+    return [[_cell(layer, key) for _, key in COLUMNS] for layer in table_layers(report)]
 
 
 def skipped_lines(report: dict[str, Any], limit: int = 20) -> list[str]:
@@ -92,7 +124,7 @@ def print_rich(report: dict[str, Any], console: Any) -> None:
     for title, _ in COLUMNS:
         numeric = title not in ("layer", "kind", "shape", "status")
         table.add_column(title, justify="right" if numeric else "left", no_wrap=title == "layer")
-    for layer, row in zip(report.get("layers", []), rows(report), strict=True):
+    for layer, row in zip(table_layers(report), rows(report), strict=True):
         style = None if layer.get("status") == "ok" and not layer.get("warnings") else "yellow"
         table.add_row(*row, style=style)
     console.print(table)
