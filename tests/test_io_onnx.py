@@ -143,3 +143,31 @@ def test_onnx_gemm_and_initializers_inside_the_model_file(tmp_path):
         got = {h.name: h.load().numpy() for h in ckpt.handles()}
     for name, value in want.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_onnx_dynamic_quantisation_matmulinteger_uses_the_named_scale(tmp_path):
+    rng = np.random.default_rng(5)
+    wq = rng.integers(-128, 127, size=(16, 10)).astype(np.int8)
+    zp, scale = np.array(3, dtype=np.int8), np.array(0.02, dtype=np.float32)
+    inits = [numpy_helper.from_array(wq, "fc.weight_quantized"),
+             numpy_helper.from_array(zp, "fc.weight_zero_point"),
+             numpy_helper.from_array(scale, "fc.weight_scale"),
+             numpy_helper.from_array(np.array(0, dtype=np.uint8), "x_zp")]
+    nodes = [helper.make_node("MatMulInteger", ["xq", "fc.weight_quantized", "x_zp",
+                                                "fc.weight_zero_point"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["accf", "fc.weight_scale"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "dyn", [helper.make_tensor_value_info("xq", TensorProto.UINT8, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(tmp_path / "dyn.onnx"))
+    with open_checkpoint(tmp_path / "dyn.onnx") as ckpt:
+        handles = {h.name: h for h in ckpt.handles()}
+        assert set(handles) == {"fc.weight_quantized", "x_zp"}
+        h = handles["fc.weight_quantized"]
+        assert (h.shape, h.dtype, h.meta["kind"], h.meta["quant_type"]) == (
+            (10, 16), "float32", "linear", "int8")
+        want = ((wq.astype(np.float32) - 3) * np.float32(0.02)).T
+        np.testing.assert_array_equal(h.load().numpy(), want)

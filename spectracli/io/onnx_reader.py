@@ -19,8 +19,11 @@ layout, ``meta["kind"]`` set):
 Quantised weights: ``DequantizeLinear(x, scale, zero_point)`` with constant inputs is applied on
 load, ``(x - zero_point) * scale`` in float32 per tensor, per axis or per block (``axis``,
 ``block_size``), the handle named after ``x`` with ``meta["quant_type"]`` (e.g. ``"int8"``) and
-``dtype`` ``"float32"``; the scale and zero point are consumed. ``QLinearMatMul`` and
-``QLinearConv`` weights are dequantised the same way from their ``b``/``w`` scale and zero point.
+``dtype`` ``"float32"``; the scale and zero point are consumed. The weights of ``QLinearMatMul``,
+``QLinearConv``, ``QGemm``, ``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat`` are dequantised the
+same way from their own scale and zero point inputs, and ``MatMulInteger`` weights (onnxruntime's
+``quantize_dynamic``) with the ``W_scale`` initializer that names them (``W_quantized``); without
+a constant scale the integer weight is listed as stored (and not analysed).
 Initializers consumed by nothing above (biases, norms, shapes) are yielded as stored.
 """
 
@@ -40,7 +43,16 @@ from spectracli.io._common import missing_extra, one_line
 from spectracli.io.base import Checkpoint, TensorHandle
 
 _PASS_THROUGH = ("Identity", "Cast")
-_DEQUANT_INPUTS = {"QLinearMatMul": (3, 4, 5), "QLinearConv": (3, 4, 5)}
+# Quantised weight ops: (weight input, scale input or -1, zero point input, kind). A linear weight
+# B is stored (in, out) (per-channel scales along its axis 1) unless QGemm's transB says (out, in).
+_DEQUANT_INPUTS = {
+    "QLinearMatMul": (3, 4, 5, "linear"),
+    "QLinearConv": (3, 4, 5, "conv"),
+    "QGemm": (3, 4, 5, "linear"),  # com.microsoft
+    "MatMulInteger": (1, -1, 3, "linear"),  # scale: the weight's "<name>_scale" initializer
+    "DynamicQuantizeMatMul": (1, 2, 3, "linear"),  # com.microsoft
+    "MatMulIntegerToFloat": (1, 3, 5, "linear"),  # com.microsoft
+}
 
 
 def _onnx() -> Any:
@@ -253,11 +265,14 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
                 plan.kind, plan.transpose = follow(node.output[0]) or (None, False)
                 break
             if node.op_type in _DEQUANT_INPUTS and i == _DEQUANT_INPUTS[node.op_type][0]:
-                _w, s, z = _DEQUANT_INPUTS[node.op_type]
-                kind = "linear" if node.op_type == "QLinearMatMul" else "conv"
-                scale_dims = list(inits[_input(node, s)].dims) if _input(node, s) in inits else []
-                axis = (1 if kind == "linear" else 0) if scale_dims and scale_dims[0] > 1 else 0
-                plan = _Plan(kind=kind, transpose=kind == "linear", scale=_input(node, s),
+                _w, s, z, kind = _DEQUANT_INPUTS[node.op_type]
+                scale = _input(node, s) if s >= 0 else _scale_by_name(name, inits)
+                per_channel = scale in inits and _numel(inits[scale]) > 1
+                transpose = kind == "linear" and not (
+                    node.op_type == "QGemm" and attr(node, "transB", 0)
+                )
+                axis = (1 if transpose else 0) if per_channel else 0
+                plan = _Plan(kind=kind, transpose=transpose, scale=scale,
                              zero_point=_input(node, z), axis=axis)
                 break
         else:
@@ -272,6 +287,19 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
         if plan.kind or plan.scale:
             plans[name] = plan
     return plans
+
+
+def _scale_by_name(weight: str, inits: dict[str, Any]) -> str | None:
+    """onnxruntime's quantize_dynamic names a weight ``W_quantized``, its scale ``W_scale``."""
+    base = weight.removesuffix("_quantized")
+    return base + "_scale" if base + "_scale" in inits else None
+
+
+def _numel(tensor: Any) -> int:
+    n = 1
+    for d in tensor.dims:
+        n *= int(d)
+    return n
 
 
 def _input(node: Any, i: int) -> str | None:
