@@ -129,7 +129,7 @@ def main() -> None:
     spectracli = [sys.executable, "-m", "spectracli", "analyze", str(ckpt), "--format", "json",
                   "--output", str(OUT / "report.json"), "--device", "cpu"]
     if args.threads:
-        spectracli += ["--threads", str(args.threads)]
+        spectracli += ["--jobs", str(args.threads)]
     runs = {
         "floor (import+load+eigvalsh)": [sys.executable, "-c", FLOOR, str(ckpt), *threads],
         "spectracli analyze --no-farms": [*spectracli, "--no-farms"],

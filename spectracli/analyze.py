@@ -33,8 +33,9 @@ from spectracli.device import resolve_device
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import TensorHandle
-from spectracli.layers import CONV_VIEWS, LayerOptions, MatrixPlan, as_stack, plan_layers
+from spectracli.layers import LayerOptions, MatrixPlan, as_stack, plan_layers
 from spectracli.layers.plan import BASE_PREFIX
+from spectracli.options import ConvView, Dtype, FitMethod
 from spectracli.results import (
     AnalysisReport,
     EsdSample,
@@ -53,7 +54,6 @@ from spectracli.spectral import (
 )
 from spectracli.spectral.esd import all_finite
 from spectracli.spectral.metrics import precision_thresholds
-from spectracli.spectral.powerlaw import XMIN_METHODS
 
 Progress = Callable[[int, int, str], None]
 
@@ -62,7 +62,7 @@ Progress = Callable[[int, int, str], None]
 class AnalyzeConfig:
     """Every option that changes a number in the report (recorded in ``settings``)."""
 
-    fit: str = "ks"  # xmin rule: ks | median | peak
+    fit: str = "ks"  # xmin rule: a FitMethod value
     min_tail: int = 10
     farms: bool = True
     farms_window: int = 2000
@@ -86,16 +86,14 @@ class AnalyzeConfig:
         return LayerOptions(min_size=self.min_size, conv_view=self.conv_view, split=self.split)
 
     def validate(self) -> None:
-        """Check every option.
+        """Check every option (choices as spectracli.options spells them).
 
         Raises:
             SpectraError: (a ``ValueError``) naming the first bad option by its field name.
         """
-        if self.fit not in XMIN_METHODS:
-            raise SpectraError(
-                f"fit must be one of {', '.join(map(repr, XMIN_METHODS))}; got {self.fit!r}",
-                params=("fit",),
-            )
+        self.fit = FitMethod.check(self.fit, "fit")
+        self.dtype = Dtype.check(self.dtype, "dtype")
+        self.conv_view = ConvView.check(self.conv_view, "conv_view")
         if self.min_tail < 2:
             raise SpectraError(f"min_tail must be at least 2, got {self.min_tail}")
         if self.farms_window < 2 or self.farms_steps < 1 or not self.farms_ratio > 0:
@@ -106,16 +104,8 @@ class AnalyzeConfig:
             )
         if self.min_size < 1:
             raise SpectraError(f"min_size must be at least 1, got {self.min_size}")
-        if self.dtype not in ("float64", "float32"):
-            raise SpectraError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}")
         if self.threads is not None and self.threads < 1:
             raise SpectraError(f"threads must be at least 1, got {self.threads}")
-        if self.conv_view not in CONV_VIEWS:
-            raise SpectraError(
-                f"conv_view must be one of {', '.join(map(repr, CONV_VIEWS))}; "
-                f"got {self.conv_view!r}",
-                params=("conv_view",),
-            )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -404,6 +394,34 @@ def _result_aliases(plan: MatrixPlan, handles: dict[str, TensorHandle]) -> list[
     return [alias + suffix for alias in handles[plan.sources[0]].aliases]
 
 
+def _check_selection(
+    path: str | Path,
+    work: Sequence[MatrixPlan],
+    skipped: Sequence[SkippedTensor],
+    config: AnalyzeConfig,
+) -> None:
+    """Refuse an include/exclude selection that leaves nothing to analyse, and a base that
+    matches fewer than half of the weight matrices (most likely another architecture: the rest
+    would be skipped)."""
+    if (config.include or config.exclude) and not work:
+        excluded = sum("include/exclude" in s.reason for s in skipped)
+        raise SpectraError(
+            f"no weight matrix of {path} is selected by include {list(config.include)} / "
+            f"exclude {list(config.exclude)} ({excluded} of {len(skipped)} tensors excluded, "
+            f"e.g. {', '.join(s.name for s in skipped[:3])})",
+            params=("include", "exclude"),
+        )
+    if config.base is not None:
+        unmatched = sum("base" in s.reason for s in skipped)
+        total = len(work) + unmatched
+        if len(work) * 2 < total:
+            raise SpectraError(
+                f"base {config.base} matches only {len(work)} of the {total} weight matrices "
+                f"of {path} by name and shape: is it the same architecture?",
+                params=("base",),
+            )
+
+
 def analyze_checkpoint(
     path: str | Path,
     config: AnalyzeConfig | None = None,
@@ -442,6 +460,7 @@ def analyze_checkpoint(
                 f"{path} and --base {config.base} have no weight matrix in common "
                 "(matched by name and shape)"
             )
+        _check_selection(path, work, skipped, config)
 
         items = _load_groups(work, by_name, base, device)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from spectracli.errors import SpectraError
+from spectracli.options import check_device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -13,9 +14,7 @@ def resolve_device(name: str) -> torch.device:
     Raises:
         SpectraError: an unknown name, or ``cuda`` when torch sees no GPU.
     """
-    name = name.lower()
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise SpectraError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}")
+    name = check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

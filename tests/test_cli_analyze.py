@@ -23,10 +23,13 @@ def test_plain_table_on_the_sample_model():
     res = run("analyze", SAMPLE)
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0].split()[:3] == ["layer", "kind", "shape"]
-    assert any(line.startswith("fc1.weight") for line in lines)
-    assert "fc1.bias: 1-D tensor" in res.stdout
-    assert "3 layers analysed, 3 tensors skipped" in res.stdout
+    # The summary first, then the table; skipped tensors counted by reason (-v lists them).
+    assert "3 layers analysed, 3 tensors skipped" in lines[0]
+    header = next(i for i, line in enumerate(lines) if line.startswith("layer "))
+    assert lines[header].split()[:3] == ["layer", "kind", "shape"]
+    assert any(line.startswith("fc1.weight") for line in lines[header:])
+    assert "fc1.bias" not in res.stdout and "3  1-D tensor" in res.stdout
+    assert "fc1.bias: 1-D tensor" in run("analyze", SAMPLE, "-v").stdout
 
 
 def test_json_to_file_and_csv_to_stdout(tmp_path):

@@ -42,8 +42,9 @@ def test_the_cli_writes_the_named_parameters_as_its_flags():
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["--fit", "KS"],
-         "spectracli: error: --fit must be one of 'ks', 'median', 'peak'; got 'KS'"),
+        (["--fit", "best"],  # (choices are case-insensitive on the command line: KS is ks)
+         "spectracli: error: analyze: --fit must be one of 'ks', 'median', 'peak'; got 'best' "
+         "(see 'spectracli analyze --help')"),
         (["--min-tail", "1"], "spectracli: error: --min-tail must be at least 2, got 1"),
         (["--farms-steps", "0"], "spectracli: error: FARMS needs --farms-window >= 2, "
                                  "--farms-steps >= 1 and --farms-ratio > 0, got 2000, 0, 1.0"),

@@ -157,7 +157,7 @@ def test_unreadable_inputs_exit_2_with_one_line(reports, workdir):
     res = gate(reports["base"], "--max", "alpha=9", "--baseline", SAMPLE)
     assert res.exit_code == 2 and "is not a saved report (.json)" in res.stderr
     res = gate(reports["base"], "--max", "alpha=9", "--format", "xml")
-    assert res.exit_code == 2 and "--format must be one of table, json" in res.stderr
+    assert res.exit_code == 2 and "--format must be one of 'table', 'json'" in res.stderr
     res = gate(reports["base"], "--max", "alpha=9", "--format", "json", "--github")
     assert res.exit_code == 2 and "write the JSON with --output FILE" in res.stderr
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,12 +12,22 @@ import typer
 
 from spectracli.cli.common import (
     TRUST_PICKLE_HELP,
+    choice_option,
+    device_option,
     emit,
     handle_errors,
     is_plain_output,
+    output_option,
+    refuse_binary_to_terminal,
     stdout_console,
     terminal_progress,
+    verbose_option,
 )
+from spectracli.options import ConvView, Dtype, FitMethod, ImageFormat, ReportFormat
+
+CHECKPOINT_HELP = ("A checkpoint: .safetensors, a sharded directory, .pt/.pth/.bin/.ckpt (also "
+                   "Lightning, sharded .bin), .npz, .gguf, .onnx, or a Hugging Face id "
+                   "org/name[@revision].")
 
 if TYPE_CHECKING:
     from spectracli.analyze import AnalyzeConfig
@@ -24,14 +35,17 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
-    """analyze's progress callback as a bar on a terminal (layers done); None when piped."""
-    with terminal_progress("analyzing") as update:
+    """analyze's progress callback as a bar on a terminal (layers done, with an ETA estimated
+    from the layers done so far); None when piped."""
+    with terminal_progress("analyzing", eta=True) as update:
         if update is None:
             yield None
             return
 
         def on_layer(done: int, total: int, name: str) -> None:
-            update(completed=done, total=total, description=name[-40:] or "done")
+            from spectracli.report.text import shorten_middle
+
+            update(completed=done, total=total, description=shorten_middle(name, 32) or "done")
 
         yield on_layer
 
@@ -39,80 +53,94 @@ def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
 # Options of ``analyze`` that only choose what is written; every other option sets a number and
 # maps onto AnalyzeConfig through ``analyze_config``. ``spectracli track`` reuses those options
 # (their definitions and this mapping), so a new analyze option reaches track with no copy.
-OUTPUT_OPTIONS = ("checkpoint", "fmt", "output", "plots", "plot_format")
+OUTPUT_OPTIONS = ("checkpoint", "fmt", "output", "plots", "plot_format", "verbose")
 
 
 def analyze_config(**options: Any) -> AnalyzeConfig:
-    """The AnalyzeConfig of analyze's number-setting options (CLI names, as in its signature)."""
+    """The AnalyzeConfig of analyze's number-setting options (CLI names, as in its signature):
+    choices as their plain values, ``--jobs`` (or its old spelling ``--threads``) as
+    ``threads``."""
     from spectracli.analyze import AnalyzeConfig
 
-    options = dict(options)
+    options = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
     options["include"] = tuple(options.get("include") or ())
     options["exclude"] = tuple(options.get("exclude") or ())
     options["store_esd"] = options.pop("esd", True)
+    jobs, alias = options.pop("jobs", None), options.pop("threads_alias", None)
+    options["threads"] = jobs if jobs is not None else alias
     return AnalyzeConfig(**options)
 
 
 @handle_errors
 def analyze(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint: .safetensors, sharded directory, "
-                                      ".pt/.pth/.bin/.ckpt (also Lightning, sharded .bin), .npz, "
-                                      ".gguf, .onnx, or a Hugging Face id org/name[@revision]."),
-    fmt: str = typer.Option("table", "--format", "-f",
-                            help="table | json | csv | markdown | html."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write to this file (atomically) instead of stdout."),
-    fit: str = typer.Option("ks", help="xmin rule of the power-law fit: ks | median | peak."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help=CHECKPOINT_HELP),
+    fmt: ReportFormat = choice_option(ReportFormat.TABLE, "--format", "-f",
+                                      help="Output format (html needs --output on a terminal)."),
+    output: Path | None = output_option(),
+    fit: FitMethod = choice_option(FitMethod.KS, "--fit", help="xmin rule of the power-law fit "
+                                   "(docs/metrics.md)."),
     min_tail: int = typer.Option(10, help="Smallest tail (eigenvalues) a fit may use."),
     farms: bool = typer.Option(True, "--farms/--no-farms", help="Also fit the FARMS ESD."),
     farms_window: int = typer.Option(2000, help="FARMS window rows (capped by the matrix)."),
     farms_ratio: float = typer.Option(1.0, help="FARMS window aspect ratio cols/rows."),
     farms_steps: int = typer.Option(10, help="FARMS grid offsets per dimension."),
     min_size: int = typer.Option(10, help="Skip matrices with fewer rows or columns than this."),
-    include: list[str] = typer.Option([], help="Only tensors whose name matches this glob "
-                                      "(repeatable)."),
-    exclude: list[str] = typer.Option([], help="Skip tensors whose name matches this glob "
-                                      "(repeatable)."),
-    conv_view: str = typer.Option("auto", help="Conv kernels as slices (one (out, in) matrix "
-                                  "per kernel position), unfold ((out, in*k)) or auto (unfold "
-                                  "where slices are degenerate)."),
+    include: list[str] = typer.Option([], metavar="GLOB", help="Only tensors (or parts, e.g. "
+                                      "'*[q]') whose name matches this glob (repeatable)."),
+    exclude: list[str] = typer.Option([], metavar="GLOB", help="Skip tensors (or parts) whose "
+                                      "name matches this glob (repeatable)."),
+    conv_view: ConvView = choice_option(ConvView.AUTO, "--conv-view", help="Conv kernels as "
+                                        "slices (one (out, in) matrix per kernel position), "
+                                        "unfold ((out, in*k)) or auto (unfold where slices are "
+                                        "degenerate)."),
     split: bool = typer.Option(True, "--split/--no-split", help="Cut fused tensors (q/k/v, "
                                "LSTM/GRU gates, gate/up) into their parts; --no-split keeps "
                                "them whole."),
     normalize: bool = typer.Option(False, help="Divide eigenvalues by max(m, n)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    dtype: str = typer.Option("float64", help="Precision of the eigen solves: float64 | float32."),
-    threads: int | None = typer.Option(None, help="Layers solved at once on the CPU, one BLAS "
-                                         "thread each (default: the available cores)."),
-    base: Path | None = typer.Option(None, help="Analyse W - W_base against this checkpoint "
-                                     "(for a LoRA adapter: the merged W_base + dW)."),
-    revision: str | None = typer.Option(None, help="Branch, tag or commit when CHECKPOINT is a "
+    device: str = device_option(),
+    dtype: Dtype = choice_option(Dtype.FLOAT64, "--dtype",
+                                 help="Precision of the eigen solves."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1,
+                                    help="Layers solved at once on the CPU, one BLAS thread each "
+                                    "(default: the available cores)."),
+    threads_alias: int | None = typer.Option(None, "--threads", min=1, hidden=True,
+                                             help="Old spelling of --jobs."),
+    base: Path | None = typer.Option(None, metavar="CHECKPOINT",
+                                     help="Analyse W - W_base against this checkpoint (for a "
+                                     "LoRA adapter: the merged W_base + dW)."),
+    revision: str | None = typer.Option(None, metavar="REVISION",
+                                        help="Branch, tag or commit when CHECKPOINT is a "
                                         "Hugging Face id (or write org/name@revision)."),
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
     esd: bool = typer.Option(True, "--esd/--no-esd", help="Store eigenvalues in the JSON report."),
-    plots: Path | None = typer.Option(None, help="Also write plots into this directory."),
-    plot_format: str = typer.Option("png", help="png | svg."),
+    plots: Path | None = typer.Option(None, metavar="DIR",
+                                      help="Also write plots into this directory."),
+    plot_format: ImageFormat = choice_option(ImageFormat.PNG, "--plot-format",
+                                             help="Figure file format for --plots."),
+    verbose: bool = verbose_option(),
 ) -> None:
     """Spectra, heavy-tail fits (with and without FARMS) and norms of every weight matrix."""
     options = dict(locals())
     from spectracli.analyze import analyze_checkpoint
-    from spectracli.errors import SpectraError
-    from spectracli.report import FORMATS, render
+    from spectracli.report import render
 
-    if fmt not in FORMATS:
-        raise SpectraError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if plot_format not in ("png", "svg"):
-        raise SpectraError(f"--plot-format must be png or svg, got {plot_format!r}")
+    refuse_binary_to_terminal(fmt, output)
     config = analyze_config(**{k: v for k, v in options.items() if k not in OUTPUT_OPTIONS})
     with progress_callback() as progress:
         report = analyze_checkpoint(checkpoint, config, progress=progress).to_dict()
     if plots is not None:
         from spectracli.report.plots import write_plots
 
-        write_plots(report, plots, image_format=plot_format)
-    if fmt == "table" and output is None and not is_plain_output():
+        write_plots(report, plots, image_format=plot_format.value)
+    if fmt == ReportFormat.TABLE and output is None and not is_plain_output():
         from spectracli.report.table import print_rich
 
-        print_rich(report, stdout_console())
+        print_rich(report, stdout_console(), verbose=verbose)
         return
-    emit(render(report, fmt), output)
+    if fmt == ReportFormat.TABLE:
+        from spectracli.report.table import render_plain
+
+        emit(render_plain(report, verbose=verbose), output)
+        return
+    emit(render(report, fmt.value), output)
+

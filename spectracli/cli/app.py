@@ -3,12 +3,77 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
+from typing import Any
 
 import typer
+import typer.core
 
 from spectracli import __version__
 
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The command group, with every parsing error (bad value, unknown option, missing argument)
+    printed as one ``spectracli: error: ...`` line on stderr and exit code 2, like the errors of
+    the commands themselves."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        from spectracli.cli.common import EXIT_USAGE, usage_error_line
+
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # `spectracli` alone (or a group without its command): the help, exit 2.
+                print(exc.format_message(), file=sys.stderr)
+                code = EXIT_USAGE
+            else:
+                command = _command_of(args)
+                where = f"{command}: " if command else ""
+                print(f"spectracli: error: {where}{usage_error_line(exc, _argv(args))} "
+                      f"(see 'spectracli {command + ' ' if command else ''}--help')",
+                      file=sys.stderr)
+                code = getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
+            if not standalone_mode:
+                raise
+            sys.exit(code)
+        except typer.Abort:
+            print("spectracli: error: aborted", file=sys.stderr)
+            if not standalone_mode:
+                raise
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+class PlainUsage(typer.core.TyperCommand):
+    """A command whose usage line writes arguments plainly (``CHECKPOINT``, ``A B``): typer
+    puts required ones in braces, which read as a set of choices."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [re.sub(r"^\{(.*)\}(\.\.\.)?$", r"\1\2", piece)
+                for piece in super().collect_usage_pieces(ctx)]
+
+
+def command(name: str) -> Any:
+    """Register a command (with :class:`PlainUsage`): ``command("analyze")(analyze)``."""
+    return app.command(name, cls=PlainUsage)
+
+
+def _argv(args: Any) -> list[str]:
+    return [str(a) for a in (sys.argv[1:] if args is None else args)]
+
+
+def _command_of(args: Any) -> str:
+    return next((a for a in _argv(args) if not a.startswith("-")), "")
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="spectracli",
     help="Spectral diagnostics of neural networks: weight ESDs (with FARMS), heavy-tail fits, "
     "Hessian spectra, and a CI gate.",
@@ -37,23 +102,23 @@ def _root(
 # Command registration: one line per command module (imports stay light: no torch here).
 from spectracli.cli import analyze as _analyze  # noqa: E402
 
-app.command("analyze")(_analyze.analyze)
+command("analyze")(_analyze.analyze)
 from spectracli.cli import gate as _gate  # noqa: E402
 
-app.command("gate")(_gate.gate)
-app.command("baseline")(_gate.baseline)
+command("gate")(_gate.gate)
+command("baseline")(_gate.baseline)
 
 from spectracli.cli import compare as _compare  # noqa: E402
 from spectracli.cli import plot as _plot  # noqa: E402
 from spectracli.cli import report as _report  # noqa: E402
 
-app.command("report")(_report.report)
-app.command("plot")(_plot.plot)
-app.command("compare")(_compare.compare)
+command("report")(_report.report)
+command("plot")(_plot.plot)
+command("compare")(_compare.compare)
 
 from spectracli.cli import hessian as _hessian  # noqa: E402
 
-app.command("hessian")(_hessian.hessian)
+command("hessian")(_hessian.hessian)
 
 from spectracli.cli import track as _track  # noqa: E402
 

@@ -84,6 +84,58 @@ def in_cli_words(exc: SpectraError) -> str:
     return message
 
 
+_CHOICE_ERROR = re.compile(r"^(?P<value>.+?) is not one of (?P<choices>.+?)\.?$", re.S)
+_HINT = re.compile(r"^Invalid value for (?P<hint>.+?): (?P<rest>.*)$", re.S)
+
+
+def _typed_value(argv: list[str] | None, names: list[str]) -> str | None:
+    """The value given to an option (any of ``names``: ``--x V``, ``--x=V``, ``-x V``)."""
+    argv = argv or []
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if name.startswith("--") and arg.startswith(name + "="):
+                return arg[len(name) + 1:]
+    return None
+
+
+_WORDS = {"greater than or equal to": ">=", "less than or equal to": "<=",
+          "greater than": ">", "less than": "<", "a valid integer": "an integer",
+          "a valid number": "a number", "a valid boolean": "true or false"}
+
+
+def usage_error_line(exc: Exception, argv: list[str] | None = None) -> str:
+    """A typer/click parsing error as one line in the project's words.
+
+    ``Invalid value for '--which': 'middle' is not one of 'largest', 'smallest', 'both'.``
+    becomes ``--which must be one of 'largest', 'smallest', 'both'; got 'middle'`` (the
+    library's form, spectracli/options.py); every other
+    message keeps its text, on one line, with the option named without quotes.
+    """
+    fmt = getattr(exc, "format_message", None)
+    text = fmt() if callable(fmt) else str(exc)
+    text = " ".join(str(text).split())
+    match = _HINT.match(text)
+    if match:
+        names = [n.strip().strip("'\"") for n in match["hint"].split("/")]
+        hint = next((n for n in names if n.startswith("--")), names[0])
+        rest = re.sub(r"^Value error, ", "", match["rest"])
+        choice = _CHOICE_ERROR.match(rest)
+        if choice:
+            choices = ", ".join(repr(c.strip().strip("'\""))
+                                for c in choice["choices"].split(","))
+            return f"{hint} must be one of {choices}; got {choice['value']}"
+        if rest.startswith("Input should be "):
+            need = rest[len("Input should be "):].split(",")[0].rstrip(".")
+            for long, short in _WORDS.items():
+                need = need.replace(long, short)
+            value = _typed_value(argv, names)
+            return f"{hint} must be {need}" + (f", got {value!r}" if value is not None else "")
+        return f"invalid value for {hint}: {rest.rstrip('.')}"
+    return text.rstrip(".")
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors into one line and exit code 2; never show a traceback for bad input.
 
@@ -123,19 +175,31 @@ def is_plain_output(stream: Any = None) -> bool:
 
 
 @contextlib.contextmanager
-def terminal_progress(description: str, info: bool = False) -> Iterator[Callable[..., None] | None]:
+def terminal_progress(
+    description: str, info: bool = False, eta: bool = False
+) -> Iterator[Callable[..., None] | None]:
     """A transient rich progress bar on stderr when it is a terminal; ``None`` when piped or
     ``NO_COLOR`` is set. Yields ``update(**fields)`` for ``Progress.update`` of its one task
-    (``info=True`` adds a free-text column filled by ``update(info=...)``)."""
+    (``info=True`` adds a free-text column filled by ``update(info=...)``; ``eta=True`` adds
+    the time remaining, estimated by rich from the steps done so far)."""
     if is_plain_output(sys.stderr):
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if info:
         columns.append(TextColumn("{task.fields[info]}"))
     columns.append(TimeElapsedColumn())
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
     with Progress(*columns, console=stderr_console(), transient=True) as bar:
         task = bar.add_task(description, total=None, **({"info": ""} if info else {}))
         yield functools.partial(bar.update, task)
@@ -167,3 +231,57 @@ def emit(text: str, output: Path | None) -> None:
         sys.stdout.flush()
     else:
         write_text_atomic(output, text if text.endswith("\n") else text + "\n")
+
+
+# One definition per shared option: the same name means the same thing in every command.
+def output_option() -> Any:
+    return typer.Option(None, "--output", "-o", metavar="FILE",
+                        help="Write to this file (atomically) instead of stdout.")
+
+
+def device_option(default: str | None = "auto", note: str = "") -> Any:
+    return typer.Option(default, "--device", metavar="auto|cpu|cuda[:N]",
+                        help="Where the math runs: auto (CUDA when torch sees a GPU), cpu, cuda "
+                        f"or cuda:N.{note}")
+
+
+def verbose_option() -> Any:
+    return typer.Option(False, "--verbose", "-v",
+                        help="List every warning and every skipped tensor (default: counts).")
+
+
+def choice_option(default: Any, *names: str, help: str, **kw: Any) -> Any:
+    """An option whose type is a :mod:`spectracli.options` Enum: choices shown in --help,
+    accepted in any case."""
+    return typer.Option(default, *names, case_sensitive=False, help=help, **kw)
+
+
+def stdout_is_terminal() -> bool:
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(callable(isatty) and isatty())
+
+
+def refuse_binary_to_terminal(fmt: str, output: Path | None) -> None:
+    """``--format html`` (embedded base64 figures) to a terminal floods it: ask for ``-o``."""
+    from spectracli.options import BINARY_FORMATS
+
+    if output is None and str(fmt) in BINARY_FORMATS and stdout_is_terminal():
+        raise fail(f"--format {fmt} writes a file with embedded figures: pass --output "
+                   f"FILE (e.g. -o report.{fmt}) or pipe it")
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", ".gguf", ".onnx")
+
+
+def load_saved_report(path: Path, command: str, instead: str) -> dict[str, Any]:
+    """A saved JSON report for ``report``/``plot``; a checkpoint is refused with the command
+    to run instead (``instead``, with ``{path}`` filled in)."""
+    from spectracli.results import load_report, looks_like_report
+
+    if not looks_like_report(path) and (
+        path.is_dir() or path.suffix.lower() in CHECKPOINT_SUFFIXES
+    ):
+        shown = os.path.normpath(str(path))
+        raise fail(f"{shown} is a checkpoint; `spectracli {command}` reads a saved JSON report. "
+                   f"Run `{instead.format(path=shown)}` instead")
+    return load_report(path)

@@ -8,9 +8,18 @@ from pathlib import Path
 import typer
 
 from spectracli.cli.analyze import progress_callback
-from spectracli.cli.common import TRUST_PICKLE_HELP, emit, handle_errors, stdout_console
+from spectracli.cli.common import (
+    TRUST_PICKLE_HELP,
+    choice_option,
+    device_option,
+    emit,
+    handle_errors,
+    stdout_console,
+    verbose_option,
+)
+from spectracli.options import GateFormat
 
-FORMATS = ("table", "json")
+TARGET_HELP = "A checkpoint (analysed) or a saved report (.json)."
 
 
 def _config(config: Path | None, no_config: bool):
@@ -26,14 +35,15 @@ def _config(config: Path | None, no_config: bool):
 
 @handle_errors
 def gate(
-    target: Path = typer.Argument(..., help="A checkpoint (analysed) or a saved report (.json)."),
+    target: Path = typer.Argument(..., metavar="TARGET", help=TARGET_HELP),
     config: Path | None = typer.Option(
-        None, "--config", "-c", help="Config file (default: nearest spectracli.toml or "
-        "pyproject.toml with [tool.spectracli])."
+        None, "--config", "-c", metavar="FILE", help="Config file (default: nearest "
+        "spectracli.toml or pyproject.toml with [tool.spectracli])."
     ),
     no_config: bool = typer.Option(False, "--no-config", help="Ignore config files."),
     baseline: Path | None = typer.Option(
-        None, "--baseline", "-b", help="Baseline report to compare with (overrides the config)."
+        None, "--baseline", "-b", metavar="REPORT",
+        help="Baseline report to compare with (overrides the config)."
     ),
     min_: list[str] = typer.Option(
         [], "--min", metavar="METRIC=VALUE",
@@ -51,18 +61,24 @@ def gate(
         [], "--max-abs-change", metavar="METRIC=VALUE",
         help="Quick rule METRIC[@GLOB]=D: within D of the baseline."
     ),
-    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write findings here."),
-    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here."),
-    sarif: Path | None = typer.Option(None, "--sarif", help="Write SARIF 2.1.0 here."),
+    output_format: GateFormat = choice_option(
+        GateFormat.TABLE, "--format", "-f",
+        help="Findings format (table with --output writes Markdown, as markdown does)."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="Write the findings to this file instead of stdout."),
+    junit: Path | None = typer.Option(None, "--junit", metavar="FILE",
+                                      help="Write JUnit XML here."),
+    sarif: Path | None = typer.Option(None, "--sarif", metavar="FILE",
+                                      help="Write SARIF 2.1.0 here."),
     github: bool = typer.Option(
         False, "--github", help="Print GitHub annotations; append to $GITHUB_STEP_SUMMARY."
     ),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when rules fail."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (checkpoints)."),
+    device: str | None = device_option(None, " Checkpoints only."),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help=TRUST_PICKLE_HELP),
+    verbose: bool = verbose_option(),
 ) -> None:
     """Check a checkpoint or report against threshold rules; exit 1 when an error rule fails.
 
@@ -80,9 +96,7 @@ def gate(
         parse_quick_rule,
     )
 
-    if output_format not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    if github and output_format == "json" and output is None:
+    if github and output_format == GateFormat.JSON and output is None:
         # Annotations are stdout lines too: they would corrupt the JSON document.
         raise ConfigError("--github prints annotations on stdout: with --format json, "
                           "write the JSON with --output FILE")
@@ -125,25 +139,27 @@ def gate(
         for line in annotations(result):
             print(line)
         append_step_summary(result, strict)
-    if output_format == "json":
+    if output_format == GateFormat.JSON:
         emit(render.to_json(result, strict), output)
-    elif output is not None:
+    elif output is not None or output_format == GateFormat.MARKDOWN:
         emit(render.to_markdown(result, strict), output)
     else:
-        render.print_table(result, stdout_console(), strict)
+        render.print_table(result, stdout_console(), strict, verbose=verbose)
     sys.stdout.flush()
     raise typer.Exit(result.exit_code(strict=strict, exit_zero=exit_zero))
 
 
 @handle_errors
 def baseline(
-    target: Path = typer.Argument(..., help="A checkpoint (analysed) or a saved report (.json)."),
+    target: Path = typer.Argument(..., metavar="TARGET", help=TARGET_HELP),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Where to write (default: the config's gate.baseline)."
+        None, "--output", "-o", metavar="FILE",
+        help="Where to write (default: the config's gate.baseline)."
     ),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Config file."),
+    config: Path | None = typer.Option(None, "--config", "-c", metavar="FILE",
+                                       help="Config file."),
     no_config: bool = typer.Option(False, "--no-config", help="Ignore config files."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (checkpoints)."),
+    device: str | None = device_option(None, " Checkpoints only."),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ) -> None:

@@ -10,36 +10,69 @@ import typer
 
 from spectracli.cli.common import (
     TRUST_PICKLE_HELP,
+    choice_option,
+    device_option,
     emit,
     handle_errors,
     is_plain_output,
+    output_option,
     stdout_console,
     terminal_progress,
 )
+from spectracli.options import Blocks, BuiltinLoss, Dtype, HessianFormat, HvpMode, Operator, Which
 from spectracli.report.hessian import condition_text, eigen_title, outlier_text
 
 
+class HvpEstimate:
+    """The HVPs a stage is expected to take, for a progress bar with a meaningful end and ETA.
+
+    Trace and density stages have a fixed count. Lanczos stops when the residual reaches the
+    tolerance: its residual falls about geometrically, so the remaining steps are estimated
+    from the slope of log(residual) over the last steps, capped by the stage's maximum."""
+
+    def __init__(self, tol: float) -> None:
+        self.tol = tol
+        self.history: list[tuple[int, float]] = []
+
+    def total(self, stage: str, done: int, cap: int, residual: float | None) -> int:
+        import math
+
+        if stage != "lanczos" or residual is None or not residual > 0:
+            return cap
+        self.history.append((done, residual))
+        recent = self.history[-6:]
+        if len(recent) < 3 or residual <= self.tol:
+            return cap if residual > self.tol else done
+        (d0, r0), (d1, r1) = recent[0], recent[-1]
+        if d1 <= d0 or not r1 < r0:
+            return cap
+        slope = (math.log(r0) - math.log(r1)) / (d1 - d0)  # log-residual drop per HVP
+        remaining = math.log(r1 / self.tol) / slope
+        return int(min(cap, max(done + 1, done + math.ceil(remaining - 1e-9))))
+
+
 @contextlib.contextmanager
-def _progress():
-    """A rich bar on a terminal (stderr: HVPs done, current residual); nothing when piped."""
-    with terminal_progress("HVPs", info=True) as update:
+def _progress(tol: float):
+    """A rich bar on a terminal (stderr: HVPs done of those expected, current residual, ETA);
+    nothing when piped."""
+    with terminal_progress("HVPs", info=True, eta=True) as update:
         if update is None:
             yield None
             return
+        estimate = HvpEstimate(tol)
 
         def on_hvp(stage: str, done: int, total: int, residual: float | None) -> None:
             info = f"residual {residual:.1e}" if residual is not None else ""
-            update(completed=done, total=total, description=f"{stage} HVPs", info=info)
+            update(completed=done, total=estimate.total(stage, done, total, residual),
+                   description=f"{stage} HVPs", info=info)
 
         yield on_hvp
 
 
 def _fmt(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
+    from spectracli.report.numbers import fmt_num
+
+    return fmt_num(x, 6)
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -153,33 +186,43 @@ def _set_threads(threads: str) -> None:
 
 @handle_errors
 def hessian(
-    model: str = typer.Option(..., help="Model factory: path/to/file.py:callable or "
-                              "package.module:callable returning an nn.Module."),
-    weights: Path | None = typer.Option(None, help="Checkpoint to load strictly into the model."),
-    data: str = typer.Option(..., help=".npz/.pt/.safetensors with tensors x and y, or "
+    model: str = typer.Option(..., metavar="FILE.py:FACTORY", help="Model factory: "
+                              "path/to/file.py:callable or package.module:callable returning an "
+                              "nn.Module."),
+    weights: Path | None = typer.Option(None, metavar="CHECKPOINT", help="Checkpoint to load "
+                                        "strictly into the model (without it: the factory's "
+                                        "initialisation, with a warning)."),
+    data: str = typer.Option(..., metavar="DATA",
+                             help=".npz/.pt/.safetensors with tensors x and y, or "
                              "file.py:callable returning tensors, a Dataset (of tuples or "
                              "dicts), a DataLoader or a list of batches."),
-    loss: str = typer.Option("cross_entropy", help="cross_entropy | token_cross_entropy | mse "
-                             "| model (the model's own .loss) | file.py:callable (returning "
-                             "the batch mean)."),
-    batch_fn: str | None = typer.Option(None, help="file.py:callable mapping a batch to "
+    loss: str = typer.Option(BuiltinLoss.CROSS_ENTROPY.value, metavar="LOSS",
+                             help=f"{BuiltinLoss.text(' | ')} (the model's own .loss) | "
+                             "file.py:callable (returning the batch mean)."),
+    batch_fn: str | None = typer.Option(None, metavar="FILE.py:FN",
+                                        help="file.py:callable mapping a batch to "
                                         "(args, kwargs, target)."),
-    output_fn: str | None = typer.Option(None, help="file.py:callable mapping the model's "
+    output_fn: str | None = typer.Option(None, metavar="FILE.py:FN",
+                                         help="file.py:callable mapping the model's "
                                          "output to the tensor the loss reads."),
-    params: list[str] | None = typer.Option(None, "--params", help="Glob of parameter names "
+    params: list[str] | None = typer.Option(None, "--params", metavar="GLOB",
+                                            help="Glob of parameter names "
                                             "(repeatable): the Hessian w.r.t. these only."),
-    blocks: str | None = typer.Option(None, help="module | parameter: also the top-k and trace "
-                                      "of each diagonal block (per module or tensor)."),
-    blocks_plot: Path | None = typer.Option(None, help="With --blocks: write a plot of the "
+    blocks: Blocks | None = choice_option(None, "--blocks", help="Also the top-k and trace "
+                                          "of each diagonal block (per module or tensor)."),
+    blocks_plot: Path | None = typer.Option(None, metavar="FILE",
+                                            help="With --blocks: write a plot of the "
                                             "blocks' lambda_max and trace by depth (.png/.svg)."),
-    save_eigenvectors: Path | None = typer.Option(None, help="Write the Ritz vectors to this "
+    save_eigenvectors: Path | None = typer.Option(None, metavar="FILE",
+                                                  help="Write the Ritz vectors to this "
                                                   ".safetensors file, one (k, *shape) tensor "
                                                   "per parameter name."),
-    x_key: str = typer.Option("x", help="Name of the input tensor in the data file."),
-    y_key: str = typer.Option("y", help="Name of the target tensor in the data file."),
+    x_key: str = typer.Option("x", metavar="NAME", help="Input tensor in the data file."),
+    y_key: str = typer.Option("y", metavar="NAME", help="Target tensor in the data file."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Number of eigenpairs (per end)."),
-    which: str = typer.Option("largest", help="largest | smallest | both."),
-    operator: str = typer.Option("hessian", help="hessian | ggn (generalized Gauss-Newton)."),
+    which: Which = choice_option(Which.LARGEST, "--which", help="Which end of the spectrum."),
+    operator: Operator = choice_option(Operator.HESSIAN, "--operator", help="The Hessian or "
+                                       "the generalized Gauss-Newton."),
     tol: float | None = typer.Option(None, help="Relative residual tolerance "
                                      "(default 1e-4 for float32 HVPs, 1e-6 for float64)."),
     max_hvps: int | None = typer.Option(None, help="Cap on Lanczos HVPs (default "
@@ -197,25 +240,23 @@ def hessian(
                                    "on it)."),
     max_samples: int | None = typer.Option(None, help="Use a seeded random subset of this size."),
     seed: int = typer.Option(0, help="Seed of subsets and random start vectors."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    dtype: str = typer.Option("float32", help="Precision of the HVPs: float32 | float64."),
-    hvp_mode: str = typer.Option("reverse-over-reverse", help="reverse-over-reverse (double "
-                                 "backward, measured faster on CPU) | forward-over-reverse."),
-    threads: str = typer.Option("auto", help="CPU threads for torch: a number, or auto "
+    device: str = device_option(),
+    dtype: Dtype = choice_option(Dtype.FLOAT32, "--dtype", help="Precision of the HVPs."),
+    hvp_mode: HvpMode = choice_option(HvpMode.REVERSE_OVER_REVERSE, "--hvp-mode",
+                                      help="reverse-over-reverse: double backward, measured "
+                                      "faster on CPU."),
+    threads: str = typer.Option("auto", metavar="N|auto",
+                                help="CPU threads for torch: a number, or auto "
                                 "(torch's count, cut to the idle cores by the load average)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table | json."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write to this file (atomically) instead of stdout."),
+    fmt: HessianFormat = choice_option(HessianFormat.TABLE, "--format", "-f",
+                                       help="Output format."),
+    output: Path | None = output_option(),
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
 ) -> None:
     """Top eigenvalues, trace and spectral density of the Hessian of the mean loss over a
     dataset."""
-    from spectracli.errors import SpectraError
-
-    if fmt not in ("table", "json"):
-        raise SpectraError(f"--format must be table or json, got {fmt!r}")
-
     from spectracli.device import resolve_device
+    from spectracli.errors import SpectraError
     from spectracli.hessian import HessianConfig, analyze
     from spectracli.hessian.loading import (
         apply_state_dict,
@@ -227,12 +268,12 @@ def hessian(
     from spectracli.results import dumps_report
 
     config = HessianConfig(
-        k=top_k, which=which, operator=operator, tol=tol, max_hvps=max_hvps,
-        max_basis=max_basis, dtype=dtype, device=str(resolve_device(device)), hvp_mode=hvp_mode,
-        batch_size=batch_size,
+        k=top_k, which=which.value, operator=operator.value, tol=tol, max_hvps=max_hvps,
+        max_basis=max_basis, dtype=dtype.value, device=str(resolve_device(device)),
+        hvp_mode=hvp_mode.value, batch_size=batch_size,
         max_samples=max_samples, seed=seed, trace=trace, trace_hvps=trace_hvps,
         density=density, density_probes=density_probes, density_steps=density_steps, lr=lr,
-        params=list(params) if params else None, blocks=blocks,
+        params=list(params) if params else None, blocks=blocks.value if blocks else None,
     )
     if save_eigenvectors is not None and save_eigenvectors.suffix != ".safetensors":
         raise SpectraError(f"--save-eigenvectors must name a .safetensors file, got "
@@ -252,18 +293,28 @@ def hessian(
              "output_fn": resolve_hook(output_fn, "output_fn")}
     source = {"model": model, "weights": str(weights) if weights else None, "data": data,
               "loss": loss_name}
-    with _progress() as progress:
+    with _progress(config.resolved_tol()) as progress:
         result = analyze(net, dataset, loss_fn, config, progress=progress, source=source,
                          return_vectors=save_eigenvectors is not None, **hooks)
     if save_eigenvectors is not None:
         _save_vectors(result, save_eigenvectors)
     report = result.to_dict()
+    if weights is None:  # said once the run is done, so an error stays the only line
+        import sys
+
+        print(f"warning: no --weights: this is the Hessian of {model}'s initialisation "
+              "(random weights), not of a trained model", file=sys.stderr)
     if blocks_plot is not None:
         from spectracli.report.hessian_blocks import save_blocks_plot
 
         save_blocks_plot(report, blocks_plot)
-    if fmt == "json":
+    if fmt == HessianFormat.JSON:
         emit(dumps_report(report), output)
+        return
+    if fmt == HessianFormat.MARKDOWN:
+        from spectracli.report import render
+
+        emit(render(report, "markdown"), output)
         return
     if output is not None:
         emit(dumps_report(report), output)

@@ -6,20 +6,22 @@ from pathlib import Path
 
 import typer
 
-from spectracli.cli.common import handle_errors
+from spectracli.cli.common import choice_option, handle_errors, load_saved_report
+from spectracli.options import ImageFormat
 
 
 @handle_errors
 def plot(
-    report: Path = typer.Argument(..., help="A saved JSON report (analyze, hessian or track)."),
-    out: Path = typer.Option(Path("plots"), "--out", "-o", help="Directory for the figures "
-                             "(created if missing)."),
-    image_format: str = typer.Option("png", "--image-format", help="png or svg."),
+    report: Path = typer.Argument(..., metavar="REPORT",
+                                  help="A saved JSON report (analyze, hessian or track)."),
+    out: Path = typer.Option(Path("plots"), "--out", "-o", metavar="DIR",
+                             help="Directory for the figures (created if missing)."),
+    image_format: ImageFormat = choice_option(ImageFormat.PNG, "--image-format",
+                                              help="Figure file format."),
 ) -> None:
     """Draw the figures of a saved report into a directory and list the files written."""
     from spectracli.report.plots import write_plots
-    from spectracli.results import load_report
 
-    data = load_report(report)
-    for path in write_plots(data, out, image_format=image_format):
+    data = load_saved_report(report, "plot", "spectracli analyze {path} --plots plots/")
+    for path in write_plots(data, out, image_format=image_format.value):
         print(path)

@@ -6,51 +6,70 @@ from pathlib import Path
 
 import typer
 
-from spectracli.cli.common import emit, handle_errors, is_plain_output, stdout_console
+from spectracli.cli.common import (
+    choice_option,
+    emit,
+    handle_errors,
+    is_plain_output,
+    load_saved_report,
+    output_option,
+    refuse_binary_to_terminal,
+    stdout_console,
+    verbose_option,
+)
+from spectracli.options import ImageFormat, ReportFormat
 
 
 @handle_errors
 def report(
     report_path: Path = typer.Argument(..., metavar="REPORT",
                                        help="A saved JSON report (analyze, hessian or track)."),
-    fmt: str = typer.Option("table", "--format", "-f",
-                            help="table | json | csv | markdown | html (Hessian reports: "
-                            "table shows the Markdown text)."),
-    output: Path | None = typer.Option(None, "--output", "-o",
-                                       help="Write to this file (atomically) instead of stdout."),
-    image_format: str = typer.Option("png", "--image-format",
-                                     help="Figures embedded in html: png | svg."),
+    fmt: ReportFormat = choice_option(ReportFormat.TABLE, "--format", "-f",
+                                      help="Output format (Hessian reports: table shows the "
+                                      "Markdown text; html needs --output on a terminal)."),
+    output: Path | None = output_option(),
+    image_format: ImageFormat = choice_option(ImageFormat.PNG, "--image-format",
+                                              help="Figures embedded in html."),
+    verbose: bool = verbose_option(),
 ) -> None:
     """Re-render a saved report (table, markdown, html, csv, json) without recomputing.
 
     Markdown suits $GITHUB_STEP_SUMMARY; html is one self-contained file with the figures."""
     from spectracli.errors import SpectraError
-    from spectracli.report import FORMATS, render
-    from spectracli.results import load_report
+    from spectracli.report import render
 
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise SpectraError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    data = load_report(report_path)
+    refuse_binary_to_terminal(fmt, output)
+    data = load_saved_report(
+        report_path, "report", "spectracli analyze {path}  (or save a report with: "
+        "spectracli analyze {path} -f json -o report.json)")
+    name = fmt.value
     if data["kind"] == "hessian":
-        if fmt == "csv":
+        if name == "csv":
             raise SpectraError("csv is for analyze reports; use markdown, html or json for a "
                                "hessian report")
-        if fmt == "table":
-            fmt = "markdown"
-    if fmt == "html":
+        if name == "table":
+            name = "markdown"
+    if name == "html":
         from spectracli.report.html import render_html
 
-        emit(render_html(data, image_format=image_format), output)
+        emit(render_html(data, image_format=image_format.value), output)
         return
-    if fmt == "table" and output is None and not is_plain_output() and data["kind"] == "track":
-        from spectracli.report.track import print_track_rich
+    if name == "table" and data["kind"] == "track":
+        if output is None and not is_plain_output():
+            from spectracli.report.track import print_track_rich
 
-        print_track_rich(data, stdout_console())
+            print_track_rich(data, stdout_console())
+            return
+        emit(render(data, name), output)
         return
-    if fmt == "table" and output is None and not is_plain_output():
-        from spectracli.report.table import print_rich
+    if name == "table":
+        if output is None and not is_plain_output():
+            from spectracli.report.table import print_rich
 
-        print_rich(data, stdout_console())
+            print_rich(data, stdout_console(), verbose=verbose)
+            return
+        from spectracli.report.table import render_plain
+
+        emit(render_plain(data, verbose=verbose), output)
         return
-    emit(render(data, fmt), output)
+    emit(render(data, name), output)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,8 @@ def track(**options: Any) -> None:
 
 track.__signature__ = _signature()  # type: ignore[attr-defined]
 track.__doc__ = _track.__doc__
+# analyze's annotations resolved in its own module (they name spectracli.options enums).
 track.__annotations__ = {
-    **{k: v for k, v in _analyze_cli.analyze.__annotations__.items() if k != "return"},
+    **{k: v for k, v in typing.get_type_hints(_analyze_cli.analyze).items() if k != "return"},
     **_track.__annotations__,
 }

@@ -12,6 +12,7 @@ threshold violations by how far beyond the limit they lie relative to the limit,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -20,6 +21,7 @@ from typing import Any
 from spectracli.gate.baseline import diff_layers, settings_differences
 from spectracli.gate.rules import ConfigError, GateConfig, Rule
 from spectracli.gate.subjects import Subject, metric_names, subjects
+from spectracli.report.numbers import fmt_num
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -171,15 +173,8 @@ class GateResult:
         }
 
 
-def fmt(value: float | None) -> str:
-    """Numbers as people read them in a table: 4 significant digits, inf spelled out."""
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == int(value) and abs(value) < 1e6:
-        return str(int(value))
-    return f"{value:.4g}"
+# The one number formatter (report/numbers.py), with thresholds people typed (1e5) as integers.
+fmt = functools.partial(fmt_num, integral=True)
 
 
 def excess_of(value: float, limit: float, side: str = "max") -> float:

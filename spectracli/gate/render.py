@@ -6,17 +6,17 @@ import json
 from typing import Any
 
 from spectracli.gate.evaluate import Finding, GateResult, fmt
+from spectracli.report.text import article, plural
 
 
 def verdict(result: GateResult, strict: bool = False) -> str:
     """One line: ``gate: FAILED: 2 errors, 1 warning (6 checks, 3 layers, 2 rules)``."""
     word = "passed" if result.passed(strict) else "FAILED"
     e, w = result.n_errors, result.n_warnings
-    tail = (f"({len(result.checks)} checks on {result.n_layers} "
-            f"layer{'s' * (result.n_layers != 1)}, {len(result.rules)} "
-            f"rule{'s' * (len(result.rules) != 1)}"
+    tail = (f"({plural(len(result.checks), 'check')} on {plural(result.n_layers, 'layer')}, "
+            f"{plural(len(result.rules), 'rule')}"
             + (", warnings fail with --strict" if strict and w else "") + ")")
-    return f"gate {word}: {e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)} {tail}"
+    return f"gate {word}: {plural(e, 'error')}, {plural(w, 'warning')} {tail}"
 
 
 def _row(f: Finding) -> list[str]:
@@ -34,29 +34,37 @@ def _row(f: Finding) -> list[str]:
 HEADERS = ["severity", "rule", "layer", "metric", "value", "threshold", "how far"]
 
 
-def print_table(result: GateResult, console: Any, strict: bool = False) -> None:
-    """The findings table, worst first, then rules that did not apply, then the verdict."""
-    from rich import box
-    from rich.table import Table
+# The terminal table: the layer is the key (shortened in the middle when narrow); the free-text
+# "how far" wraps; a column that does not fit goes to a second table. Nothing else is cut.
+NUMERIC = ("value", "threshold")
 
+
+def print_table(result: GateResult, console: Any, strict: bool = False,
+                verbose: bool = False) -> None:
+    """The findings table fitted to the console width, worst first, then rules that did not
+    apply, then the verdict (``verbose`` is accepted for symmetry: every finding is listed)."""
+    from rich.text import Text
+
+    from spectracli.report.layout import Column, layout
+
+    del verbose
     if result.findings:
-        # Plain output (piped, NO_COLOR) gets no box characters: CI logs stay greppable.
-        table = Table(box=None if console.no_color else box.SIMPLE_HEAD, show_edge=False,
-                      collapse_padding=True, pad_edge=False)
-        for h in HEADERS:
-            # Names and numbers stay whole; only the free-text column wraps on a narrow terminal.
-            table.add_column(h, overflow="fold", no_wrap=h != "how far")
-        for f in result.findings:
-            style = "red" if f.severity == "error" else "yellow"
-            table.add_row(*_row(f), style=None if console.no_color else style)
-        console.print(table)
+        columns = [Column(h, right=h in NUMERIC, text=h == "how far") for h in HEADERS]
+        cells = [_row(f) for f in result.findings]
+        table = layout(columns, cells, console.width, key=HEADERS.index("layer"))
+        for line in table.lines():
+            style = "bold" if line.header else ""
+            if line.row is not None and not console.no_color:
+                style = "red" if result.findings[line.row].severity == "error" else "yellow"
+            console.print(Text(line.text, style=style), no_wrap=True, crop=False)
         notes = [f for f in result.findings if f.kind in ("unmatched", "settings_differ")]
         for f in notes:
-            console.print(f"{f.severity}: {f.message}", markup=False)
+            console.print(f"{f.severity}: {f.message}", markup=False, highlight=False)
     if result.not_applicable:
         ids = ", ".join(r.id for r in result.not_applicable)
-        console.print(f"not applicable to a {result.report_kind} report: {ids}", markup=False)
-    console.print(verdict(result, strict), markup=False)
+        console.print(f"not applicable to {article(result.report_kind)} report: {ids}",
+                      markup=False, highlight=False)
+    console.print(verdict(result, strict), markup=False, highlight=False)
 
 
 def to_json(result: GateResult, strict: bool = False) -> str:

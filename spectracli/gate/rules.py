@@ -16,11 +16,13 @@ from __future__ import annotations
 import difflib
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spectracli.errors import SpectraError
+from spectracli.options import Choice, ConvView, Dtype, FitMethod, check_device
 from spectracli.results import LAYER_METRICS
 
 if sys.version_info >= (3, 11):
@@ -62,25 +64,58 @@ RULE_KEYS = (
 GATE_KEYS = (
     "rules", "baseline", "missing_layers", "new_layers", "missing_value", "fit_not_ok", "strict",
 )
-# Analyze settings a config may carry, with their expected type (mapped onto AnalyzeConfig).
-# ``trust_pickle`` is deliberately absent: unpickling is a command-line decision, never a
-# setting that a file in a repository can switch on.
-ANALYZE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "fit": (str, '"ks", "median" or "peak"'),
-    "min_tail": (int, "an integer >= 2"),
-    "farms": (bool, "true or false"),
-    "farms_window": (int, "a positive integer"),
-    "farms_ratio": ((int, float), "a positive number"),
-    "farms_steps": (int, "a positive integer"),
-    "min_size": (int, "a positive integer"),
-    "include": (list, "a list of glob strings"),
-    "exclude": (list, "a list of glob strings"),
-    "normalize": (bool, "true or false"),
-    "device": (str, '"auto", "cpu" or "cuda"'),
-    "dtype": (str, '"float64" or "float32"'),
-    "threads": (int, "a positive integer"),
-    "base": (str, "a checkpoint path"),
+
+
+def _quoted(choice: type[Choice]) -> str:
+    vals = [f'"{v}"' for v in choice.values()]
+    return ", ".join(vals[:-1]) + f" or {vals[-1]}"
+
+
+def _is_choice(choice: type[Choice]) -> Callable[[Any], bool]:
+    return lambda v: v.lower() in choice.values()  # any case, as on the command line
+
+
+def _is_device(value: str) -> bool:
+    try:
+        check_device(value)
+    except SpectraError:
+        return False
+    return True
+
+
+def _positive(value: Any) -> bool:
+    return value > 0
+
+
+# Analyze settings a config may carry: the AnalyzeConfig fields (tests/test_ux.py keeps
+# the two in step), each with its TOML type, what it must be, and a check; the choices come
+# from spectracli.options. ``trust_pickle`` is deliberately absent: unpickling is a
+# command-line decision, never a setting that a file in a repository can switch on
+# (``store_esd`` is an output choice, not a setting).
+ANALYZE_CHECKS: dict[str, tuple[type | tuple[type, ...], str, Callable[[Any], bool] | None]] = {
+    "fit": (str, _quoted(FitMethod), _is_choice(FitMethod)),
+    "min_tail": (int, "an integer >= 2", lambda v: v >= 2),
+    "farms": (bool, "true or false", None),
+    "farms_window": (int, "a positive integer", _positive),
+    "farms_ratio": ((int, float), "a positive number", _positive),
+    "farms_steps": (int, "a positive integer", _positive),
+    "min_size": (int, "a positive integer", _positive),
+    "include": (list, "a list of glob strings", lambda v: all(isinstance(x, str) for x in v)),
+    "exclude": (list, "a list of glob strings", lambda v: all(isinstance(x, str) for x in v)),
+    "normalize": (bool, "true or false", None),
+    "device": (str, '"auto", "cpu", "cuda" or "cuda:N"', _is_device),
+    "dtype": (str, _quoted(Dtype), _is_choice(Dtype)),
+    "threads": (int, "a positive integer", _positive),
+    "base": (str, "a checkpoint path", None),
+    "conv_view": (str, _quoted(ConvView), _is_choice(ConvView)),
+    "split": (bool, "true or false", None),
+    "revision": (str, "a branch, tag or commit (for a Hugging Face id)", None),
 }
+# Kept for callers that list the keys with what each expects.
+ANALYZE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    key: (types, expected) for key, (types, expected, _) in ANALYZE_CHECKS.items()
+}
+NOT_IN_CONFIG_FILES = ("trust_pickle", "store_esd")
 RESERVED_PREFIX = "spectracli/"
 
 
@@ -318,29 +353,22 @@ def _policy(table: dict[str, Any], key: str, default: str, where: str) -> str:
 
 
 def validate_analyze(table: Any, where: str) -> dict[str, Any]:
-    """Check analyze settings against :data:`ANALYZE_KEYS`; returns them as a plain dict."""
+    """Check analyze settings against :data:`ANALYZE_CHECKS`; returns them as a plain dict
+    (choices in lower case, arrays as tuples)."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table of analyze settings, got {table!r}")
     out: dict[str, Any] = {}
     for key, value in table.items():
-        if key not in ANALYZE_KEYS:
-            raise ConfigError(f"{where}: {_unknown('key', key, list(ANALYZE_KEYS))}")
-        types, expected = ANALYZE_KEYS[key]
+        if key not in ANALYZE_CHECKS:
+            raise ConfigError(f"{where}: {_unknown('key', key, list(ANALYZE_CHECKS))}")
+        types, expected, check = ANALYZE_CHECKS[key]
         ok = isinstance(value, types) and not (isinstance(value, bool) and types is not bool)
-        if ok and key == "fit":
-            ok = value in ("ks", "median", "peak")
-        elif ok and key == "dtype":
-            ok = value in ("float64", "float32")
-        elif ok and key == "min_tail":
-            ok = value >= 2
-        elif ok and key == "device":
-            ok = value in ("auto", "cpu", "cuda") or value.startswith("cuda:")
-        elif ok and key in ("include", "exclude"):
-            ok = all(isinstance(v, str) for v in value)
-        elif ok and key in ("farms_window", "farms_ratio", "farms_steps", "min_size", "threads"):
-            ok = value > 0
+        if ok and check is not None:
+            ok = bool(check(value))
         if not ok:
             raise ConfigError(f"{where} key {key!r}: expected {expected}, got {value!r}")
+        if isinstance(value, str) and key in ("fit", "dtype", "device", "conv_view"):
+            value = value.lower()
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 

@@ -32,13 +32,13 @@ from spectracli.hessian.losses import Loss, LossFn, resolve_loss
 from spectracli.hessian.memory import available_bytes
 from spectracli.hessian.operators import (
     DEFAULT_HVP_MODE,
-    HVP_MODES,
     OPERATORS,
     CurvatureProblem,
     HessianOperator,
 )
 from spectracli.hessian.slq import Density, slq_density
 from spectracli.hessian.state import curvature_mode
+from spectracli.options import Blocks, Dtype, HvpMode, Operator, Which
 
 # progress(stage, done, total, residual or None); stage: "lanczos" | "trace" | "density"
 Progress = Callable[[str, int, int, "float | None"], None]
@@ -78,16 +78,14 @@ class HessianConfig:
         return self.tol if self.tol is not None else DEFAULT_TOL[self.dtype]
 
     def validate(self) -> None:
+        # Choices (spectracli/options.py) are checked and stored as their plain values.
+        for attr, choice in (("which", Which), ("operator", Operator), ("dtype", Dtype),
+                             ("hvp_mode", HvpMode)):
+            setattr(self, attr, choice.check(getattr(self, attr), attr))
+        if self.blocks is not None:
+            self.blocks = Blocks.check(self.blocks, "blocks")
         checks = [
             (self.k >= 1, f"--top-k must be >= 1, got {self.k}"),
-            (self.which in ("largest", "smallest", "both"),
-             f"--which must be largest, smallest or both, got {self.which!r}"),
-            (self.operator in ("hessian", "ggn"),
-             f"--operator must be hessian or ggn, got {self.operator!r}"),
-            (self.dtype in ("float32", "float64"),
-             f"--dtype must be float32 or float64, got {self.dtype!r}"),
-            (self.hvp_mode in HVP_MODES,
-             f"--hvp-mode must be {' or '.join(HVP_MODES)}, got {self.hvp_mode!r}"),
             (self.tol is None or 0 < self.tol < 1, f"--tol must be in (0, 1), got {self.tol}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (self.trace_hvps >= 6, f"--trace-hvps must be >= 6, got {self.trace_hvps}"),
@@ -95,8 +93,6 @@ class HessianConfig:
              "--density-probes must be >= 1 and --density-steps >= 2"),
             (self.max_hvps is None or self.max_hvps >= 1, "--max-hvps must be >= 1"),
             (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (self.blocks in (None, "module", "parameter"),
-             f"blocks must be module or parameter, got {self.blocks!r}"),
         ]
         for ok, msg in checks:
             if not ok:

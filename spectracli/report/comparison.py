@@ -7,10 +7,14 @@ the JSON; Markdown lists the changed layers metric by metric with both values.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from spectracli.compare import ComparisonResult, LayerComparison
-from spectracli.report.markdown import format_number, md_table
+from spectracli.report.layout import Column, layout
+from spectracli.report.markdown import md_table
+from spectracli.report.numbers import fmt_num
+from spectracli.report.text import display_path, plural
 from spectracli.results import dumps_report
 
 # Summary columns: (header, metric, "ratio" | "delta").
@@ -24,11 +28,11 @@ SUMMARY_COLUMNS = (
 
 
 def _summary_row(layer: LayerComparison) -> list[str]:
-    row = [layer.name, "yes" if layer.changed else "no", format_number(layer.max_rel_change),
+    row = [layer.name, "yes" if layer.changed else "no", fmt_num(layer.max_rel_change, 6),
            layer.largest_metric or "-"]
     for _, metric, what in SUMMARY_COLUMNS:
         change = layer.changes[metric]
-        row.append(format_number(getattr(change, what)))
+        row.append(fmt_num(getattr(change, what), 6))
     return row
 
 
@@ -38,37 +42,69 @@ def _headers() -> list[str]:
 
 
 def _source(source: dict[str, Any]) -> str:
-    return str(source.get("path") or "?")
+    return str(display_path(source.get("path")) or "?")
 
 
 def _preamble(result: ComparisonResult) -> list[str]:
     lines = [
         f"A: {_source(result.source_a)}",
         f"B: {_source(result.source_b)}",
-        f"{len(result.layers)} layers in common, {len(result.changed)} changed "
-        f"(relative change > {format_number(result.rtol)}); {len(result.only_a)} only in A, "
+        f"{plural(len(result.layers), 'layer')} in common, {len(result.changed)} changed "
+        f"(relative change > {fmt_num(result.rtol, 6)}); {len(result.only_a)} only in A, "
         f"{len(result.only_b)} only in B",
     ]
     return lines
 
 
-def render_comparison_plain(result: ComparisonResult) -> str:
-    """An aligned plain-text table, largest relative change first, then the one-sided layers."""
-    rows = [_headers()] + [_summary_row(layer) for layer in result.layers]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = _preamble(result) + [""]
-    for j, row in enumerate(rows):
-        cells = [c.ljust(widths[i]) if i in (0, 1, 3) else c.rjust(widths[i])
-                 for i, c in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
+def _columns() -> list[Column]:
+    return [Column(h, right=i not in (0, 1, 3), wrap=h != "stable rank B/A")
+            for i, h in enumerate(_headers())]
+
+
+def _one_sided(result: ComparisonResult, verbose: bool) -> list[str]:
+    lines = []
     for label, names in (("only in A", result.only_a), ("only in B", result.only_b)):
         if names:
-            lines += ["", f"{label} ({len(names)}): " + ", ".join(names)]
+            shown = names if verbose or len(names) <= 5 else names[:5]
+            more = "" if len(shown) == len(names) else f", ... (-v lists all {len(names)})"
+            lines += ["", f"{label} ({len(names)}): " + ", ".join(shown) + more]
+    return lines
+
+
+def render_comparison_plain(result: ComparisonResult, verbose: bool = False,
+                            width: int | None = None) -> str:
+    """An aligned plain-text table, largest relative change first, then the one-sided layers
+    (the first five unless ``verbose``); fitted to ``width`` when given."""
+    table = layout(_columns(), [_summary_row(layer) for layer in result.layers], width)
+    lines = _preamble(result) + [""] + [line.text for line in table.lines()]
+    lines += _one_sided(result, verbose)
+    if table.hidden:
+        lines += ["", f"not shown at this width: {', '.join(table.hidden)} (-f json shows them)"]
     for warning in result.warnings:
         lines.append(f"warning: {warning}")
+    if width is not None:
+        lines = [w for line in lines for w in (textwrap.wrap(line, width) or [""])]
     return "\n".join(lines) + "\n"
+
+
+def print_comparison(result: ComparisonResult, console: Any, verbose: bool = False) -> None:
+    """:func:`render_comparison_plain` fitted to the console, changed layers in yellow."""
+    from rich.text import Text
+
+    table = layout(_columns(), [_summary_row(layer) for layer in result.layers], console.width)
+    for line in _preamble(result) + [""]:
+        console.print(line, markup=False, highlight=False)
+    for line in table.lines():
+        style = "bold" if line.header else ""
+        if line.row is not None and result.layers[line.row].changed:
+            style = "yellow"
+        console.print(Text(line.text, style=style), no_wrap=True, crop=False)
+    tail = _one_sided(result, verbose)
+    if table.hidden:
+        tail += ["", f"not shown at this width: {', '.join(table.hidden)} (-f json shows them)"]
+    tail += [f"warning: {w}" for w in result.warnings]
+    for line in tail:
+        console.print(line, markup=False, highlight=False)
 
 
 def render_comparison_json(result: ComparisonResult) -> str:
@@ -81,7 +117,7 @@ def render_comparison_markdown(result: ComparisonResult) -> str:
     lines = ["# spectracli comparison", ""]
     lines += [f"- **A**: `{_source(result.source_a)}`", f"- **B**: `{_source(result.source_b)}`"]
     lines.append(f"- {len(result.layers)} layers in common, **{len(result.changed)} changed** "
-                 f"(relative change > {format_number(result.rtol)})")
+                 f"(relative change > {fmt_num(result.rtol, 6)})")
     for warning in result.warnings:
         lines.append(f"- warning: {warning}")
     lines += ["", f"## Layers in common ({len(result.layers)})", ""]

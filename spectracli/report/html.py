@@ -23,12 +23,12 @@ from spectracli.report.markdown import (
     MISSING,
     check_renderable,
     flag_reasons,
-    format_number,
     format_shape,
     hessian_summary_rows,
     source_line,
     summary_rows,
 )
+from spectracli.report.numbers import fmt_num
 
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -103,7 +103,7 @@ def _sort_value(value: Any) -> str | None:
 def _td(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         v = _sort_value(value)
-        return f'<td class="num" data-v="{escape(v or "")}">{escape(format_number(value))}</td>'
+        return f'<td class="num" data-v="{escape(v or "")}">{escape(fmt_num(value, 6))}</td>'
     text = MISSING if value is None else str(value)
     return f"<td>{escape(text)}</td>"
 
@@ -126,13 +126,13 @@ def _source_html(report: dict[str, Any]) -> str:
     ]
     timing = report.get("timing") or {}
     if isinstance(timing.get("total_s"), (int, float)):
-        parts.append(f'<p class="meta"><b>Time:</b> {format_number(timing["total_s"], 3)} s</p>')
+        parts.append(f'<p class="meta"><b>Time:</b> {fmt_num(timing["total_s"], 3)} s</p>')
     return "\n".join(parts)
 
 
 def _setting(value: Any) -> str:
     if isinstance(value, float):
-        return format_number(value)
+        return fmt_num(value, 6)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_setting(v) for v in value) + "]"
     return str(value)
@@ -143,7 +143,7 @@ def _cards(rows: list[tuple[str, Any]], warn: set[str]) -> str:
     for label, value in rows:
         cls = "card warn" if label in warn and value not in (0, None) else "card"
         out.append(
-            f'<div class="{cls}"><b>{escape(format_number(value))}</b>{escape(label)}</div>'
+            f'<div class="{cls}"><b>{escape(fmt_num(value, 6))}</b>{escape(label)}</div>'
         )
     return '<div class="cards">' + "".join(out) + "</div>"
 
@@ -267,7 +267,7 @@ def _hessian_body(report: dict[str, Any], image_format: str) -> str:
     density = report.get("density")
     if isinstance(density, dict):
         parts.append('<section id="density"><h2>Spectral density (SLQ)</h2>'
-                     f"<p>Bulk edge {escape(format_number(density.get('bulk_edge')))}; "
+                     f"<p>Bulk edge {escape(fmt_num(density.get('bulk_edge'), 6))}; "
                      f"{escape(outlier_text(density))}.</p></section>")
     parts.append('<section id="figures"><h2>Figures</h2>')
     parts.append(_figures_html(report, image_format))

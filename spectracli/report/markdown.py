@@ -3,7 +3,7 @@
 The same content as the HTML report, in text and tables: what was analysed and how, the flagged
 layers first and why, the per-layer table, and the skipped tensors with their reasons.
 
-Numbers are printed with :func:`format_number`: 6 significant digits, so a number read back from
+Numbers are printed by ``report.numbers.fmt_num`` to 6 significant digits: a number read back from
 the Markdown is within a relative 5e-6 of the report's value (the JSON report is the exact one);
 ``inf`` is printed as ``inf`` and a missing value as ``-``.
 
@@ -23,11 +23,6 @@ from spectracli.report.numbers import fmt_num
 
 ALPHA_BAND = (2.0, 6.0)
 MISSING = "-"
-
-
-def format_number(value: Any, digits: int = 6) -> str:
-    """6 significant digits (``%.6g``) by default; strings pass through (see ``fmt_num``)."""
-    return value if isinstance(value, str) else fmt_num(value, digits)
 
 
 def format_bytes(n: Any) -> str:
@@ -75,7 +70,7 @@ def flag_reasons(layer: dict[str, Any]) -> list[str]:
                 reasons.append(f"{label} fit {block.get('fit_status') or 'missing'}")
     if layer.get("rank_deficient") and not said(lambda w: "rank deficient" in w):
         reasons.append(
-            f"rank deficient (numerical rank {format_number(layer.get('numerical_rank'))}): "
+            f"rank deficient (numerical rank {fmt_num(layer.get('numerical_rank'), 6)}): "
             "condition number is infinite"
         )
     lo, hi = ALPHA_BAND
@@ -86,7 +81,7 @@ def flag_reasons(layer: dict[str, Any]) -> list[str]:
         if not said(lambda w, label=label: w.startswith(f"{label} ") and "[2, 6]" in w):
             side = "below 2 (very heavy tail)" if value < lo else "above 6 (light tail)"
             reasons.append(
-                f"{label} {format_number(value, 3)} is {side}; heuristic range [2, 6], "
+                f"{label} {fmt_num(value, 3)} is {side}; heuristic range [2, 6], "
                 "not a verdict on training"
             )
     return reasons + warnings
@@ -116,7 +111,7 @@ LAYER_COLUMNS: tuple[tuple[str, Any], ...] = (
 
 def _cell(value: Any) -> str:
     """A Markdown table cell: escape pipes, keep it on one line."""
-    text = format_number(value) if not isinstance(value, str) else value
+    text = fmt_num(value, 6)
     return " ".join(text.replace("|", "\\|").split()) or MISSING
 
 
@@ -238,7 +233,7 @@ def _settings_md(settings: dict[str, Any]) -> str:
 
 def _setting_value(value: Any) -> str:
     if isinstance(value, float):
-        return format_number(value)
+        return fmt_num(value, 6)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_setting_value(v) for v in value) + "]"
     return str(value)
@@ -254,7 +249,7 @@ def _header(report: dict[str, Any], title: str) -> list[str]:
     )
     timing = report.get("timing") or {}
     if timing.get("total_s") is not None:
-        lines.append(f"- **Time**: {format_number(timing['total_s'], 3)} s")
+        lines.append(f"- **Time**: {fmt_num(timing['total_s'], 3)} s")
     lines.append("")
     return lines
 
@@ -325,7 +320,7 @@ def render_hessian_markdown(report: dict[str, Any]) -> str:
     density = report.get("density")
     if isinstance(density, dict):
         lines += ["## Spectral density (SLQ)", ""]
-        lines.append(f"- bulk edge: {format_number(density.get('bulk_edge'))}")
+        lines.append(f"- bulk edge: {fmt_num(density.get('bulk_edge'), 6)}")
         lines.append(f"- {outlier_text(density)}")
         lines.append("")
     return "\n".join(lines)

@@ -1,24 +1,37 @@
-"""The per-layer table of an analyze report: rich on a terminal, plain aligned text otherwise."""
+"""The per-layer table of an analyze report: a summary first, then the table, fitted to the
+terminal (rich) or plain aligned text when piped.
+
+On a terminal the columns come in priority order (name, kind, shape, sigma_max, condition
+number, alpha, FARMS alpha, status, then the rest); what does not fit the width wraps into a
+second table (the priority columns) or is left out with a note (the others); numbers are never
+cut and names are shortened in the middle (report/layout.py). Skipped tensors and warnings are
+counted by reason; ``verbose`` lists every one.
+"""
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections import Counter
 from typing import Any
 
+from spectracli.report.layout import Column, layout
 from spectracli.report.numbers import fmt_num
+from spectracli.report.text import display_path, plural
 
+# (column, key): priority order; wrap=False columns are left out when they do not fit.
 COLUMNS = (
-    ("layer", "name"),
-    ("kind", "kind"),
-    ("shape", "shape"),
-    ("sigma_max", "sigma_max"),
-    ("cond", "condition_number"),
-    ("stable_rank", "stable_rank"),
-    ("alpha", "alpha"),
-    ("farms_alpha", "farms.alpha"),
-    ("ks_D", "ks_distance"),
-    ("spikes", "num_spikes"),
-    ("status", "status"),
+    (Column("layer"), "name"),
+    (Column("kind"), "kind"),
+    (Column("shape"), "shape"),
+    (Column("sigma_max", right=True), "sigma_max"),
+    (Column("cond", right=True), "condition_number"),
+    (Column("alpha", right=True), "alpha"),
+    (Column("farms_alpha", right=True), "farms.alpha"),
+    (Column("status"), "status"),
+    (Column("stable_rank", right=True, wrap=False), "stable_rank"),
+    (Column("ks_D", right=True, wrap=False), "ks_distance"),
+    (Column("spikes", right=True, wrap=False), "num_spikes"),
 )
 
 
@@ -32,8 +45,9 @@ def _cell(layer: dict[str, Any], key: str) -> str:
     if key == "status":
         status = layer.get("status", "?")
         if status == "ok" and not str(layer.get("fit_status") or "ok").startswith("ok"):
-            return "fit failed"
-        return status + (f" ({len(layer['warnings'])} warn)" if layer.get("warnings") else "")
+            status = "fit failed"
+        n = len(layer.get("warnings") or [])
+        return status + (f" ({n} warn)" if n else "")
     return fmt_num(layer.get(key))
 
 
@@ -73,66 +87,140 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
     return [[_cell(layer, key) for _, key in COLUMNS] for layer in table_layers(report)]
 
 
-def skipped_lines(report: dict[str, Any], limit: int = 20) -> list[str]:
-    """Skipped tensors with reasons; beyond ``limit`` the rest are counted by reason."""
+def flagged(layer: dict[str, Any]) -> bool:
+    """A layer worth a look: not ok, a failed fit, or any warning."""
+    return (layer.get("status") != "ok" or bool(layer.get("warnings"))
+            or not str(layer.get("fit_status") or "ok").startswith("ok"))
+
+
+_SHAPES = re.compile(r"\s*(\b\d+(?:x\d+)+\b|\[[\d, ]*\])")
+_VALUE = re.compile(r" -?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?= is )")
+
+
+def reason_group(reason: str) -> str:
+    """A skip reason without the shapes it quotes, so reasons group (``matrix 32x1 has fewer
+    than ...`` -> ``matrix has fewer than ...``)."""
+    return " ".join(_SHAPES.sub("", reason).split())
+
+
+def warning_group(warning: str) -> str:
+    """A warning without its value and explanation: ``alpha 6.57 is above 6 (light tail...);
+    heuristic ...`` -> ``alpha is above 6``."""
+    short = warning.split(";")[0].split(" (")[0]
+    return _VALUE.sub("", short).strip()
+
+
+def skipped_lines(report: dict[str, Any], verbose: bool = False) -> list[str]:
+    """Skipped tensors counted by reason (largest group first), or every one with ``verbose``."""
     skipped = report.get("skipped", [])
-    lines = [f"{s['name']}: {s['reason']}" for s in skipped[:limit]]
-    rest = Counter(s["reason"] for s in skipped[limit:])
-    lines += [f"... and {n} more: {reason}" for reason, n in rest.most_common()]
-    return lines
+    if verbose:
+        return [f"{s['name']}: {s['reason']}" for s in skipped]
+    counts = Counter(reason_group(s["reason"]) for s in skipped)
+    width = len(str(max(counts.values(), default=0)))
+    return [f"{n:>{width}}  {reason}" for reason, n in counts.most_common()]
+
+
+def warning_lines(report: dict[str, Any], verbose: bool = False) -> list[str]:
+    """Warnings counted by kind (with the layers they concern), or every one with ``verbose``."""
+    layers = report.get("layers", [])
+    if verbose:
+        return [f"{layer['name']}: {w}" for layer in layers for w in layer.get("warnings") or []]
+    groups: dict[str, list[str]] = {}
+    for layer in layers:
+        for w in layer.get("warnings") or []:
+            groups.setdefault(warning_group(w), []).append(layer["name"])
+    out = []
+    for what, names in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3
+                                         else "")
+        out.append(f"{what}: {plural(len(names), 'layer')} ({shown})")
+    return out
 
 
 def summary_line(report: dict[str, Any]) -> str:
+    """``path (format): 3 layers analysed, 15 tensors skipped; 1 layer flagged``."""
     s = report.get("summary", {})
     src = report.get("source", {})
-    settings = report.get("settings", {})
+    n_flagged = sum(flagged(layer) for layer in report.get("layers", []))
+    base = (src.get("base") or {}).get("path") if isinstance(src.get("base"), dict) else None
     return (
-        f"{src.get('path')} ({src.get('format')}): {s.get('n_layers')} layers analysed, "
-        f"{s.get('n_skipped')} tensors skipped; fit={settings.get('fit')}; "
-        f"mean alpha {fmt_num(s.get('mean_alpha'), 3)}, "
-        f"mean FARMS alpha {fmt_num(s.get('mean_farms_alpha'), 3)}, "
-        f"max cond {fmt_num(s.get('max_condition_number'), 3)}"
+        f"{display_path(src.get('path'))} ({src.get('format')})"
+        + (f" minus base {display_path(base)}" if base else "")
+        + f": {plural(s.get('n_layers') or 0, 'layer')} analysed, "
+        f"{plural(s.get('n_skipped') or 0, 'tensor')} skipped; "
+        f"{plural(n_flagged, 'layer')} flagged"
     )
 
 
-def render_plain(report: dict[str, Any]) -> str:
-    """Aligned plain text: header, one line per layer, skipped tensors, summary."""
-    header = [title for title, _ in COLUMNS]
-    body = rows(report)
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-           for r in [header, *body]]
-    warned = [(layer["name"], w) for layer in report.get("layers", []) for w in layer["warnings"]]
-    if warned:
-        out.append("")
-        out.append("warnings:")
-        out += [f"  {name}: {w}" for name, w in warned]
+def means_line(report: dict[str, Any]) -> str:
+    s = report.get("summary", {})
+    settings = report.get("settings", {})
+    return (
+        f"fit {settings.get('fit')}: mean alpha {fmt_num(s.get('mean_alpha'), 3)}, "
+        f"mean FARMS alpha {fmt_num(s.get('mean_farms_alpha'), 3)}, "
+        f"max condition number {fmt_num(s.get('max_condition_number'), 3)}"
+    )
+
+
+def _sections(report: dict[str, Any], verbose: bool, hidden: list[str]) -> tuple[
+        list[str], list[tuple[str, list[str]]]]:
+    """The lines before the table, and the titled sections after it."""
+    head = [summary_line(report), means_line(report)]
+    after: list[tuple[str, list[str]]] = []
+    warnings = warning_lines(report, verbose)
+    if warnings:
+        after.append(("warnings" + ("" if verbose else " (-v lists each)"), warnings))
     if report.get("skipped"):
+        after.append(("skipped" + ("" if verbose else " (-v lists each)"),
+                      skipped_lines(report, verbose)))
+    if hidden:
+        after.append(("", [f"not shown at this width: {', '.join(hidden)} "
+                           "(a wider terminal, or -f csv/json, shows them)"]))
+    return head, after
+
+
+def _wrap(line: str, width: int | None, indent: str = "") -> list[str]:
+    if width is None or len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width, subsequent_indent=indent + "    ",
+                         break_long_words=True, break_on_hyphens=False) or [""]
+
+
+def render_plain(report: dict[str, Any], width: int | None = None,
+                 verbose: bool = False) -> str:
+    """Plain text: summary, the layer table (fitted to ``width`` when given), warnings and
+    skipped tensors (counted by reason unless ``verbose``)."""
+    table = layout([c for c, _ in COLUMNS], rows(report), width)
+    head, after = _sections(report, verbose, table.hidden)
+    out = [w for line in head for w in _wrap(line, width)]
+    out += ["", *(line.text for line in table.lines())]
+    for title, lines in after:
         out.append("")
-        out.append("skipped:")
-        out += [f"  {line}" for line in skipped_lines(report)]
-    out.append("")
-    out.append(summary_line(report))
+        if title:
+            out.append(f"{title}:")
+        out += [w for line in lines for w in _wrap(f"  {line}" if title else line, width, "  ")]
     return "\n".join(out) + "\n"
 
 
-def print_rich(report: dict[str, Any], console: Any) -> None:
-    """The same content as :func:`render_plain`, as a rich table for a terminal."""
-    from rich.table import Table
+def print_rich(report: dict[str, Any], console: Any, verbose: bool = False) -> None:
+    """The content of :func:`render_plain` on a terminal, fitted to ``console.width``; layers
+    that need a look in yellow."""
+    from rich.text import Text
 
-    table = Table(title="spectracli analyze", show_lines=False, header_style="bold")
-    for title, _ in COLUMNS:
-        numeric = title not in ("layer", "kind", "shape", "status")
-        table.add_column(title, justify="right" if numeric else "left", no_wrap=title == "layer")
-    for layer, row in zip(table_layers(report), rows(report), strict=True):
-        style = None if layer.get("status") == "ok" and not layer.get("warnings") else "yellow"
-        table.add_row(*row, style=style)
-    console.print(table)
-    for layer in report.get("layers", []):
-        for w in layer["warnings"]:
-            console.print(f"[yellow]warning[/] {layer['name']}: {w}", highlight=False)
-    if report.get("skipped"):
-        console.print(f"[dim]skipped {len(report['skipped'])} tensors:[/]")
-        for line in skipped_lines(report):
-            console.print(f"[dim]  {line}[/]", highlight=False)
-    console.print(summary_line(report), highlight=False)
+    layers = table_layers(report)
+    table = layout([c for c, _ in COLUMNS], rows(report), console.width)
+    head, after = _sections(report, verbose, table.hidden)
+    for line in head:
+        console.print(line, markup=False, highlight=False)
+    console.print()
+    for line in table.lines():
+        style = "bold" if line.header else ""
+        if line.row is not None and flagged(layers[line.row]):
+            style = "yellow"
+        console.print(Text(line.text, style=style), no_wrap=True, crop=False)
+    for title, lines in after:
+        console.print()
+        if title:
+            console.print(f"{title}:", markup=False, highlight=False, style="dim")
+        for line in lines:
+            console.print(f"  {line}" if title else line, markup=False, highlight=False)

@@ -29,9 +29,10 @@ import math
 
 import numpy as np
 
+from spectracli.options import FitMethod
 from spectracli.results import PowerLawFit
 
-XMIN_METHODS = ("ks", "median", "peak")
+XMIN_METHODS = FitMethod.values()
 # Eigenvalues below this fraction of lambda_max are numerically zero for the fit.
 ZERO_FLOOR = 1e-12
 # Scan at most this many xmin candidates on a first pass; refine around the best one.
