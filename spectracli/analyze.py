@@ -354,9 +354,11 @@ class _LoadGroup:
                     assert self._base is not None
                     loaded[BASE_PREFIX + s] = self._base[s].load().to(device=self._device)
                 self._tensors = loaded
-                if self._base is not None and any(p.subtract_base for p in self.plans):
+                first = self.plans[0]
+                if self._base is not None and first.subtract_base:
                     self._base_tensors = {
-                        s: self._base[s].load().to(device=self._device) for s in self.sources
+                        s: self._base[b].load().to(device=self._device)
+                        for s, b in zip(self.sources, first.base_names, strict=True)
                     }
             return self._tensors, self._base_tensors
 

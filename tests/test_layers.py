@@ -160,3 +160,47 @@ def test_base_checkpoint_is_matched_per_source_tensor():
 def test_bad_options_raise_value_errors():
     with pytest.raises(ValueError, match="conv_view"):
         LayerOptions(conv_view="im2col")
+
+
+def test_lstm_with_projection_and_onnx_layout_flags():
+    # nn.LSTM(12, 20, proj_size=8): hh is (80, 8), H = 20 from weight_hr_l0 (8, 20)
+    got = plans(Info("l.weight_ih_l0", (80, 12)), Info("l.weight_hh_l0", (80, 8)),
+                Info("l.weight_hr_l0", (8, 20)), options=LayerOptions(min_size=1))
+    assert got["l.weight_hh_l0[o]"].matrix_shape == (20, 8)
+    assert got["l.weight_ih_l0[f]"].rule == "recurrent.lstm"
+    assert got["l.weight_hr_l0"].rule == "kind.matrix"
+    onnx = plans(Info("onnx::MatMul_7", (64, 32), meta={"kind": "linear", "transposed": True}))
+    assert onnx["onnx::MatMul_7"].transposed
+
+
+def test_the_layer_model_imports_no_io_cli_report_or_gate():
+    import subprocess
+    import sys
+
+    code = ("import sys, spectracli.layers; "
+            "print(sorted(m for m in sys.modules if m.startswith('spectracli.') and "
+            "m.split('.')[1] in ('io', 'cli', 'report', 'gate')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_peft_wrapped_names_find_their_base_weight_and_kind():
+    name = "base_model.model.model.embed_tokens.base_layer.weight"
+    layer_plan = plan_layers([Info(name, (100, 64))], base={"model.embed_tokens.weight": (100, 64)})
+    (p,) = layer_plan.plans
+    assert p.kind == "embedding" and p.subtract_base
+    assert p.base_names == ("model.embed_tokens.weight",)
+
+
+def test_stacked_expert_biases_are_skipped_as_biases():
+    got = skips(Info("model.layers.0.mlp.experts.down_proj_bias", (32, 2880)))
+    assert got["model.layers.0.mlp.experts.down_proj_bias"].startswith("32x2880 stack of bias")
+
+
+def test_tables_with_leading_singleton_axes_and_other_nd_tensors():
+    got = plans(Info("vit.embeddings.pos_embed", (1, 197, 64)))
+    p = got["vit.embeddings.pos_embed"]
+    assert (p.rule, p.kind, p.matrix_shape) == ("kind.squeeze", "embedding", (197, 64))
+    assert p.build({"vit.embeddings.pos_embed": torch.ones(1, 197, 64)}).shape == (197, 64)
+    assert skips(Info("vit.cls_token", (1, 1, 64)))["vit.cls_token"].endswith("a vector")
+    assert "neither a matrix" in skips(Info("x.table", (2, 3, 4, 5, 6, 7)))["x.table"]

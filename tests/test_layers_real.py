@@ -166,3 +166,24 @@ def test_compare_and_gate_work_on_part_names(tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, [*gate, "sigma_max@*in_proj_weight[[]v]=0.5"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_fused_tensor_is_loaded_once_for_all_its_parts(tmp_path, monkeypatch):
+    from spectracli.io.base import TensorHandle
+
+    loads: list[str] = []
+    original = TensorHandle.load
+
+    def counting(self):
+        loads.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(TensorHandle, "load", counting)
+    state = {k: v for k, v in _model_state().items() if k.startswith(("mha.", "lstm."))}
+    save_file(state, str(tmp_path / "m.safetensors"))
+    report = analyze_checkpoint(tmp_path / "m.safetensors",
+                                AnalyzeConfig(fit="median", farms=False, threads=2)).to_dict()
+    assert sum(name.startswith("mha.in_proj_weight[") for name in
+               (layer["name"] for layer in report["layers"])) == 3
+    assert loads.count("mha.in_proj_weight") == 1
+    assert loads.count("lstm.weight_hh_l0") == 1

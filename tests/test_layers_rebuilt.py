@@ -201,3 +201,17 @@ def test_no_split_keeps_gate_up_per_expert_and_dbrx_rows():
                        Info("model.layers.0.mlp.shared_experts.up_proj.weight", (F * E, H))],
                       config={"num_local_experts": E, "intermediate_size": F})
     assert [p.rule for p in one.plans] == ["kind.matrix", "kind.matrix"]
+
+
+def test_gpt_oss_experts_are_stored_in_out_with_gate_and_up_interleaved():
+    # transformers' GptOssExperts: gate_up = x @ W[e] (W[e]: (H, 2I)); gate, up = [..., ::2],
+    # [..., 1::2]: the gate map (out, in) is W[e][:, ::2].T
+    w = torch.randn(E, H, 2 * F)
+    infos = [Info("m.experts.gate_up_proj", (E, H, 2 * F)), Info("m.experts.down_proj", (E, F, H))]
+    got = {p.name: p for p in plan_layers(infos, config={"model_type": "gpt_oss"}).plans}
+    gate = got["m.experts.gate_up_proj[2.gate]"]
+    assert gate.transposed and gate.matrix_shape == (F, H)
+    torch.testing.assert_close(gate.build({"m.experts.gate_up_proj": w}), w[2][:, ::2].T)
+    up = got["m.experts.gate_up_proj[2.up]"].build({"m.experts.gate_up_proj": w})
+    torch.testing.assert_close(up, w[2][:, 1::2].T)
+    assert got["m.experts.down_proj[1]"].transposed

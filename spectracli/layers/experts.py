@@ -63,15 +63,24 @@ def _down_sibling(t: TensorInfo, ctx: Context) -> TensorInfo | None:
     return None
 
 
+# Models whose stacked experts are stored (in, out): gate_up [E, H, 2I], down [E, I, H].
+_IN_OUT_MODEL_TYPES = {"gpt_oss", "llama4", "llama4_text"}
+
+
 def gate_up_axis(t: TensorInfo, ctx: Context) -> int | None:
     """The axis (0 or 1 of each expert's matrix) that holds [gate | up]."""
     a, b = t.shape[1], t.shape[2]
     down = _down_sibling(t, ctx)
     if down is not None:
         p, q = down.shape[1], down.shape[2]
-        for dim, (two_i, hidden) in enumerate(((a, b), (b, a))):
-            if (hidden, two_i) in ((p, 2 * q), (q, 2 * p)):
-                return dim
+        dims = [dim for dim, (two_i, hidden) in enumerate(((a, b), (b, a)))
+                if (hidden, two_i) in ((p, 2 * q), (q, 2 * p))]
+        if len(dims) == 2:  # H = 2I: both axes fit; the model type tells the layout
+            return 1 if ctx.model_type in _IN_OUT_MODEL_TYPES else 0
+        if dims:
+            return dims[0]
+    if ctx.model_type in _IN_OUT_MODEL_TYPES and b % 2 == 0:
+        return 1
     return gate_up_dim(t, ctx, (a, b))
 
 

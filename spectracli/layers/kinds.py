@@ -4,6 +4,7 @@ Rules (in the order the planner tries them):
 
 - ``skip.non_float``: integer, bool and unscaled fp8 tensors are not weights to analyse.
 - ``skip.scalar`` / ``skip.vector``: 0-D and 1-D tensors (biases, norm scales, buffers).
+- ``skip.bias``: a 2-D tensor named ``bias`` or ``*_bias``: biases stacked (one per expert).
 - ``skip.norm_scale``: a (1, N) or (N, 1) tensor is a vector stored 2-D; beside a norm (name or
   a same-size sibling) it is a norm scale.
 - ``kind.squeeze``: a table stored with leading singleton axes, e.g. ViT's ``pos_embed``
@@ -53,6 +54,7 @@ _NORM_TOKENS = {
     "norm", "ln", "layernorm", "layer_norm", "rmsnorm", "bn", "batchnorm", "gamma", "beta",
     "scale", "g", "ln1", "ln2", "ln_1", "ln_2", "ln_f", "norm1", "norm2",
 }
+_WRAPPERS = {"base_layer", "original_module", "modules_to_save", "default"}
 _GGUF_TABLES = {"token_embd", "position_embd", "token_types"}
 _TOKEN_SPLIT = re.compile(r"[._]|(?<=[a-z])(?=[A-Z])")
 _DIGITS = re.compile(r"\d+$")
@@ -65,6 +67,10 @@ def module_tokens(name: str) -> set[str]:
     trailing layer numbers are dropped (``fc1`` stays, ``layer3`` -> layer).
     """
     prefix, leaf = split_name(name)
+    if leaf in ("weight", "bias"):
+        # wrappers (PEFT's base_layer, modules_to_save.<adapter>) name no module of their own
+        while prefix and split_name(prefix)[1] in _WRAPPERS:
+            prefix = split_name(prefix)[0]
     module = split_name(prefix)[1] if leaf in ("weight", "bias") and prefix else leaf
     tokens = {tok.lower() for tok in _TOKEN_SPLIT.split(module) if tok}
     return tokens | {_DIGITS.sub("", tok) for tok in tokens if tok not in ("fc1", "fc2")}
@@ -154,6 +160,16 @@ def rule_scalar_vector(t: TensorInfo, ctx: Context) -> Outcome | None:
     return None
 
 
+def rule_bias(t: TensorInfo, ctx: Context) -> Outcome | None:
+    """``skip.bias``: a 2-D+ tensor named ``bias`` / ``*_bias`` (per-expert biases [E, out])."""
+    leaf = split_name(t.name)[1]
+    if len(t.shape) < 2 or not (leaf == "bias" or leaf.endswith("_bias")):
+        return None
+    shape = "x".join(map(str, t.shape))
+    return Outcome(skips=[Skip(t.name, tuple(t.shape), f"{shape} stack of bias vectors (e.g. "
+                               "one per expert), not a linear map", "skip.bias")])
+
+
 def rule_norm_scale(t: TensorInfo, ctx: Context) -> Outcome | None:
     """``skip.norm_scale``: (1, N) / (N, 1)."""
     if len(t.shape) != 2 or 1 not in t.shape:
@@ -198,8 +214,10 @@ def rule_matrix(t: TensorInfo, ctx: Context) -> Outcome | None:
     """``kind.matrix``: a 2-D tensor as a linear map or an embedding table."""
     if len(t.shape) != 2:
         return None
+    # a reader that presents a stored (in, out) matrix as (out, in) says so (ONNX MatMul)
+    transposed = bool((t.meta or {}).get("transposed"))
     return Outcome(plans=[weight_plan(t.name, tuple(t.shape), t.dtype, ctx, rule="kind.matrix",
-                                      kind_from=t)])
+                                      kind_from=t, transposed=transposed)])
 
 
 def rule_other(t: TensorInfo, ctx: Context) -> Outcome:

@@ -137,6 +137,7 @@ class MatrixPlan:
     notes: tuple[str, ...] = ()
     base_sources: tuple[str, ...] = ()
     subtract_base: bool = False
+    base_names: tuple[str, ...] = ()  # with subtract_base: each source's name in the base
     farms: bool = True
     extent: tuple[int, int] | None = None  # (m, n) of the map, when not matrix_shape (dW)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ RULES: tuple[Rule, ...] = (
     adapters.rule_lora,
     reparam.rule_reparam,
     kinds.rule_scalar_vector,
+    kinds.rule_bias,
     kinds.rule_squeeze,
     experts.rule_experts,
     recurrent.rule_recurrent,
@@ -180,17 +182,31 @@ def _against_base(plans: list[MatrixPlan], ctx: Context, result: LayerPlan) -> l
             kept.append(p)
             continue
         why = None
+        names = []
         for src in p.sources:
-            other = ctx.base.get(src)
+            found = next((n for n in base_candidates(src) if n in ctx.base), None)
             mine = tuple(ctx.tensors[src].shape)
-            if other is None:
+            if found is None:
                 why = "not in the base checkpoint"
-            elif tuple(other) != mine:
-                why = f"shape {list(mine)} differs from the base checkpoint's {list(other)}"
+            elif tuple(ctx.base[found]) != mine:
+                why = (f"shape {list(mine)} differs from the base checkpoint's "
+                       f"{list(ctx.base[found])}")
             if why:
                 break
+            names.append(found)
         if why:
             result.skips.append(Skip(p.name, p.shape, why, p.rule))
         else:
-            kept.append(replace(p, subtract_base=True))
+            kept.append(replace(p, subtract_base=True, base_names=tuple(names)))
     return kept
+
+
+def base_candidates(name: str) -> list[str]:
+    """Names a tensor may have in a base checkpoint: itself, then without PEFT's wrapping
+    (``base_model.model.`` prefix, ``.base_layer`` / ``.modules_to_save.<adapter>`` infixes)."""
+    out = [name]
+    bare = name[len("base_model.model."):] if name.startswith("base_model.model.") else name
+    bare = re.sub(r"\.base_layer(?=\.)|\.modules_to_save\.[^.]+(?=\.)", "", bare)
+    if bare != name:
+        out.append(bare)
+    return out
