@@ -276,3 +276,30 @@ def test_operators_follow_the_protocol():
     m = op @ torch.eye(8, dtype=torch.float64)
     assert m.shape == (8, 8) and torch.allclose(m, m.T, atol=1e-14)
     assert torch.allclose(op.matvec(torch.ones(8)), m.sum(1), atol=1e-14)
+
+
+def test_a_real_tiny_transformers_model_with_its_own_loss():
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=7, n_positions=8, n_embd=4, n_layer=1, n_head=2,
+                                  n_inner=8, bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(cfg)  # sdpa attention, dropout 0.1, train mode
+    ids = torch.randint(0, 7, (12, 6), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[:, 4:] = -100
+    labels[5:, 2:] = -100
+    mask = torch.ones_like(ids)
+
+    def truth(call):
+        logits = call(input_ids=ids, attention_mask=mask).logits
+        return F.cross_entropy(logits[:, :-1].reshape(-1, 7), labels[:, 1:].reshape(-1),
+                               ignore_index=-100)
+
+    ref = torch.linalg.eigvalsh(dense_hessian(model, truth)).flip(0)[:2]
+    res = eigenpairs(model, _hf_batches(ids, labels, 5), "model", k=2, dtype="float64",
+                     tol=1e-8)
+    # Hugging Face computes its loss in float32 (it upcasts the logits): float32-level agreement.
+    assert _rel(res.eigenvalues, ref) < 1e-5
+    assert res.loss_weighting.startswith("labels[..., 1:]")
+    assert model.training

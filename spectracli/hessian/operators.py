@@ -169,7 +169,8 @@ class CurvatureProblem:
 
     def _detect_label_shift(self) -> None:
         """Does the model's own loss drop the first label of each row (causal LM)? Decided by
-        recomputing the loss from the logits both ways on the first batch with labels."""
+        recomputing the loss from the logits both ways on the first batch with labels; when that
+        is impossible, by the class name (``...CausalLM``, ``...LMHeadModel``)."""
         assert isinstance(self.loss, ModelLoss)
         first = next((b for b in self.batches if isinstance(b.target, torch.Tensor)), None)
         if first is None or self.loss.shift is not None:
@@ -185,15 +186,16 @@ class CurvatureProblem:
             if labels.dim() >= 1 and tuple(logits.shape[:-1]) == tuple(labels.shape):
                 plain = float(token_cross_entropy(logits, labels))
                 shifted = float(token_cross_entropy(logits[..., :-1, :], labels[..., 1:]))
-                tol = 1e-4 if self.dtype == torch.float32 else 1e-9
-                if abs(shifted - model_loss) <= tol * max(1.0, abs(model_loss)):
-                    shift = True
-                elif abs(plain - model_loss) <= tol * max(1.0, abs(model_loss)):
-                    shift = False
+                # 1e-4: models may compute their loss in float32 whatever the dtype (Hugging
+                # Face upcasts the logits); the closer candidate wins.
+                tol = 1e-4 * max(1.0, abs(model_loss))
+                d_shift, d_plain = abs(shifted - model_loss), abs(plain - model_loss)
+                if min(d_shift, d_plain) <= tol and d_shift != d_plain:
+                    shift = d_shift < d_plain
         except Exception:  # noqa: BLE001 - the first-batch check reports failures clearly
             shift = None
         if shift is None:
-            shift = type(self.model).__name__.endswith("CausalLM")
+            shift = type(self.model).__name__.endswith(("CausalLM", "LMHeadModel"))
         self.loss.shift = shift
         self.weighting = self.loss.describe(True)
 
