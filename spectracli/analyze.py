@@ -78,6 +78,8 @@ class AnalyzeConfig:
     trust_pickle: bool = False
     base: str | Path | None = None
     store_esd: bool = True
+    ci_level: float = 0.95  # confidence level of alpha_ci
+    ci_resamples: int = 200  # bootstrap resamples per fit; 0: the analytic interval
     conv_view: str = "auto"  # slices | unfold | auto (spectracli.layers.conv)
     split: bool = True  # cut fused tensors (q/k/v, gates, gate/up) into their parts
     revision: str | None = None  # branch, tag or commit when the path is a Hugging Face id
@@ -104,6 +106,13 @@ class AnalyzeConfig:
             )
         if self.min_size < 1:
             raise SpectraError(f"min_size must be at least 1, got {self.min_size}")
+        if not 0 < self.ci_level < 1:
+            raise SpectraError(f"ci_level must be in (0, 1), got {self.ci_level}")
+        if self.ci_resamples != 0 and self.ci_resamples < 10:
+            raise SpectraError(
+                f"ci_resamples must be 0 (analytic interval) or at least 10, got "
+                f"{self.ci_resamples}"
+            )
         if self.threads is not None and self.threads < 1:
             raise SpectraError(f"threads must be at least 1, got {self.threads}")
 
@@ -178,6 +187,7 @@ def analyze_matrices(
     result.fit = fit_power_law(
         pooled, config.fit, config.min_tail,
         sigma_zero=zero * root, sigma_resolution=resolution * root,
+        ci_level=config.ci_level, ci_resamples=config.ci_resamples,
     )
     if config.store_esd:
         result.esd = esd_sample(pooled)
@@ -204,6 +214,7 @@ def analyze_matrices(
                 farms_np, config.fit, config.min_tail, n_groups=n_groups,
                 sigma_zero=w_zero * window_scale**0.5,
                 sigma_resolution=w_res * window_scale**0.5,
+                ci_level=config.ci_level, ci_resamples=config.ci_resamples,
             )
         result.farms = FarmsResult(
             fit=farms_fit,

@@ -80,6 +80,11 @@ class PowerLawFit:
     fit_reason: str | None = None  # why the status is not ok, in words
     n_distinct_tail: int | None = None  # distinct tail values at the stored precision
     ks_critical: float | None = None  # the KS bound of "ok" for this tail size
+    alpha_se: float | None = None  # (alpha - 1) / sqrt(tail_size)
+    alpha_ci: list[float] | None = None  # [low, high] at ci_level
+    ci_level: float | None = None
+    ci_method: str | None = None  # "bootstrap" (xmin re-chosen per resample) | "analytic"
+    ci_resamples: int | None = None  # bootstrap resamples that gave an alpha
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,7 +193,8 @@ class LayerResult:
         fit = self.fit.to_dict() if self.fit else {}
         for key in ("alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted",
                     "log_alpha_norm", "fit_status", "fit_method", "fit_reason",
-                    "n_distinct_tail", "ks_critical"):
+                    "n_distinct_tail", "ks_critical", "alpha_se", "alpha_ci", "ci_level",
+                    "ci_method", "ci_resamples"):
             out[key] = fit.get(key)
         out["farms"] = self.farms.to_dict() if self.farms else None
         out["esd"] = self.esd.to_dict() if self.esd else None

@@ -31,6 +31,13 @@ import numpy as np
 
 from spectracli.options import FitMethod
 from spectracli.results import PowerLawFit
+from spectracli.spectral.bootstrap import (
+    DEFAULT_RESAMPLES,
+    MAX_BOOTSTRAP,
+    analytic_interval,
+    bootstrap_interval,
+    standard_error,
+)
 
 XMIN_METHODS = FitMethod.values()
 # Eigenvalues below this fraction of lambda_max are numerically zero for the fit.
@@ -142,6 +149,9 @@ def fit_power_law(
     sigma_resolution: float | None = None,
     n_groups: int = 1,
     ks_level: float = KS_LEVEL,
+    ci_level: float = 0.95,
+    ci_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> PowerLawFit:
     """Fit a power law to the upper tail of an ESD; see the module docstring for the rules.
 
@@ -151,6 +161,13 @@ def fit_power_law(
     singular values closer than this are the same value (default: exact equality). ``n_groups``:
     the ESD pools this many equal-size spectra (FARMS windows); the fit needs ``min_tail``
     resolved eigenvalues per group. ``ks_level``: significance of the KS bound of ``ok``.
+
+    Uncertainty (fits with status ``ok`` or ``no_power_law``): ``alpha_se`` = (alpha - 1) /
+    sqrt(tail_size), and ``alpha_ci`` at ``ci_level``: a percentile bootstrap of
+    ``ci_resamples`` resamples that re-runs the xmin rule on each
+    (:mod:`spectracli.spectral.bootstrap`, seeded by ``seed``: the same input gives the same
+    interval), or the analytic alpha +- z se when ``ci_resamples`` is 0 or the ESD has more than
+    ``MAX_BOOTSTRAP`` nonzero eigenvalues; ``ci_method`` says which.
 
     ``fit_status`` is ``ok`` or one of (``fit_reason`` says why in words; alpha is still
     reported when it can be computed, but it is not a fit to act on):
@@ -164,8 +181,13 @@ def fit_power_law(
       critical value :func:`ks_critical` (tail size, ``ks_level``).
 
     Raises ValueError for an unknown ``method``, ``min_tail`` < 2, ``n_groups`` < 1, a
-    ``ks_level`` outside (0, 1), or NaN/Inf eigenvalues.
+    ``ks_level`` or ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, or NaN/Inf
+    eigenvalues.
     """
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
+    if ci_resamples != 0 and ci_resamples < 10:
+        raise ValueError(f"ci_resamples must be 0 (analytic) or at least 10, got {ci_resamples}")
     if method not in XMIN_METHODS:
         raise ValueError(f"xmin method must be one of {', '.join(XMIN_METHODS)}, got {method!r}")
     if min_tail < 2:
@@ -261,10 +283,25 @@ def fit_power_law(
     n_tail = lam.size - i
     crit = ks_critical(n_tail, ks_level)
     if d >= crit:
-        return result("no_power_law", f"KS distance {d:.3g} is at or above the {ks_level:.0%} "
-                      f"critical value {crit:.3g} for a tail of {n_tail}", i, a, d,
-                      int(distinct[i]))
-    return result("ok", None, i, a, d, int(distinct[i]))
+        fit = result("no_power_law", f"KS distance {d:.3g} is at or above the {ks_level:.0%} "
+                     f"critical value {crit:.3g} for a tail of {n_tail}", i, a, d,
+                     int(distinct[i]))
+    else:
+        fit = result("ok", None, i, a, d, int(distinct[i]))
+    if fit.alpha is None:
+        return fit
+    fit.alpha_se = standard_error(fit.alpha, n_tail)
+    fit.ci_level = ci_level
+    interval = None
+    if ci_resamples and lam.size <= MAX_BOOTSTRAP:
+        interval = bootstrap_interval(lam, method, last, min_tail, ci_level, ci_resamples, seed)
+    if interval is not None:
+        fit.alpha_ci = [interval[0], interval[1]]
+        fit.ci_method, fit.ci_resamples = "bootstrap", interval[2]
+    else:
+        fit.alpha_ci = list(analytic_interval(fit.alpha, n_tail, ci_level))
+        fit.ci_method = "analytic"
+    return fit
 
 
 def alpha_warning(alpha: float | None, label: str = "alpha") -> str | None:
