@@ -11,9 +11,11 @@ in fresh processes, alternating, ``--repeats`` times each:
 
 Prints median wall time and peak RSS of each and the ratios. ``--methods`` also times, in this
 process, the candidate ways to get the spectra of the same 38 matrices (float64 ``svdvals`` vs
-``eigvalsh`` of the Gram matrix, 1 vs 2 threads): the measurement behind the default. Run:
+``eigvalsh`` of the Gram matrix, 1 vs 2 threads): the measurement behind the default.
+``--bootstrap`` prints instead the cost of the alpha_ci bootstrap (CPU share in process, and the
+whole process with ``--ci-resamples 0`` vs the default). Run:
 
-    python benchmarks/analyze_bench.py [--repeats 3] [--threads N] [--methods]
+    python benchmarks/analyze_bench.py [--repeats 3] [--threads N] [--methods | --bootstrap]
 """
 
 from __future__ import annotations
@@ -114,15 +116,70 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     return float(wall), int(rss) / 1024.0
 
 
+def bootstrap_cost(ckpt: Path, repeats: int) -> None:
+    """CPU seconds of the alpha_ci bootstrap against the rest of analyze, in this process.
+
+    CPU time (not wall) so that other jobs on a shared machine do not blur the share; one layer
+    worker, so every fit is counted once. Also the whole process with and without the bootstrap.
+    """
+    import time
+
+    import spectracli.spectral.powerlaw as powerlaw
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+
+    spent = [0.0, 0]
+    original = powerlaw.bootstrap_interval
+
+    def timed(*a, **k):
+        t0 = time.process_time()
+        try:
+            return original(*a, **k)
+        finally:
+            spent[0] += time.process_time() - t0
+            spent[1] += 1
+
+    powerlaw.bootstrap_interval = timed
+    analyze_checkpoint(ckpt, AnalyzeConfig(threads=1, ci_resamples=0))  # warm up
+    shares, totals, fits = [], [], 0
+    for _ in range(repeats):
+        spent[:] = [0.0, 0]
+        t0 = time.process_time()
+        analyze_checkpoint(ckpt, AnalyzeConfig(threads=1, store_esd=False))
+        total = time.process_time() - t0
+        totals.append(total)
+        shares.append(spent[0] / (total - spent[0]))
+        fits = spent[1]
+    powerlaw.bootstrap_interval = original
+    share = statistics.median(shares)
+    print(f"bootstrap (200 resamples, {fits} fits): {share * statistics.median(totals):.2f} CPU s "
+          f"= {share:.1%} of analyze's other CPU time in process "
+          f"({1e3 * share * statistics.median(totals) / max(fits, 1):.1f} ms per fit)")
+    cmd = [sys.executable, "-m", "spectracli", "analyze", str(ckpt), "--format", "json",
+           "--output", str(OUT / "report_ci.json"), "--device", "cpu"]
+    walls: dict[str, list[float]] = {"--ci-resamples 0": [], "default (200)": []}
+    for _ in range(repeats):
+        walls["--ci-resamples 0"].append(measure([*cmd, "--ci-resamples", "0"])[0])
+        walls["default (200)"].append(measure(cmd)[0])
+    base = statistics.median(walls["--ci-resamples 0"])
+    full = statistics.median(walls["default (200)"])
+    print(f"whole process: {base:.2f} s with the analytic interval, {full:.2f} s with the "
+          f"bootstrap ({full / base - 1:+.1%})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--methods", action="store_true", help="also time svdvals vs Gram")
+    parser.add_argument("--bootstrap", action="store_true",
+                        help="only the cost of the alpha_ci bootstrap")
     args = parser.parse_args()
     ckpt = OUT / "transformer.safetensors"
     if not ckpt.exists():
         build_checkpoint(ckpt)
+    if args.bootstrap:
+        bootstrap_cost(ckpt, args.repeats)
+        return
     if args.methods:
         time_methods(ckpt, args.repeats)
     threads = [str(args.threads)] if args.threads else []

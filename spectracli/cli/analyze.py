@@ -80,6 +80,10 @@ def analyze(
     fit: FitMethod = choice_option(FitMethod.KS, "--fit", help="xmin rule of the power-law fit "
                                    "(docs/metrics.md)."),
     min_tail: int = typer.Option(10, help="Smallest tail (eigenvalues) a fit may use."),
+    ci_level: float = typer.Option(0.95, help="Confidence level of alpha_ci (bootstrap "
+                                   "interval of alpha)."),
+    ci_resamples: int = typer.Option(200, help="Bootstrap resamples per fit (xmin re-chosen on "
+                                     "each); 0: the analytic interval, cheaper."),
     farms: bool = typer.Option(True, "--farms/--no-farms", help="Also fit the FARMS ESD."),
     farms_window: int = typer.Option(2000, help="FARMS window rows (capped by the matrix)."),
     farms_ratio: float = typer.Option(1.0, help="FARMS window aspect ratio cols/rows."),

@@ -95,6 +95,8 @@ def _positive(value: Any) -> bool:
 ANALYZE_CHECKS: dict[str, tuple[type | tuple[type, ...], str, Callable[[Any], bool] | None]] = {
     "fit": (str, _quoted(FitMethod), _is_choice(FitMethod)),
     "min_tail": (int, "an integer >= 2", lambda v: v >= 2),
+    "ci_level": ((int, float), "a number in (0, 1)", lambda v: 0 < v < 1),
+    "ci_resamples": (int, "0 or an integer >= 10", lambda v: v == 0 or v >= 10),
     "farms": (bool, "true or false", None),
     "farms_window": (int, "a positive integer", _positive),
     "farms_ratio": ((int, float), "a positive number", _positive),
