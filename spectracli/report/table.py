@@ -36,8 +36,9 @@ COLUMNS = (
 
 
 def _cell(layer: dict[str, Any], key: str) -> str:
-    if key == "shape":
-        return "x".join(str(d) for d in layer.get("shape") or [])
+    if key == "shape":  # a part of a tensor (q, a gate, an expert) shows its own matrix
+        dims = layer.get("matrix_shape") if layer.get("part") else layer.get("shape")
+        return "x".join(str(d) for d in dims or [])
     if key == "kind" and layer.get("conv_view"):  # which view the kernel was read in
         return f"{layer.get('kind')} {layer['conv_view']}"
     if key.startswith("farms."):
