@@ -289,7 +289,7 @@ def _add_provenance(layer: LayerResult, plan: MatrixPlan) -> None:
 
 def _adapter_config(path: Path | None) -> dict | None:
     """The PEFT ``adapter_config.json`` beside the weights (or in the directory), else None."""
-    if path is None:
+    if path is None or not Path(path).exists():  # an in-memory source has no directory
         return None
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
     try:
