@@ -215,3 +215,57 @@ def test_gpt_oss_experts_are_stored_in_out_with_gate_and_up_interleaved():
     up = got["m.experts.gate_up_proj[2.up]"].build({"m.experts.gate_up_proj": w})
     torch.testing.assert_close(up, w[2][:, 1::2].T)
     assert got["m.experts.down_proj[1]"].transposed
+
+
+def test_new_spectral_norm_orthogonal_and_plain_rnn(tmp_path):
+    torch.manual_seed(1)
+    mods = nn.ModuleDict({
+        "sn": nn.utils.parametrizations.spectral_norm(nn.Linear(20, 30)),
+        "orth": nn.utils.parametrizations.orthogonal(nn.Linear(16, 16)),
+        "rnn": nn.RNN(12, 16),
+    })
+    mods["sn"](torch.randn(2, 20))  # one power-iteration step (training mode)
+    mods.eval()
+    with torch.no_grad():
+        truth = mods["sn"].weight.double().numpy()  # eval: from the stored u, v (float32)
+    state = {k: v.detach().contiguous() for k, v in mods.state_dict().items()}
+    save_file(state, str(tmp_path / "m.safetensors"))
+    report = analyze_checkpoint(tmp_path / "m.safetensors", CONFIG).to_dict()
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    sn = layers["sn.weight"]
+    assert sn["rule"] == "reparam.spectral_norm_parametrization"
+    sv = np.linalg.svd(truth, compute_uv=False)
+    assert sn["sigma_max"] == pytest.approx(sv[0], rel=1e-6)  # float32 truth
+    assert sn["sigma_min"] == pytest.approx(sv[-1], rel=1e-6)
+    orth = layers["orth.weight"]
+    assert orth["rule"] == "reparam.parametrization_unknown" and orth["warnings"]
+    skipped = {s["name"]: s["reason"] for s in report["skipped"]}
+    assert any("buffer of the parametrisation of orth.weight" in r for r in skipped.values())
+    rnn = layers["rnn.weight_hh_l0"]
+    assert rnn["rule"] == "recurrent.rnn" and rnn["part"] is None
+    _check(rnn, state["rnn.weight_hh_l0"].double().numpy(), "rnn")
+
+
+def test_dora_merged_and_embedding_lora_against_dense_formulas():
+    rng = np.random.default_rng(2)
+    w, a = rng.standard_normal((24, 40)), rng.standard_normal((4, 40))
+    b = rng.standard_normal((24, 4))
+    mag = rng.uniform(0.5, 2.0, 24)
+    names = {"m.q.lora_A.weight": a, "m.q.lora_B.weight": b, "m.q.lora_magnitude_vector": mag}
+    infos = [Info(k, v.shape) for k, v in names.items()]
+    (plan,) = plan_layers(infos, adapter_config={"r": 4, "lora_alpha": 8},
+                          base={"m.q.weight": (24, 40)}).plans
+    tensors = {k: torch.from_numpy(v) for k, v in names.items()}
+    tensors["base:m.q.weight"] = torch.from_numpy(w)
+    v = w + 2.0 * b @ a  # DoRA (Liu et al. 2024; PEFT): m * V / ||V|| per output row
+    expect = mag[:, None] * v / np.linalg.norm(v, axis=1, keepdims=True)
+    np.testing.assert_allclose(plan.build(tensors).numpy(), expect, rtol=1e-12)
+    # an embedding adapter: A (r, rows), B (dim, r), dW (rows, dim) = (B A)^T
+    ea, eb = rng.standard_normal((4, 100)), rng.standard_normal((16, 4))
+    infos = [Info("e.lora_embedding_A", ea.shape), Info("e.lora_embedding_B", eb.shape)]
+    (plan,) = plan_layers(infos, adapter_config={"r": 4, "lora_alpha": 4}).plans
+    assert plan.kind == "embedding" and plan.shape == (100, 16)
+    core = plan.build({"e.lora_embedding_A": torch.from_numpy(ea),
+                       "e.lora_embedding_B": torch.from_numpy(eb)})
+    np.testing.assert_allclose(np.linalg.svd(core.numpy(), compute_uv=False),
+                               np.linalg.svd((eb @ ea).T, compute_uv=False)[:4], rtol=1e-10)

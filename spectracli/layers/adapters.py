@@ -34,7 +34,7 @@ from spectracli.layers.kinds import weight_plan
 from spectracli.layers.plan import BASE_PREFIX, Info, MatrixPlan, Outcome, Recipe, Skip, TensorInfo
 
 _LORA = re.compile(
-    r"^(?P<module>.+)\.lora_(?P<emb>embedding_)?(?P<ab>A|B)(?:\.(?P<adapter>[^.]+))?"
+    r"^(?P<module>.+)\.lora_(?P<emb>embedding_)?(?P<ab>A|B)(?:\.(?P<adapter>(?!weight$)[^.]+))?"
     r"(?P<weight>\.weight)?$"
 )
 _PEFT_PREFIX = "base_model.model."

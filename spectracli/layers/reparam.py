@@ -15,7 +15,8 @@ weight name (``conv.weight``) and lists the stored tensors it came from in ``sou
 - ``reparam.spectral_norm_parametrization``: ``parametrizations.<w>.original`` with
   ``parametrizations.<w>.0._u`` and ``._v``; the same W.
 - ``reparam.parametrization_unknown``: ``parametrizations.<w>.original`` alone: the file does
-  not record which parametrisation; analysed as stored, with a warning.
+  not record which parametrisation; analysed as stored, with a warning. The parametrisation's
+  other tensors (e.g. orthogonal's ``0.base``) are skipped as its buffers (``reparam.buffer``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from spectracli.layers.context import Context, join, split_name
 from spectracli.layers.kinds import weight_plan
-from spectracli.layers.plan import Info, Outcome, Recipe, TensorInfo
+from spectracli.layers.plan import Cut, Info, Outcome, Recipe, Skip, TensorInfo
 
 _PARAM = re.compile(r"^(?P<module>.*?)\.?parametrizations\.(?P<w>[^.]+)\.(?P<rest>.+)$")
 
@@ -115,11 +116,16 @@ def rule_reparam(t: TensorInfo, ctx: Context) -> Outcome | None:
             out = _spectral(name, w, u, v1, ctx, "reparam.spectral_norm_parametrization")
             if out is not None:
                 return out
+        if m["rest"] not in ("original", "original0", "original1") and (
+                base + ".original" in tensors or base + ".original0" in tensors):
+            return Outcome(skips=[Skip(t.name, tuple(t.shape), f"a buffer of the "
+                                       f"parametrisation of {name}, not a weight",
+                                       "reparam.buffer")])
         if t.name == base + ".original" and len(t.shape) >= 2:
             shape = tuple(t.shape)
             plan = weight_plan(
                 name, shape, t.dtype, ctx, rule="reparam.parametrization_unknown",
-                kind_from=Info(name, shape), sources=(t.name,),
+                kind_from=Info(name, shape), sources=(t.name,), build=Cut(t.name),
                 notes=("the file stores only the parametrisation's original: analysed as "
                        "stored, the parametrisation is not applied",),
             )
