@@ -118,3 +118,14 @@ def test_missing_hub_package_names_the_extra(hub_cache, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "huggingface_hub", None)
     res = CliRunner().invoke(app, ["analyze", "org/tiny"])
     assert res.exit_code == 2 and "pip install 'spectracli[hub]'" in res.stderr
+
+
+def test_hub_id_with_a_file_inside_the_repository(hub_cache):
+    with open_checkpoint("org/tiny@v1/model.safetensors") as ckpt:
+        assert ckpt.format == "safetensors" and ckpt.hub["file"] == "model.safetensors"
+        got = {h.name: h.load() for h in ckpt.handles()}
+    assert torch.equal(got["fc1.weight"], _weights(1)["fc1.weight"])
+    with open_checkpoint("org/tiny/pytorch_model.bin") as ckpt:  # the .bin, when asked for
+        assert ckpt.format == "pytorch" and ckpt.hub["commit"] == MAIN
+    with pytest.raises(CheckpointError, match="without model.gguf .*HF_HUB_OFFLINE"):
+        open_checkpoint("org/tiny/model.gguf")

@@ -136,10 +136,11 @@ def test_onnx_truncated_external_data_and_garbage_model(tmp_path):
         open_checkpoint(tmp_path / "bad.onnx")
 
 
-def test_onnx_gemm_and_initializers_inside_the_model_file(tmp_path):
+def test_onnx_initializers_inside_the_model_file_recognised_without_suffix(tmp_path):
     model, want = _model(np.random.default_rng(4))
-    onnx.save_model(model, str(tmp_path / "inline.onnx"))  # no external data
-    with open_checkpoint(tmp_path / "inline.onnx") as ckpt:
+    onnx.save_model(model, str(tmp_path / "inline.model"))  # no external data, no .onnx
+    with open_checkpoint(tmp_path / "inline.model") as ckpt:
+        assert ckpt.format == "onnx"
         got = {h.name: h.load().numpy() for h in ckpt.handles()}
     for name, value in want.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)

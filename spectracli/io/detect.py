@@ -72,7 +72,7 @@ def detect(path: Path) -> tuple[str, Path]:
     foreign = _foreign_file(path, head)
     if foreign:
         raise unsupported(path, foreign)
-    if suffix == ".onnx":
+    if suffix == ".onnx" or (suffix not in PYTORCH_SUFFIXES and _looks_like_onnx(head)):
         return "onnx", path
     if suffix == ".gguf":
         return "gguf", path  # no GGUF magic: the reader says what is wrong
@@ -107,6 +107,20 @@ def _foreign_file(path: Path, head: bytes) -> str | None:
     if suffix == ".keras":
         return "a Keras .keras archive"
     return None
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ``ModelProto``: field 1 ``ir_version`` (a small varint) first, then another field.
+
+    Protobuf has no magic; serialisers write fields in order, so a model starts with ``08 NN``
+    (IR version 3-20) followed by the tag of producer_name, domain, graph, opset_import, ...
+    """
+    return (
+        len(head) > 3
+        and head[0] == 0x08
+        and 3 <= head[1] <= 20
+        and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72)
+    )
 
 
 def _zip_kind(path: Path) -> str | None:

@@ -24,19 +24,28 @@ from typing import Any
 from spectracli.errors import CheckpointError
 from spectracli.io._common import missing_extra, one_line
 
-_HUB_ID = re.compile(r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([\w./-]+))?$")
+_HUB_ID = re.compile(
+    r"^(?:hf://)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([\w.-]+))?(?:/([\w.@=+-][\w./@=+-]*))?$"
+)
 _CONFIG_FILES = ["config.json", "adapter_config.json", "generation_config.json"]
 _SAFETENSORS = ["*.safetensors", "*.safetensors.index.json"]
 _BIN = ["pytorch_model*.bin", "*.bin.index.json"]
 _TRUE = ("1", "on", "yes", "true")
 
 
-def parse_hub_id(spec: str) -> tuple[str, str | None] | None:
-    """``(repo_id, revision)`` of ``org/name``, ``org/name@rev``, ``hf://org/name``; else None."""
+def parse_hub_id(spec: str) -> tuple[str, str | None, str | None] | None:
+    """``(repo_id, revision, file)`` of ``[hf://]org/name[@rev][/path/in/repo]``; else None.
+
+    The syntax is ``huggingface_hub.HfFileSystem``'s: a file inside the repository (e.g. one GGUF
+    of many) follows the id; a revision with a ``/`` in it goes through ``revision=`` instead.
+    """
     match = _HUB_ID.match(spec.strip())
     if not match or spec.startswith(("./", "../", "/")) or spec.endswith("/"):
         return None
-    return match.group(1), match.group(2)
+    file = match.group(3)
+    if file and ".." in file.split("/"):
+        return None
+    return match.group(1), match.group(2), file
 
 
 def hub_cache_dir() -> Path:
@@ -60,11 +69,14 @@ def _hub() -> Any:
     return huggingface_hub
 
 
-def _has_weights(directory: Path) -> bool:
-    return any(
-        any(directory.glob(pattern))
-        for pattern in ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth")
-    )
+_WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.pt", "*.pth",
+                 "*.gguf", "*.onnx")
+
+
+def _has_weights(snapshot: Path, file: str | None = None) -> bool:
+    if file:
+        return (snapshot / file).exists()
+    return any(any(snapshot.glob(pattern)) for pattern in _WEIGHT_FILES)
 
 
 def resolve_hub_id(
@@ -73,7 +85,9 @@ def resolve_hub_id(
     """The local snapshot directory of a Hugging Face model id, and what was resolved.
 
     ``revision`` (a branch, tag or commit) may also be given as ``org/name@revision``; both at
-    once must agree. Returns ``(directory, {"repo_id", "revision", "commit", "downloaded"})``.
+    once must agree. ``org/name/path`` names one file or folder of the repository (fetched alone
+    when downloading). Returns ``(path, info)``, info holding ``repo_id``, ``revision``,
+    ``commit``, ``downloaded`` and ``file`` when one was named.
 
     Raises:
         CheckpointError: not an id; the id is not cached (or cached without weights) and the hub
@@ -83,7 +97,7 @@ def resolve_hub_id(
     parsed = parse_hub_id(spec)
     if parsed is None:
         raise CheckpointError(f"{spec} is neither an existing path nor a Hugging Face id org/name")
-    repo_id, rev_in_id = parsed
+    repo_id, rev_in_id, file = parsed
     if rev_in_id and revision and rev_in_id != revision:
         raise CheckpointError(
             f"{spec} names revision {rev_in_id!r} but revision={revision!r} was also given"
@@ -100,10 +114,13 @@ def resolve_hub_id(
     except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError and relatives)
         snapshot = None
     info = {"repo_id": repo_id, "revision": revision, "downloaded": False}
-    if snapshot is not None and _has_weights(snapshot):
+    if file:
+        info["file"] = file
+    if snapshot is not None and _has_weights(snapshot, file):
         info["commit"] = snapshot.name
-        return snapshot, info
-    where = f"{'a snapshot without weights' if snapshot else 'nothing'} in the cache {cache}"
+        return (snapshot / file if file else snapshot), info
+    lacking = f"without {file}" if file else "without weights"
+    where = f"{f'a snapshot {lacking}' if snapshot else 'nothing'} in the cache {cache}"
     if hub_offline():
         raise CheckpointError(
             f"{repo_id}@{revision} is not a local path and the Hugging Face cache holds {where}; "
@@ -115,16 +132,19 @@ def resolve_hub_id(
             f"{repo_id}@{revision} is not a local path and the Hugging Face cache holds {where}; "
             "downloads are not allowed"
         )
-    snapshot = _download(hub, repo_id, revision, cache)
+    snapshot = _download(hub, repo_id, revision, cache, file)
     info.update(commit=snapshot.name, downloaded=True)
-    return snapshot, info
+    return (snapshot / file if file else snapshot), info
 
 
-def _download(hub: Any, repo_id: str, revision: str, cache: Path) -> Path:
+def _download(hub: Any, repo_id: str, revision: str, cache: Path, file: str | None) -> Path:
     try:
-        files = hub.list_repo_files(repo_id, revision=revision)
-        has_safetensors = any(f.endswith(".safetensors") for f in files)
-        patterns = _CONFIG_FILES + (_SAFETENSORS if has_safetensors else _BIN)
+        if file:
+            patterns = [*_CONFIG_FILES, file, f"{file}/*", f"{file}.data", f"{file}_data"]
+        else:
+            files = hub.list_repo_files(repo_id, revision=revision)
+            has_safetensors = any(f.endswith(".safetensors") for f in files)
+            patterns = _CONFIG_FILES + (_SAFETENSORS if has_safetensors else _BIN)
         found = hub.snapshot_download(
             repo_id, revision=revision, cache_dir=str(cache), allow_patterns=patterns
         )
@@ -136,8 +156,8 @@ def _download(hub: Any, repo_id: str, revision: str, cache: Path) -> Path:
             f"{type(exc).__name__}: {one_line(exc)}"
         ) from None
     snapshot = Path(found)
-    if not _has_weights(snapshot):
+    if not _has_weights(snapshot, file):
         raise CheckpointError(
-            f"{repo_id}@{revision} holds no safetensors or PyTorch .bin weights"
+            f"{repo_id}@{revision} holds no {file or 'safetensors or PyTorch .bin weights'}"
         )
     return snapshot
