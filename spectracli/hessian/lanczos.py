@@ -468,6 +468,49 @@ def _lock(
     return _Locked([values[i] for i in keep], [res[i] for i in keep])
 
 
+@dataclass
+class _Check:
+    """Outcome of the deflated restarts: the locked pairs, whether a run found nothing new,
+    runs and thick restarts spent, and the largest |Ritz value| seen."""
+
+    locked: _Locked
+    verified: bool = False
+    n_deflations: int = 0
+    n_restarts: int = 0
+    scale: float = 0.0
+
+
+def _check_multiplicities(
+    op: LinearOperator, buf: torch.Tensor, locked: _Locked, k: int, which: str, tol: float,
+    budget: _Budget, gen: torch.Generator, scale: float,
+) -> _Check:
+    """Deflated restarts (module doc): runs from fresh random vectors orthogonal to the locked
+    pairs, each locking what it finds beyond the k-th values, until one finds nothing new
+    (verified), the room or the budget runs out (not verified)."""
+    check = _Check(locked, scale=scale)
+    m, n = buf.shape
+    while True:
+        n_locked = len(check.locked.values)
+        # One pair per wanted end of the complement decides whether anything is missing.
+        run = _start_run(buf, n_locked, 1, which, _random_unit(n, gen, buf.device))
+        if run is None or m - n_locked < min(n_wanted(1, which) + 1, run.dim):
+            check.verified = run is None
+            return check
+        check.n_deflations += 1
+        ritz, settled = _solve(op, run, tol, budget, gen, scale_floor=check.scale,
+                               settled=_nothing_new(check.locked, k, which))
+        check.n_restarts += run.n_restarts
+        check.scale = max(check.scale, ritz.scale)
+        if not settled:
+            return check
+        new = [i for i in range(ritz.theta.numel()) if float(ritz.rel[i]) <= tol
+               and _extends(check.locked, float(ritz.theta[i]), float(ritz.res[i]), k, which)]
+        if not new:
+            check.verified = True
+            return check
+        check.locked = _lock(run, ritz, check.locked, new, k, which)
+
+
 def _start_vector(v0: torch.Tensor | None, n: int, gen: torch.Generator,
                   device: torch.device) -> torch.Tensor:
     """The first run's start: ``v0`` (a vector, or the sum of a block of previous Ritz
@@ -513,7 +556,8 @@ def lanczos(
         max_matvecs: product budget, deflated restarts included (default
             ``max(300, 20 * wanted)``); pairs left unconverged are flagged.
         max_basis: basis vectors kept (default :func:`default_max_basis`); locked vectors
-            share this memory.
+            share this memory, and the multiplicity check needs ``wanted + 2`` of them
+            (``wanted + 3`` for ``both``), else it is reported unverified.
         v0: warm start: a vector ``(n,)`` or previous Ritz vectors ``(n, b)`` / ``(b, n)``;
             otherwise a seeded Gaussian vector.
         seed: seed of the random start and of the deflated restarts.
@@ -561,43 +605,23 @@ def lanczos(
         return _result_from_run(run, ritz, k, which, tol, m, budget.done, n_restarts,
                                 return_vectors)
     locked = _lock(run, ritz, _Locked(), ritz.wanted.tolist(), k, which)
-    verified, n_deflations, scale = False, 0, ritz.scale
-    while True:
-        n_locked = len(locked.values)
-        # One pair per wanted end of the complement decides whether anything is missing.
-        run = _start_run(buf, n_locked, 1, which, _random_unit(n, gen, device))
-        if run is None or m - n_locked < min(n_wanted(1, which) + 1, run.dim):
-            verified = run is None
-            break
-        n_deflations += 1
-        ritz, settled = _solve(op, run, tol, budget, gen, scale_floor=scale,
-                               settled=_nothing_new(locked, k, which))
-        n_restarts += run.n_restarts
-        scale = max(scale, ritz.scale)
-        if not settled:
-            break
-        ok = [i for i in range(ritz.theta.numel()) if float(ritz.rel[i]) <= tol]
-        new = [i for i in ok if _extends(locked, float(ritz.theta[i]), float(ritz.res[i]),
-                                         k, which)]
-        if not new:
-            verified = True
-            break
-        locked = _lock(run, ritz, locked, new, k, which)
+    check = _check_multiplicities(op, buf, locked, k, which, tol, budget, gen, ritz.scale)
+    locked, scale = check.locked, check.scale
     floor = ABS_FLOOR * scale
     rel = [r / max(abs(v), floor, torch.finfo(torch.float64).tiny)
            for v, r in zip(locked.values, locked.res, strict=True)]
     return LanczosResult(
         eigenvalues=list(locked.values),
         residuals=rel,
-        converged=[verified and r <= tol for r in rel],
+        converged=[check.verified and r <= tol for r in rel],
         n_matvecs=budget.done,
-        n_restarts=n_restarts,
+        n_restarts=n_restarts + check.n_restarts,
         max_basis=m,
         which=which,
         tol=tol,
         eigenvectors=buf[: len(locked.values)].clone() if return_vectors else None,
-        multiplicity_verified=verified,
-        n_deflations=n_deflations,
+        multiplicity_verified=check.verified,
+        n_deflations=check.n_deflations,
         deflation_matvecs=budget.done - first_matvecs,
     )
 
