@@ -91,8 +91,28 @@ def test_condition_number_is_a_number_or_its_reason(hessian_report):
     report = copy.deepcopy(hessian_report)
     report["condition_number"] = None
     report["condition_number_reason"] = "the extreme eigenpairs did not converge"
-    assert condition_text(report) == "n/a (the extreme eigenpairs did not converge)"
-    assert "| condition number | n/a (the extreme eigenpairs did not converge) |" in (
+    assert condition_text(report) == "n/a: the extreme eigenpairs did not converge"
+    assert "| condition number | n/a: the extreme eigenpairs did not converge |" in (
         render_markdown(report))
     report["condition_number"] = 123.5
     assert condition_text(report) == "123.5"
+
+
+def test_condition_number_only_from_converged_extreme_pairs():
+    from torch import nn
+
+    from spectracli.hessian import eigenpairs
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(40, generator=gen, dtype=torch.float64)
+    model = nn.Linear(6, 1, bias=False).double()  # H = X^T X / 40, positive definite
+    cut = eigenpairs(model, (x, y), "mse", k=2, which="both", dtype="float64", max_hvps=3)
+    assert not all(cut.converged) and cut.condition_number is None
+    assert cut.condition_number_reason == "the extreme eigenpairs did not converge"
+    full = eigenpairs(model, (x, y), "mse", k=2, which="both", dtype="float64")
+    ev = torch.linalg.eigvalsh(x.T @ x / 40)
+    assert full.condition_number == pytest.approx(float(ev[-1] / ev[0]), rel=1e-6)
+    assert full.condition_number_reason is None
+    top = eigenpairs(model, (x, y), "mse", k=2, dtype="float64")
+    assert top.condition_number is None and "which=both" in top.condition_number_reason

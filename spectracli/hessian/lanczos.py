@@ -121,7 +121,7 @@ def condition_number(
     and ``lambda_min > 0``; otherwise ``(None, reason)`` with the reason in words.
     """
     if which != "both":
-        return None, f"needs both ends of the spectrum (which=both), got which={which}"
+        return None, f"needs both ends of the spectrum: which=both, got {which}"
     if not eigenvalues:
         return None, "no eigenvalues"
     if not (converged[0] and converged[-1]):

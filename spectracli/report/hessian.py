@@ -38,8 +38,8 @@ def condition_text(report: dict[str, Any]) -> str:
         return fmt_num(value, 6)
     reason = report.get("condition_number_reason")
     if reason is None and _which(report) != "both":
-        reason = "needs both ends of the spectrum (which=both)"
-    return f"n/a ({reason})" if reason else "n/a"
+        reason = "needs both ends of the spectrum: which=both"
+    return f"n/a: {reason}" if reason else "n/a"
 
 
 def outlier_lists(density: dict[str, Any]) -> tuple[list[float], list[float]]:
