@@ -42,7 +42,7 @@ BUILTIN_RULES = {
 # Sort groups within a severity: structural problems, threshold violations, notes.
 _GROUP = {
     "shape_change": 0, "missing_layer": 0,
-    "min": 1, "max": 1, "max_rel_increase": 1, "max_abs_change": 1,
+    "min": 1, "max": 1, "max_rel_increase": 1, "max_abs_change": 1, "max_steps_below": 1,
     "no_value": 2, "fit_not_ok": 2, "unmatched": 2, "new_layer": 2, "settings_differ": 2,
 }
 
@@ -305,6 +305,11 @@ def evaluate(
     """Apply every rule of ``config`` to ``report`` (and ``baseline``); raises ConfigError when
     a rule needs a baseline and none is given, BaselineError for a baseline of another model."""
     kind = str(report.get("kind"))
+    if kind == "track":  # last step, consecutive steps and runs of steps: gate/trends.py
+        from spectracli.gate.trends import evaluate_track
+
+        return evaluate_track(config, report, baseline, source=source,
+                              baseline_source=baseline_source)
     subs = subjects(report)
     findings: list[Finding] = []
     checks: list[Check] = []
@@ -341,8 +346,9 @@ def evaluate(
                                 "fail" if f.severity == "error" else "warning", [f.message],
                                 f.severity))
 
-    applicable = [r for r in config.rules if applies(r, kind)]
-    skipped_rules = [r for r in config.rules if not applies(r, kind)]
+    # max_steps_below needs a run of steps: it applies to track reports only.
+    applicable = [r for r in config.rules if applies(r, kind) and r.max_steps_below is None]
+    skipped_rules = [r for r in config.rules if r not in applicable]
     for rule in applicable:
         if rule.needs_baseline and baseline is None:
             raise ConfigError(

@@ -57,6 +57,7 @@ RULE_KEYS = (
     "max",
     "max_rel_increase",
     "max_abs_change",
+    "max_steps_below",
     "severity",
     "report",
     "description",
@@ -141,6 +142,8 @@ class Rule:
     max: float | None = None
     max_rel_increase: float | None = None
     max_abs_change: float | None = None
+    # Track reports only: ``min`` may be violated for at most this many consecutive steps.
+    max_steps_below: int | None = None
     severity: str = "error"
     report: str = "analyze"  # the report kind it applies to: "analyze" | "hessian" | "any"
     description: str = ""
@@ -161,6 +164,8 @@ class Rule:
             parts.append(f"{self.metric} rises at most {self.max_rel_increase:g}x of baseline")
         if self.max_abs_change is not None:
             parts.append(f"|{self.metric} - baseline| <= {self.max_abs_change:g}")
+        if self.max_steps_below is not None and parts and self.min is not None:
+            parts[0] += f" (below it for at most {self.max_steps_below} consecutive steps)"
         where = ",".join(self.match)
         text = " and ".join(parts) + f" on {where}"
         if self.exclude:
@@ -177,6 +182,7 @@ class Rule:
             "max": self.max,
             "max_rel_increase": self.max_rel_increase,
             "max_abs_change": self.max_abs_change,
+            "max_steps_below": self.max_steps_below,
             "severity": self.severity,
             "report": self.report,
             "description": self.description,
@@ -269,6 +275,14 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
         raise ConfigError(f"{where}: a rule needs at least one of min, max, max_rel_increase, "
                           "max_abs_change")
     lo, hi = limits["min"], limits["max"]
+    steps_below = raw.get("max_steps_below")
+    if steps_below is not None:
+        if isinstance(steps_below, bool) or not isinstance(steps_below, int) or steps_below < 0:
+            raise ConfigError(f"{where} key 'max_steps_below': expected an integer >= 0, "
+                              f"got {steps_below!r}")
+        if lo is None:
+            raise ConfigError(f"{where} key 'max_steps_below': needs 'min' (the threshold "
+                              "the metric may stay below for that many steps)")
     if lo is not None and hi is not None and lo > hi:
         raise ConfigError(f"{where} keys 'min'/'max': min {lo:g} is above max {hi:g}, "
                           "so no value could pass")
@@ -314,6 +328,7 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
         max=hi,
         max_rel_increase=limits["max_rel_increase"],
         max_abs_change=limits["max_abs_change"],
+        max_steps_below=steps_below,
         severity=severity,
         report=report,
         description=description,
