@@ -76,3 +76,22 @@ def test_not_ok_fits_without_a_tail_have_no_interval():
     assert fit.fit_status == "flat_spectrum" and fit.alpha_ci is None
     with pytest.raises(ValueError, match="ci_level"):
         fit_power_law(np.arange(1.0, 50.0), ci_level=95)
+
+
+def test_reports_show_alpha_with_its_interval(one_thread):
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+    from spectracli.report import render
+    from spectracli.report.numbers import ci_half_width, fmt_alpha
+
+    report = analyze_checkpoint("sample_models/digits_mlp.safetensors",
+                                AnalyzeConfig(threads=1)).to_dict()
+    layer = next(la for la in report["layers"] if la["fit_status"] == "ok")
+    low, high = layer["alpha_ci"]
+    assert low <= layer["alpha"] <= high and layer["ci_method"] == "bootstrap"
+    cell = fmt_alpha(layer)
+    assert f"\u00b1 {(high - low) / 2:.2g}" in cell
+    assert cell in render(report, "table")
+    markdown = render(report, "markdown")
+    assert "| alpha ± |" in markdown.replace("alpha \u00b1", "alpha ±")
+    assert ci_half_width(layer) == pytest.approx((high - low) / 2)
+    assert fmt_alpha({"alpha": 3.0, "fit_status": "no_power_law"}) == "(3)"

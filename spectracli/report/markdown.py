@@ -19,7 +19,7 @@ from typing import Any
 
 from spectracli.errors import ReportError
 from spectracli.report.hessian import condition_text, eigen_title, outlier_count, outlier_text
-from spectracli.report.numbers import fmt_num
+from spectracli.report.numbers import ci_half_width, fmt_num
 
 ALPHA_BAND = (2.0, 6.0)
 MISSING = "-"
@@ -98,10 +98,12 @@ LAYER_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("condition", lambda la: la.get("condition_number")),
     ("stable rank", lambda la: la.get("stable_rank")),
     ("alpha", lambda la: la.get("alpha")),
+    ("alpha ±", lambda la: ci_half_width(la)),  # half-width of alpha_ci
     ("xmin", lambda la: la.get("xmin")),
     ("tail", lambda la: la.get("tail_size")),
     ("KS", lambda la: la.get("ks_distance")),
     ("FARMS alpha", lambda la: (la.get("farms") or {}).get("alpha")),
+    ("FARMS alpha ±", lambda la: ci_half_width(la.get("farms"))),
     ("alpha_w", lambda la: la.get("alpha_weighted")),
     ("spikes", lambda la: la.get("num_spikes")),
     ("fit", lambda la: la.get("fit_status")),

@@ -42,3 +42,26 @@ def fmt_num(value: Any, digits: int = 4, *, integral: bool = False) -> str:
             return str(int(value))
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def ci_half_width(block: dict[str, Any] | None) -> float | None:
+    """Half the width of a fit block's ``alpha_ci`` ((high - low) / 2), None without one."""
+    ci = (block or {}).get("alpha_ci")
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or None in ci:
+        return None
+    return (float(ci[1]) - float(ci[0])) / 2.0
+
+
+def fmt_alpha(block: dict[str, Any] | None) -> str:
+    """A fit's alpha as the table shows it: ``3.49 ± 0.41`` (half-width of alpha_ci), in
+    parentheses when the fit is not ok (its status says why), ``-`` when there is none."""
+    block = block or {}
+    alpha = block.get("alpha")
+    if alpha is None:
+        return "-"
+    text = fmt_num(alpha)
+    half = ci_half_width(block)
+    if half is not None and math.isfinite(half):
+        text += f" \u00b1 {fmt_num(half, 2)}"
+    status = block.get("fit_status")
+    return text if status in (None, "ok") else f"({text})"

@@ -10,8 +10,9 @@ Analyze reports give:
   the ESD times the Pareto density,
   p(lambda) = (n_tail / N) (alpha - 1) / xmin (lambda / xmin)^-alpha,
   so it sits on the histogram when the fit is good.
-- ``alpha_by_depth.png``: alpha (filled) and FARMS alpha (hollow) against layer depth, one marker
-  shape and colour per layer kind, the heuristic band [2, 6] shaded, failed fits marked.
+- ``alpha_by_depth.png``: alpha (filled) and FARMS alpha (hollow) against layer depth, with
+  their alpha_ci as bars beside the markers, one marker shape and colour per layer kind, the
+  heuristic band [2, 6] shaded, fits that are not ok marked as failed.
 - ``norms_by_depth.png``: sigma_max and the condition number against depth on log axes; infinite
   condition numbers (rank-deficient layers) are drawn as red triangles at the top, not dropped.
 
@@ -290,7 +291,11 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
     ax.axhspan(*ALPHA_BAND, color="#2ca02c", alpha=0.10, lw=0)
     values = []
     for layer in layers:
-        values += [_fit_alpha(layer), _fit_alpha(layer.get("farms"))]
+        for block in (layer, layer.get("farms") or {}):
+            if _fit_alpha(block) is not None:
+                ci = block.get("alpha_ci")
+                ends = list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else []
+                values += [_fit_alpha(block)] + [_finite_float(v) for v in ends]
     finite = [v for v in values if v is not None]
     top = max([ALPHA_BAND[1] + 1.0] + finite) * 1.05
     top = min(top, 20.0)  # a few wild fits should not flatten the rest: clip and mark them
@@ -303,9 +308,17 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
         kinds_seen[kind] = (marker, colour)
         a = _fit_alpha(layer)  # a fit that is not ok is drawn as failed, not as a number
         fa = _fit_alpha(layer.get("farms"))
-        for value, filled in ((a, True), (fa, False)):
+        for value, filled, block, dx in ((a, True, layer, -0.12),
+                                         (fa, False, layer.get("farms"), 0.12)):
             if value is None:
                 continue
+            ci = (block or {}).get("alpha_ci")
+            if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+                # alpha_ci as an error bar beside the marker (full left, FARMS right), clipped
+                lo_ci, hi_ci = max(float(ci[0]), bottom), min(float(ci[1]), top * 0.98)
+                if lo_ci < hi_ci:
+                    ax.plot([i + dx, i + dx], [lo_ci, hi_ci], color=colour, lw=1.2,
+                            alpha=0.8 if filled else 0.5, solid_capstyle="butt")
             y = min(value, top * 0.98)
             if value > top:
                 clipped.append((i, value))
@@ -324,8 +337,8 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
                     fontsize=8, color="#d62728")
     ax.set_ylim(bottom, top)
     ax.set_ylabel("power-law \u03b1", fontsize=10)
-    ax.set_title("\u03b1 by layer depth (filled: full matrix, hollow: FARMS)", fontsize=11,
-                 loc="left")
+    ax.set_title("\u03b1 by layer depth (filled: full matrix, hollow: FARMS; bars: alpha_ci)",
+                 fontsize=11, loc="left")
     _depth_axis(ax, names)
     handles = [Line2D([], [], marker=m, color=c, ls="none", ms=8, label=k)
                for k, (m, c) in kinds_seen.items()]

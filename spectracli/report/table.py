@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from spectracli.report.layout import Column, layout
-from spectracli.report.numbers import fmt_num
+from spectracli.report.numbers import fmt_alpha, fmt_num
 from spectracli.report.text import display_path, plural
 
 # (column, key): priority order; wrap=False columns are left out when they do not fit.
@@ -41,6 +41,8 @@ def _cell(layer: dict[str, Any], key: str) -> str:
         return "x".join(str(d) for d in dims or [])
     if key == "kind" and layer.get("conv_view"):  # which view the kernel was read in
         return f"{layer.get('kind')} {layer['conv_view']}"
+    if key in ("alpha", "farms.alpha"):  # alpha ± half-width of alpha_ci; (..) if not ok
+        return fmt_alpha(layer.get("farms") if key == "farms.alpha" else layer)
     if key.startswith("farms."):
         return fmt_num((layer.get("farms") or {}).get(key[6:]))
     if key == "status":
