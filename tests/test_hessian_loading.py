@@ -14,18 +14,21 @@ from spectracli.errors import SpectraError
 from spectracli.hessian.loading import (
     apply_state_dict,
     build_model,
-    load_data,
+    call_data,
     make_batches,
     resolve_loss,
 )
+from spectracli.io.tensor_data import read_xy
 
 
 @pytest.mark.parametrize(
     "module",
-    ["lanczos", "hutchpp", "slq", "linop", "losses", "operators", "api"],
+    ["hessian.lanczos", "hessian.hutchpp", "hessian.slq", "hessian.linop", "hessian.losses",
+     "hessian.operators", "hessian.api", "hessian.inputs", "hessian.state", "hessian.memory",
+     "io.tensor_data"],
 )
 def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"spectracli.hessian.{module}")
+    mod = importlib.import_module(f"spectracli.{module}")
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
@@ -38,7 +41,7 @@ def test_data_files_in_three_formats_agree(tmp_path):
     save_file({"inputs": x, "labels": y}, str(tmp_path / "d.safetensors"))
     for path, keys in (("d.npz", ("x", "y")), ("d.pt", ("x", "y")),
                        ("d.safetensors", ("inputs", "labels"))):
-        got_x, got_y = load_data(str(tmp_path / path), *keys)
+        got_x, got_y = read_xy(str(tmp_path / path), *keys)
         assert torch.equal(got_x, x) and torch.equal(got_y, y)
 
 
@@ -54,7 +57,7 @@ def test_data_callables_dataset_loader_and_pair(tmp_path):
     from spectracli.hessian.inputs import collect_batches
 
     for name in ("pair", "dataset", "loader"):
-        batches = collect_batches(load_data(f"{mod}:{name}"), batch_size=4)
+        batches = collect_batches(call_data(f"{mod}:{name}"), batch_size=4)
         x = torch.cat([b[0] for b in batches])
         y = torch.cat([b[1] for b in batches])
         assert torch.equal(x, torch.arange(12.0).reshape(6, 2)) and torch.equal(y, torch.arange(6))

@@ -138,6 +138,14 @@ def _print_blocks(d: dict[str, Any], console: Any, stream: Any) -> None:
     console.print(table)
 
 
+def load_data(ref: str, x_key: str = "x", y_key: str = "y") -> Any:
+    """``--data``: a tensor data file (read by ``spectracli.io``) or ``file.py:callable``."""
+    from spectracli.hessian.loading import call_data
+    from spectracli.io.tensor_data import is_data_file, read_xy
+
+    return read_xy(ref, x_key, y_key) if is_data_file(ref) else call_data(ref)
+
+
 def _save_vectors(result: Any, path: Path) -> None:
     """Ritz vectors by parameter name, written atomically (temp file, then rename)."""
     import json
@@ -261,7 +269,6 @@ def hessian(
     from spectracli.hessian.loading import (
         apply_state_dict,
         build_model,
-        load_data,
         resolve_hook,
         resolve_loss,
     )

@@ -103,9 +103,10 @@ def _track(
     else:
         if model is None or data is None:
             raise SpectraError("--hessian needs --model and --data")
+        from spectracli.cli.hessian import load_data
         from spectracli.device import resolve_device
         from spectracli.hessian import HessianConfig
-        from spectracli.hessian.loading import build_model, load_data, resolve_loss
+        from spectracli.hessian.loading import build_model, resolve_loss
 
         config.hessian = HessianConfig(
             k=top_k, operator=operator, tol=tol, max_hvps=max_hvps, dtype=hessian_dtype,

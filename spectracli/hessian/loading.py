@@ -3,8 +3,9 @@
 References are ``path/to/file.py:callable`` or ``package.module:callable``. A model file is
 imported with its own folder first on ``sys.path`` (so it imports its siblings; the path is
 restored after), and ``package.module`` is looked up from the current directory first, as
-``python -m`` would. Data files (``.npz``, ``.pt``, ``.safetensors``) hold tensors named ``x``
-and ``y`` (other names by argument); a callable may return anything the Hessian takes: an
+``python -m`` would. Data files (``.npz``, ``.pt``, ``.safetensors``) are read by
+``spectracli.io.read_xy`` (a format layer); a data callable may return anything the Hessian
+takes: an
 ``(x, y, ...)`` tuple of tensors, a dict of tensors, a ``Dataset`` of tuples or dicts, a
 ``DataLoader`` or a list of batches (:mod:`spectracli.hessian.inputs`). Data are read once into
 memory (the Hessian is a deterministic function of a fixed sample; a loader with random
@@ -145,79 +146,15 @@ def resolve_hook(ref: str | None, what: str) -> Callable[..., Any] | None:
     return None if ref is None else resolve_callable(ref, what)
 
 
-def _as_tensor(value: Any, name: str, origin: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        import numpy as np
-
-        if isinstance(value, np.ndarray):
-            return torch.from_numpy(value)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    raise SpectraError(f"data {origin}: {name} must be a tensor, got {type(value).__name__}")
-
-
-def _read_file(path: Path, x_key: str, y_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        import numpy as np
-
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                keys = list(data.keys())
-                store = {k: data[k] for k in (x_key, y_key) if k in keys}
-        except (OSError, ValueError) as exc:
-            raise SpectraError(f"data {path} is not a readable .npz file ({exc})") from None
-    elif suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            store = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise SpectraError(f"data {path} is not a readable safetensors file ({exc})") from None
-        keys = list(store)
-    elif suffix in (".pt", ".pth"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - many pickle failure types
-            raise SpectraError(
-                f"data {path} is not a readable tensor file ({type(exc).__name__}: {exc})"
-            ) from None
-        if isinstance(obj, (tuple, list)) and len(obj) == 2:
-            obj = {x_key: obj[0], y_key: obj[1]}
-        if not isinstance(obj, dict):
-            raise SpectraError(f"data {path} must hold a dict of tensors, got {type(obj).__name__}")
-        store = obj
-        keys = list(store)
-    else:
-        raise SpectraError(
-            f"data {path}: expected a .npz, .pt or .safetensors file or file.py:callable"
-        )
-    for key in (x_key, y_key):
-        if key not in store:
-            raise SpectraError(f"data {path} has no tensor {key!r} (it has: {_short(keys, 10)})")
-    return _as_tensor(store[x_key], x_key, str(path)), _as_tensor(store[y_key], y_key, str(path))
-
-
-def load_data(ref: str, x_key: str = "x", y_key: str = "y") -> Any:
-    """Read a data file into ``(x, y)``, or call ``file.py:callable`` and return what it gives
-    (tensors, a Dataset, a DataLoader, batches: the Hessian takes them all)."""
-    path = Path(ref)
-    if path.suffix.lower() in (".npz", ".pt", ".pth", ".safetensors") and ":" not in path.name:
-        if not path.is_file():
-            raise SpectraError(f"data file {path} does not exist")
-        x, y = _read_file(path, x_key, y_key)
-        return check_pair(x, y, ref)
+def call_data(ref: str) -> Any:
+    """Call the ``file.py:callable`` (or ``package.module:callable``) ``ref`` and return what it
+    gives: tensors, a Dataset, a DataLoader or batches (:mod:`spectracli.hessian.inputs`). Data
+    files are read by ``spectracli.io.read_xy``."""
     fn = resolve_callable(ref, "data")
     try:
         obj = fn()
     except Exception as exc:  # noqa: BLE001
         raise SpectraError(f"data callable {ref} raised {type(exc).__name__}: {exc}") from None
-    if isinstance(obj, (tuple, list)) and len(obj) == 2 and all(
-            hasattr(t, "shape") for t in obj):
-        return check_pair(_as_tensor(obj[0], "x", ref), _as_tensor(obj[1], "y", ref), ref)
     iterable = hasattr(obj, "__iter__") or hasattr(obj, "__getitem__")
     if isinstance(obj, nn.Module) or not (isinstance(obj, torch.Tensor) or iterable):
         raise SpectraError(
@@ -225,19 +162,6 @@ def load_data(ref: str, x_key: str = "x", y_key: str = "y") -> Any:
             f"got {type(obj).__name__}"
         )
     return obj
-
-
-def check_pair(x: torch.Tensor, y: torch.Tensor, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if x.dim() == 0 or y.dim() == 0:
-        raise SpectraError(f"data {origin}: x and y need a sample dimension, got scalars")
-    if x.shape[0] != y.shape[0]:
-        raise SpectraError(
-            f"data {origin}: x has {x.shape[0]} samples but y has {y.shape[0]} "
-            f"(shapes {tuple(x.shape)} and {tuple(y.shape)})"
-        )
-    if x.shape[0] == 0:
-        raise SpectraError(f"data {origin} is empty (0 samples)")
-    return x, y
 
 
 def make_batches(
