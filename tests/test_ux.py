@@ -356,3 +356,56 @@ def test_hessian_without_weights_warns(tmp_path):
               "-f", "json")
     assert res.exit_code == 0, res.output
     assert "warning: no --weights" in res.stderr and "initialisation" in res.stderr
+
+
+def test_the_readme_gate_example_runs(tmp_path, monkeypatch):
+    """The README's three gate lines, with the shipped model as ckpt.safetensors and its
+    `analyze -f json` report as report.json: quick rules, a baseline, the baseline's default
+    checks (no rules configured) - none is a usage error."""
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## CI gate", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [["spectracli", "gate"], ["spectracli", "baseline"],
+                                        ["spectracli", "gate"]]
+    shutil.copy(Path(__file__).resolve().parents[1] / SAMPLE, tmp_path / "ckpt.safetensors")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    assert run("analyze", "ckpt.safetensors", "-f", "json", "-o", "report.json").exit_code == 0
+    codes = []
+    for argv in commands:
+        res = runner.invoke(app, argv[1:])
+        assert res.exit_code in (0, 1), (shlex.join(argv), res.stderr)
+        codes.append(res.exit_code)
+    last = res
+    assert "default checks against the baseline" in last.stderr
+    assert "gate passed" in last.stdout  # the same model: no drift
+    assert (tmp_path / "gate.xml").is_file() and (tmp_path / "gate.sarif").is_file()
+    assert (tmp_path / "baseline.json").is_file()
+
+
+def test_gate_without_rules_or_baseline_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / SAMPLE
+    assert run("analyze", sample, "-f", "json", "-o", "r.json", "--no-farms").exit_code == 0
+    res = run("gate", "r.json")
+    assert res.exit_code == 2 and "--baseline FILE for the default drift checks" in res.stderr
+
+
+def test_default_drift_checks_flag_a_scaled_layer(tmp_path):
+    from spectracli.gate.evaluate import evaluate
+    from spectracli.gate.rules import GateConfig, default_rules
+
+    base = _report()
+    now = copy.deepcopy(base)
+    now["layers"][1]["sigma_max"] *= 1.5  # +50% > +10%
+    result = evaluate(GateConfig(rules=default_rules("analyze")), now, base)
+    flagged = {(f.rule_id, f.layer) for f in result.findings if f.severity == "warning"}
+    assert ("default.sigma_max-drift", now["layers"][1]["name"]) in flagged
+    assert result.exit_code() == 0  # warnings only

@@ -106,12 +106,23 @@ def gate(
         cfg.rules.extend(parse_quick_rule(kind, t) for t in texts)
     check_unique_ids(cfg.rules)
     check_consistent(cfg.rules)
-    if not cfg.rules:
+    baseline_path = baseline or cfg.baseline
+    if not cfg.rules and not baseline_path:
         where = f"{cfg.source} has no rules" if cfg.source else "no config file was found"
         raise ConfigError(f"no rules to check: {where}; add [[tool.spectracli.gate.rules]] to "
-                          "pyproject.toml (see docs/ci.md) or pass --max/--min METRIC=VALUE")
-    baseline_path = baseline or cfg.baseline
+                          "pyproject.toml (see docs/ci.md), pass --max/--min METRIC=VALUE, or "
+                          "--baseline FILE for the default drift checks")
     base = load_baseline(baseline_path) if baseline_path else None
+    if not cfg.rules and base is not None:
+        from spectracli.gate.rules import default_rules
+
+        cfg.rules = default_rules(str(base.get("kind")))
+        limits = ", ".join(
+            f"{r.metric} +{r.max_rel_increase:.0%}" if r.max_rel_increase is not None
+            else f"{r.metric} +-{r.max_abs_change:g}" for r in cfg.rules)
+        print(f"note: no rules configured, so the default checks against the baseline run: "
+              f"layer set and shapes (errors), drift of {limits} (warnings); see docs/ci.md",
+              file=sys.stderr)
     with progress_callback() as progress:
         report = load_input(
             target, cfg.analyze, origin=str(cfg.source or "config"), progress=progress,

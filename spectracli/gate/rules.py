@@ -507,6 +507,30 @@ def find_config(start: str | Path | None = None) -> Path | None:
     return None
 
 
+# With a baseline and no rules, these drift checks run (all warnings; docs/ci.md "Default
+# checks"); the layer set and shapes are checked against any baseline (errors by default).
+DEFAULT_DRIFT: dict[str, tuple[tuple[str, str, float], ...]] = {
+    "analyze": (
+        ("sigma_max", "max_rel_increase", 0.10),
+        ("condition_number", "max_rel_increase", 0.25),
+        ("alpha", "max_abs_change", 0.5),
+    ),
+    "hessian": (("lambda_max", "max_rel_increase", 0.10),),
+}
+
+
+def default_rules(report_kind: str) -> list[Rule]:
+    """The default drift checks for a baseline of ``report_kind`` (:data:`DEFAULT_DRIFT`), as
+    warning rules with ids ``default.<metric>-drift``."""
+    return [
+        Rule(id=f"default.{metric}-drift", metric=metric, severity="warning",
+             report=report_kind, origin="default drift checks (docs/ci.md)",
+             description=f"default: {metric} drift against the baseline",
+             **{limit: value})
+        for metric, limit, value in DEFAULT_DRIFT.get(report_kind, ())
+    ]
+
+
 def parse_quick_rule(kind: str, text: str) -> Rule:
     """A rule from a command-line option: ``--max condition_number=1e4`` and the like.
 
