@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from spectracli import __version__
 from spectracli.device import resolve_device
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
-from spectracli.io.base import TensorHandle
+from spectracli.io.base import Checkpoint, TensorHandle
 from spectracli.layers import LayerOptions, MatrixPlan, as_stack, plan_layers
 from spectracli.layers.plan import BASE_PREFIX
 from spectracli.options import ConvView, Dtype, FitMethod
@@ -76,7 +76,7 @@ class AnalyzeConfig:
     dtype: str = "float64"
     threads: int | None = None
     trust_pickle: bool = False
-    base: str | Path | None = None
+    base: str | Path | Checkpoint | None = None  # a path, or an open checkpoint
     store_esd: bool = True
     ci_level: float = 0.95  # confidence level of alpha_ci
     ci_resamples: int = 200  # bootstrap resamples per fit; 0: the analytic interval
@@ -121,9 +121,10 @@ class AnalyzeConfig:
         return torch.float64 if self.dtype == "float64" else torch.float32
 
     def settings(self, device: str) -> dict:
-        out = asdict(self)
+        # Not asdict: it deep-copies, and ``base`` may be an open (in-memory) checkpoint.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(include=list(self.include), exclude=list(self.exclude), device=device)
-        out["base"] = str(self.base) if self.base is not None else None
+        out["base"] = None if self.base is None else str(getattr(self.base, "path", self.base))
         out["esd_convention"] = "lambda = sigma^2 of W" + (" / max(m, n)" if self.normalize else "")
         return out
 
@@ -429,20 +430,43 @@ def _check_selection(
         total = len(work) + unmatched
         if len(work) * 2 < total:
             raise SpectraError(
-                f"base {config.base} matches only {len(work)} of the {total} weight matrices "
-                f"of {path} by name and shape: is it the same architecture?",
+                f"base {_shown(config.base)} matches only {len(work)} of the {total} weight "
+                f"matrices of {path} by name and shape: is it the same architecture?",
                 params=("base",),
             )
 
 
+def _open_source(
+    source: str | Path | Checkpoint, trust_pickle: bool, revision: str | None = None
+) -> contextlib.AbstractContextManager[Checkpoint]:
+    """An open checkpoint for a path or hub id (closed after use) or one given open (left
+    open)."""
+    if isinstance(source, Checkpoint):
+        return contextlib.nullcontext(source)
+    return open_checkpoint(source, trust_pickle=trust_pickle, revision=revision)
+
+
+def _shown(source: str | Path | Checkpoint) -> str:
+    """How the report names a source: the path or hub id as given, an open checkpoint's path."""
+    return str(source.path if isinstance(source, Checkpoint) else source)
+
+
 def analyze_checkpoint(
-    path: str | Path,
+    source: str | Path | Checkpoint,
     config: AnalyzeConfig | None = None,
     progress: Progress | None = None,
 ) -> AnalysisReport:
-    """Analyse every weight matrix of a checkpoint (file or sharded directory).
+    """Analyse every weight matrix of a checkpoint: a path (file, sharded directory) or an open
+    :class:`~spectracli.io.base.Checkpoint` (e.g. :func:`spectracli.io.memory.memory_checkpoint`
+    of a model in memory). ``spectracli.analyze(obj, **options)`` is the friendlier front.
 
-    With ``config.base`` set, each layer is analysed as W - W_base, matched by name and shape.
+    With ``config.base`` set (a path or a Checkpoint), each layer is analysed as W - W_base,
+    matched by name and shape.
+
+    Raises:
+        SpectraError: a bad option, or no matrix in common with ``base``.
+        CheckpointError: a checkpoint that cannot be read (``CheckpointNotFoundError``, also a
+            ``FileNotFoundError``, when it does not exist).
     """
     config = config or AnalyzeConfig()
     config.validate()
@@ -456,24 +480,20 @@ def analyze_checkpoint(
         base: dict[str, TensorHandle] | None = None
         base_source = None
         if config.base is not None:
-            base_ckpt = stack.enter_context(
-                open_checkpoint(config.base, trust_pickle=config.trust_pickle)
-            )
+            base_ckpt = stack.enter_context(_open_source(config.base, config.trust_pickle))
             base = {alias: h for h in base_ckpt.handles() for alias in (h.name, *h.aliases)}
-            base_source = {"path": str(config.base), "format": base_ckpt.format}
-        ckpt = stack.enter_context(
-            open_checkpoint(path, trust_pickle=config.trust_pickle, revision=config.revision)
-        )
+            base_source = {"path": _shown(config.base), "format": base_ckpt.format}
+        ckpt = stack.enter_context(_open_source(source, config.trust_pickle, config.revision))
         handles = list(ckpt.handles())
         by_name = {h.name: h for h in handles}
         work, skipped = _plan(handles, config, base, ckpt.config,
-                              _adapter_config(getattr(ckpt, "path", None)))
+                              _adapter_config(ckpt.path if isinstance(ckpt.path, Path) else None))
         if base is not None and not work:
             raise SpectraError(
-                f"{path} and --base {config.base} have no weight matrix in common "
-                "(matched by name and shape)"
+                f"{_shown(source)} and base {_shown(config.base)} have no weight matrix in "
+                "common (matched by name and shape)"
             )
-        _check_selection(path, work, skipped, config)
+        _check_selection(_shown(source), work, skipped, config)
 
         items = _load_groups(work, by_name, base, device)
 
@@ -532,7 +552,7 @@ def analyze_checkpoint(
         if progress:
             progress(len(items), len(items), "")
         source = {
-            "path": str(path),
+            "path": _shown(source),
             "format": ckpt.format,
             "size_bytes": ckpt.size_bytes,
             "n_tensors": len(handles),
@@ -554,3 +574,10 @@ def analyze_checkpoint(
             "solve_s": round(solve_s, 4),
         },
     )
+
+
+# `spectracli.analyze(model, **options)` calls spectracli.api.analyze; the module stays a module
+# (why and how: spectracli/api.py).
+from spectracli.api import make_callable  # noqa: E402
+
+make_callable(__name__)

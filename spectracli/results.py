@@ -64,6 +64,53 @@ LAYER_METRICS = (
 )
 
 
+class Record(dict):
+    """A JSON object of a report with attribute access to its keys: ``rec.alpha`` is
+    ``rec["alpha"]``, nested objects included (``rec.farms.alpha``)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return as_record(self[name])
+        except KeyError:
+            raise AttributeError(f"no field {name!r}; fields: {', '.join(self)}") from None
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *(k for k in self if isinstance(k, str))]
+
+
+def as_record(value: Any) -> Any:
+    """Dicts (also inside lists) as :class:`Record`; anything else as it is."""
+    if isinstance(value, dict) and not isinstance(value, Record):
+        return Record(value)
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return [as_record(v) for v in value]
+    return value
+
+
+class JsonFields:
+    """Attribute access mirrors the JSON: every key of ``to_dict()`` that is not an attribute
+    already is read from it (``layer.alpha``, ``layer.farms.alpha``), so a new field of the
+    report is an attribute without further code."""
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy, pickle and dataclass machinery: never the JSON
+            raise AttributeError(name)
+        data = self.to_dict()
+        if name in data:
+            return as_record(data[name])
+        raise AttributeError(
+            f"{type(self).__name__} has no field {name!r}; JSON keys: {', '.join(data)}"
+        )
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *self.to_dict()})
+
+
 @dataclass
 class PowerLawFit:
     """Continuous power-law MLE fit of an ESD tail (see docs/metrics.md)."""
@@ -110,7 +157,7 @@ class EsdSample:
 
 
 @dataclass
-class FarmsResult:
+class FarmsResult(JsonFields):
     """FARMS: the pooled ESD of fixed-aspect-ratio windows, fitted once."""
 
     fit: PowerLawFit
@@ -133,7 +180,7 @@ class FarmsResult:
 
 
 @dataclass
-class LayerResult:
+class LayerResult(JsonFields):
     """Everything analyze reports for one weight tensor (one ESD; conv slices pooled)."""
 
     name: str
@@ -213,7 +260,12 @@ class SkippedTensor:
 
 
 @dataclass
-class AnalysisReport:
+class AnalysisReport(JsonFields):
+    """What ``analyze`` returns: ``layers`` (one :class:`LayerResult` per analysed tensor, with
+    attribute access mirroring the JSON keys), ``skipped``, ``summary``; ``to_dict()`` /
+    ``to_json()`` give the JSON report, ``to_pandas()`` a DataFrame, ``plot()`` the figures, and
+    a notebook shows the summary and the flagged layers (``_repr_html_``)."""
+
     tool_version: str
     created: str
     source: dict[str, Any]
@@ -222,8 +274,60 @@ class AnalysisReport:
     skipped: list[SkippedTensor]
     timing: dict[str, float]
 
-    def summary(self) -> dict[str, Any]:
-        return summarize([layer.to_dict() for layer in self.layers], len(self.skipped))
+    def __post_init__(self) -> None:
+        self.source, self.settings = Record(self.source), Record(self.settings)
+        self.timing = Record(self.timing)
+
+    @property
+    def summary(self) -> Record:
+        """Means and extremes over the layers (the JSON's ``summary``)."""
+        return Record(summarize([layer.to_dict() for layer in self.layers], len(self.skipped)))
+
+    @property
+    def flagged(self) -> dict[str, list[str]]:
+        """``{layer name: reasons}`` for the layers that deserve a look (as in the reports)."""
+        from spectracli.report.markdown import flag_reasons
+
+        out = {}
+        for layer in self.to_dict()["layers"]:
+            reasons = flag_reasons(layer)
+            if reasons:
+                out[layer["name"]] = reasons
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The JSON report as strict JSON text (inf and nan as strings: :func:`dumps_report`)."""
+        return dumps_report(self, indent=indent)
+
+    def to_pandas(self, esd: bool = False) -> Any:
+        """One row per analysed matrix, one flat column per JSON key (nested keys joined with
+        ``_``: ``farms_alpha``); see :func:`spectracli.report.notebook.layers_frame`.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install "spectracli[pandas]"``).
+        """
+        from spectracli.report.notebook import layers_frame
+
+        return layers_frame(self.to_dict(), esd=esd)
+
+    def plot(self) -> list[Any]:
+        """The report's figures (alpha and norms by depth, ESDs) as matplotlib ``Figure``s."""
+        from spectracli.report.notebook import figures
+
+        return figures(self.to_dict())
+
+    def compare(self, other: AnalysisReport | dict[str, Any], rtol: float | None = None) -> Any:
+        """Layer-by-layer changes from this report (A) to ``other`` (B):
+        :func:`spectracli.compare.compare_reports`."""
+        from spectracli.compare import DEFAULT_RTOL, compare_reports
+
+        b = other.to_dict() if hasattr(other, "to_dict") else other
+        return compare_reports(self.to_dict(), b, DEFAULT_RTOL if rtol is None else rtol)
+
+    def _repr_html_(self) -> str:
+        from spectracli.report.notebook import report_html
+
+        return report_html(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         layers = [layer.to_dict() for layer in self.layers]

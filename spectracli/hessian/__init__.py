@@ -47,3 +47,9 @@ __all__ = [
     "slq_density",
     "token_cross_entropy",
 ]
+
+# `spectracli.hessian(model, data, loss, **options)` calls spectracli.api.hessian; the package
+# stays a package (why and how: spectracli/api.py).
+from spectracli.api import make_callable  # noqa: E402
+
+make_callable(__name__)

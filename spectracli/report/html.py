@@ -176,6 +176,34 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def flagged_layers(layers: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any], list[str]]]:
+    """``(depth index, layer, reasons)`` of every layer with a reason to look at it."""
+    flagged = [(i, la, flag_reasons(la)) for i, la in enumerate(layers)]
+    return [item for item in flagged if item[2]]
+
+
+def flagged_html(
+    flagged: list[tuple[int, dict[str, Any], list[str]]], link: bool = True
+) -> str:
+    """The table of flagged layers and why (``link``: names link to the per-layer table)."""
+    if not flagged:
+        return "<p>No layer flagged.</p>"
+
+    def name(i: int, la: dict[str, Any]) -> str:
+        text = escape(str(la.get("name")))
+        return f'<a href="#layer-{i}">{text}</a>' if link else text
+
+    body = "".join(
+        f'<tr><td class="num">{i}</td><td>{name(i, la)}'
+        f'</td><td>{"<br>".join(escape(r) for r in reasons)}</td></tr>'
+        for i, la, reasons in flagged
+    )
+    return (f"<table><thead><tr><th>#</th><th>layer</th><th>why</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>\n"
+            '<p class="note">alpha outside [2, 6] is a heuristic, not a verdict on '
+            "training; a failed fit says nothing about the layer.</p>")
+
+
 def _analyze_body(report: dict[str, Any], image_format: str) -> str:
     layers = report.get("layers") or []
     parts = ['<h1>spectracli weight spectra</h1>', _source_html(report)]
@@ -188,21 +216,9 @@ def _analyze_body(report: dict[str, Any], image_format: str) -> str:
     parts.append(_kv_table(rest))
     parts.append("</section>")
 
-    flagged = [(i, la, flag_reasons(la)) for i, la in enumerate(layers)]
-    flagged = [item for item in flagged if item[2]]
+    flagged = flagged_layers(layers)
     parts.append(f'<section id="flagged"><h2>Flagged layers ({len(flagged)})</h2>')
-    if flagged:
-        body = "".join(
-            f'<tr><td class="num">{i}</td><td><a href="#layer-{i}">{escape(str(la.get("name")))}'
-            f'</a></td><td>{"<br>".join(escape(r) for r in reasons)}</td></tr>'
-            for i, la, reasons in flagged
-        )
-        parts.append(f"<table><thead><tr><th>#</th><th>layer</th><th>why</th></tr></thead>"
-                     f"<tbody>{body}</tbody></table>")
-        parts.append('<p class="note">alpha outside [2, 6] is a heuristic, not a verdict on '
-                     "training; a failed fit says nothing about the layer.</p>")
-    else:
-        parts.append("<p>No layer flagged.</p>")
+    parts.append(flagged_html(flagged))
     parts.append("</section>")
 
     parts.append(f'<section id="layers"><h2>Layers ({len(layers)})</h2>')

@@ -497,6 +497,16 @@ def _render(fig: Figure, filename: str, title: str, caption: str, fmt: str) -> R
     )
 
 
+def esd_groups(layers: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The layers with stored eigenvalues, ``ESD_LAYERS_PER_FIGURE`` per ESD figure."""
+    with_esd = [
+        layer for layer in layers
+        if layer.get("esd") or (isinstance(layer.get("farms"), dict) and layer["farms"].get("esd"))
+    ]
+    step = ESD_LAYERS_PER_FIGURE
+    return [with_esd[i:i + step] for i in range(0, len(with_esd), step)]
+
+
 def render_figures(report: dict[str, Any], image_format: str = "png") -> list[RenderedFigure]:
     """Every figure of an analyze or Hessian report, rendered in memory."""
     fmt = _check_format(image_format)
@@ -526,13 +536,7 @@ def render_figures(report: dict[str, Any], image_format: str = "png") -> list[Re
                            "sigma_max and condition number by depth",
                            "Spectral norm and condition number on log axes; red triangles: "
                            "infinite condition number (rank deficient).", fmt))
-    with_esd = [
-        layer for layer in layers
-        if layer.get("esd") or (isinstance(layer.get("farms"), dict) and layer["farms"].get("esd"))
-    ]
-    n_groups = math.ceil(len(with_esd) / ESD_LAYERS_PER_FIGURE)
-    for g in range(n_groups):
-        group = with_esd[g * ESD_LAYERS_PER_FIGURE:(g + 1) * ESD_LAYERS_PER_FIGURE]
+    for g, group in enumerate(esd_groups(layers)):
         first = layers.index(group[0])
         last = layers.index(group[-1])
         out.append(_render(

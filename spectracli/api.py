@@ -1,0 +1,183 @@
+"""The Python entry points: ``spectracli.analyze(obj, **options)`` and
+``spectracli.hessian(model, data, loss, **options)``.
+
+They take the same options as the CLI under their Python names (the fields of
+:class:`~spectracli.analyze.AnalyzeConfig` and :class:`~spectracli.hessian.api.HessianConfig`)
+and return the result objects the CLI renders, so a notebook and the CLI compute the same
+numbers. See docs/python.md for a walk-through.
+
+Why ``spectracli.analyze`` can be called although it is also a module: ``spectracli.analyze``
+and ``spectracli.hessian`` are modules (``from spectracli.analyze import AnalyzeConfig`` and
+``import spectracli.hessian`` work as always, and so does patching their attributes), and each
+is made callable by setting its ``__class__`` to :class:`EntryPointModule`, the hook the Python
+reference documents for customising a module ("Customizing module attribute access"). Calling
+the module calls the function of the same name here. A package attribute that is a plain
+function could not work: importing the submodule rebinds the attribute to the module. Static
+type checkers do not know modules can be called; they read :func:`analyze` and :func:`hessian`
+here (``from spectracli.api import analyze``).
+
+Example::
+
+    >>> import spectracli
+    >>> report = spectracli.analyze("sample_models/digits_mlp.safetensors", fit="median")
+    >>> [layer.name for layer in report.layers]
+    ['fc1.weight', 'fc2.weight', 'head.weight']
+    >>> report.layers[0].farms.fit_method
+    'median'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spectracli.errors import SpectraTypeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spectracli.analyze import Progress
+    from spectracli.hessian.api import HessianResult
+    from spectracli.results import AnalysisReport
+
+
+def _options(cls: type, options: dict[str, Any], func: str) -> dict[str, Any]:
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise SpectraTypeError(
+            f"{func}() got unknown option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; options are {', '.join(names)}"
+        )
+    return options
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def analyze(
+    source: Any,
+    *,
+    progress: Progress | None = None,
+    **options: Any,
+) -> AnalysisReport:
+    """Weight spectra of every matrix of a model: ESD, norms, power-law fits with and without
+    FARMS (docs/metrics.md), the same numbers as ``spectracli analyze``.
+
+    Args:
+        source: an ``nn.Module`` (its parameters and persistent buffers as they are, on their
+            device: nothing is copied or written; tied parameters analysed once, the other names
+            recorded as ``aliases``), a mapping of names to tensors (a state dict, or a training
+            checkpoint dict with one under ``state_dict``/``model``...), a path (file or
+            sharded directory), or a Hugging Face id (resolved by
+            :func:`spectracli.io.open_checkpoint`).
+        progress: ``progress(done, total, name)`` called per layer.
+        **options: the fields of :class:`~spectracli.analyze.AnalyzeConfig`, e.g. ``fit="median"``,
+            ``farms=False``, ``include="*attn*"`` (a glob or a list of globs), ``base=other``
+            (W - W_base against another source of any of the kinds above).
+
+    Returns:
+        An :class:`~spectracli.results.AnalysisReport`: ``layers`` (attribute access mirrors the
+        JSON keys), ``skipped``, ``summary``, ``to_pandas()``, ``to_json()``, ``plot()``.
+
+    Raises:
+        SpectraTypeError: an unknown option or a source of another type (a ``TypeError``).
+        SpectraError: an invalid option value, naming the option (a ``ValueError``).
+        CheckpointError: an unreadable checkpoint (``FileNotFoundError`` when it is missing).
+    """
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+
+    options = dict(_options(AnalyzeConfig, options, "analyze"))
+    for key in ("include", "exclude"):
+        if key in options:
+            options[key] = _globs(options[key])
+    if options.get("base") is not None:
+        options["base"] = as_source(options["base"])
+    return analyze_checkpoint(as_source(source), AnalyzeConfig(**options), progress=progress)
+
+
+def as_source(obj: Any) -> Any:
+    """A path or Hugging Face id as it is; a module or a mapping as an in-memory checkpoint.
+
+    Raises:
+        SpectraTypeError: for any other type.
+    """
+    import torch
+
+    from spectracli.io.base import Checkpoint
+
+    if isinstance(obj, (str, os.PathLike, Checkpoint)):
+        return obj if not isinstance(obj, os.PathLike) else Path(obj)
+    if isinstance(obj, (torch.nn.Module, Mapping)):
+        from spectracli.io.memory import memory_checkpoint
+
+        return memory_checkpoint(obj)
+    raise SpectraTypeError(
+        "source must be an nn.Module, a mapping of names to tensors, a path or a Hugging Face "
+        f"id; got {type(obj).__name__}",
+        params=("source",),
+    )
+
+
+def hessian(
+    model: Any,
+    data: Any,
+    loss: Any = "cross_entropy",
+    *,
+    progress: Any = None,
+    **options: Any,
+) -> HessianResult:
+    """Top eigenvalues (Lanczos), trace (Hutch++) and density (SLQ) of the Hessian or GGN of the
+    mean loss over all of ``data``: the same numbers as ``spectracli hessian``.
+
+    A thin front of :func:`spectracli.hessian.api.analyze` (docs/hessian.md): ``options`` that
+    are fields of :class:`~spectracli.hessian.api.HessianConfig` (``k=10``, ``which="both"``,
+    ``operator="ggn"``, ``trace=True``, ``density=True``, ``dtype="float64"``...) make its
+    config; the others (``return_vectors=True``...) are passed to it as keywords.
+
+    Args:
+        model: the ``nn.Module`` (its training flags are restored afterwards).
+        data: ``(x, y)`` tensors, a list of batches, a Dataset or a DataLoader.
+        loss: ``"cross_entropy"``, ``"mse"``, ... or a callable returning the batch mean.
+        progress: ``progress(stage, done, total, residual)``.
+
+    Raises:
+        SpectraTypeError: an unknown option (a ``TypeError``).
+        SpectraError: invalid settings or inputs, naming the option (a ``ValueError``).
+    """
+    import inspect
+
+    from spectracli.hessian import api as hessian_api
+
+    names = {f.name for f in fields(hessian_api.HessianConfig)}
+    settings = {k: v for k, v in options.items() if k in names}
+    keywords = {k: v for k, v in options.items() if k not in names}
+    accepted = {
+        p.name for p in inspect.signature(hessian_api.analyze).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    unknown = sorted(set(keywords) - accepted)
+    if unknown:
+        raise SpectraTypeError(
+            f"hessian() got unknown option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; options are {', '.join(sorted(names | accepted))}"
+        )
+    config = hessian_api.HessianConfig(**settings)
+    return hessian_api.analyze(model, data, loss, config, progress=progress, **keywords)
+
+
+class EntryPointModule(types.ModuleType):
+    """A module that can be called: ``module(...)`` is ``spectracli.api.<its name>(...)``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        entry = getattr(sys.modules[__name__], self.__name__.rsplit(".", 1)[-1])
+        return entry(*args, **kwargs)
+
+
+def make_callable(module_name: str) -> None:
+    """Make the already imported module ``module_name`` callable (see the module docstring)."""
+    sys.modules[module_name].__class__ = EntryPointModule
