@@ -37,8 +37,12 @@ def _k_blocks(rng: np.random.Generator, qtype, rows: int, cols: int) -> np.ndarr
     return data.reshape(rows, cols // block * size)
 
 
-def _write(path, tensors: dict[str, tuple[np.ndarray, object]]) -> None:
+def _write(path, tensors: dict[str, tuple[np.ndarray, object]], heads=None) -> None:
     w = gguf.GGUFWriter(str(path), "llama")
+    if heads:
+        w.add_head_count(heads[0])
+        w.add_head_count_kv(heads[1])
+        w.add_embedding_length(heads[2])
     for name, (data, qtype) in tensors.items():
         w.add_tensor(name, data, raw_dtype=qtype)
     w.write_header_to_file()
@@ -181,3 +185,20 @@ def test_missing_gguf_package_names_the_extra(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["analyze", str(tmp_path / "m.gguf")])
     assert res.exit_code == 2
     assert "pip install 'spectracli[gguf]'" in res.stderr and "Traceback" not in res.output
+
+
+def test_gguf_metadata_gives_the_head_counts_that_split_attn_qkv(tmp_path):
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.standard_normal((r, 32)).astype(np.float32) for r in (32, 16, 16))
+    qkv = np.concatenate([q, k, v])  # 4 heads, 2 kv heads, head_dim 8: rows [q | k | v]
+    _write(tmp_path / "m.gguf", {"blk.0.attn_qkv.weight": (qkv, None)}, heads=(4, 2, 32))
+    with open_checkpoint(tmp_path / "m.gguf") as ckpt:
+        assert ckpt.config["model_type"] == "llama"
+        assert (ckpt.config["num_attention_heads"], ckpt.config["num_key_value_heads"]) == (4, 2)
+    layers = _layers(tmp_path / "m.gguf")
+    assert {n: la["matrix_shape"] for n, la in layers.items()} == {
+        "blk.0.attn_qkv.weight[q]": [32, 32], "blk.0.attn_qkv.weight[k]": [16, 32],
+        "blk.0.attn_qkv.weight[v]": [16, 32]}
+    for part, want in (("q", q), ("k", k), ("v", v)):
+        sv = np.linalg.svd(want.astype(np.float64), compute_uv=False)
+        assert layers[f"blk.0.attn_qkv.weight[{part}]"]["sigma_max"] == pytest.approx(sv[0])

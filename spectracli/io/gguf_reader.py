@@ -16,6 +16,11 @@ What ``load()`` returns, and ``dtype``:
   rounding, so the analysis' stored-precision rules treat them as float32;
 - integer types: as stored (not analysed, like any integer tensor).
 
+``config`` is built from the header's metadata (``general.architecture`` as ``model_type``,
+``{arch}.attention.head_count`` as ``num_attention_heads``, ``head_count_kv``, ``embedding_length``,
+``expert_count`` ...), so the layer rules can split ``attn_qkv`` by head counts as they do with a
+config.json.
+
 ``meta["quant_type"]`` is the GGUF type name (``"Q4_K"``, ``"F16"``) and ``meta["stored_dtype"]``
 the same for quantised types (the dtype on disk otherwise). A tensor whose type the installed
 ``gguf`` does not know, or cannot dequantise, is still listed, with ``meta["skip"]`` giving the
@@ -113,6 +118,7 @@ class GgufCheckpoint(Checkpoint):
                 f"{path} is not a readable GGUF file (corrupt or truncated header): "
                 f"{type(exc).__name__}: {one_line(exc)}"
             ) from None
+        self.config = gguf_config(self._reader)
         self._unreadable: dict[str, str] = {}
         for t in self._reader.tensors:
             why = _cannot_dequantize(gguf, t)
@@ -167,6 +173,49 @@ class GgufCheckpoint(Checkpoint):
 
     def close(self) -> None:
         self._reader = None  # drops the memory map
+
+
+# GGUF metadata keys ("{arch}." prefix) -> the config.json names the layer rules read.
+_CONFIG_KEYS = {
+    "attention.head_count": "num_attention_heads",
+    "attention.head_count_kv": "num_key_value_heads",
+    "embedding_length": "hidden_size",
+    "feed_forward_length": "intermediate_size",
+    "block_count": "num_hidden_layers",
+    "expert_count": "num_experts",
+    "expert_used_count": "num_experts_per_tok",
+    "expert_feed_forward_length": "moe_intermediate_size",
+    "vocab_size": "vocab_size",
+}
+
+
+def gguf_config(reader: Any) -> dict[str, Any] | None:
+    """A config.json-like dict from a GGUF header: ``model_type`` and the sizes the rules use.
+
+    GGUF keeps the model's hyper-parameters as ``{arch}.attention.head_count`` and the like; a
+    per-layer array that holds one value counts as that value. None without an architecture.
+    """
+    arch = _field(reader, "general.architecture")
+    if not isinstance(arch, str):
+        return None
+    config: dict[str, Any] = {"model_type": arch}
+    for key, name in _CONFIG_KEYS.items():
+        value = _field(reader, f"{arch}.{key}")
+        if isinstance(value, list) and value and all(v == value[0] for v in value):
+            value = value[0]
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            config[name] = int(value)
+    return config
+
+
+def _field(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    try:
+        return field.contents()
+    except Exception:  # noqa: BLE001 - metadata only informs the layer rules
+        return None
 
 
 def _cannot_dequantize(gguf: Any, t: Any) -> str | None:
