@@ -6,7 +6,8 @@ Rules (in the order the planner tries them):
 - ``skip.scalar`` / ``skip.vector``: 0-D and 1-D tensors (biases, norm scales, buffers).
 - ``skip.bias``: a 2-D tensor named ``bias`` or ``*_bias``: biases stacked (one per expert).
 - ``skip.norm_scale``: a (1, N) or (N, 1) tensor is a vector stored 2-D; beside a norm (name or
-  a same-size sibling) it is a norm scale.
+  a same-size sibling) it is a norm scale. A linear layer with one output (a bias beside it, or
+  a name that says linear) is left to ``kind.matrix`` (and skipped by ``min_size``).
 - ``kind.squeeze``: a table stored with leading singleton axes, e.g. ViT's ``pos_embed``
   (1, 197, 768), is the matrix without them.
 - ``kind.matrix``: a 2-D tensor is a linear map (out, in) or an embedding table (rows, dim).
@@ -174,6 +175,8 @@ def rule_norm_scale(t: TensorInfo, ctx: Context) -> Outcome | None:
     """``skip.norm_scale``: (1, N) / (N, 1)."""
     if len(t.shape) != 2 or 1 not in t.shape:
         return None
+    if has_bias(t, ctx) or module_tokens(t.name) & _LINEAR_TOKENS:
+        return None  # a linear map with one output (a regression head): min_size says why
     n = max(t.shape)
     tokens = {tok.lower() for tok in _TOKEN_SPLIT.split(t.name) if tok}
     beside = any(
