@@ -56,7 +56,23 @@ def hutchpp(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> TraceEstimate:
-    """Hutch++ estimate of ``tr(A)`` with ``n_matvecs`` (>= 6, split in thirds) products."""
+    """Hutch++ estimate of ``tr(A)`` with ``n_matvecs`` products (module doc).
+
+    Args:
+        op: the symmetric operator (:class:`~spectracli.hessian.linop.LinearOperator`).
+        n_matvecs: products in all, >= 6: ``min(n_matvecs // 3, n)`` sketch vectors, as many
+            products for ``tr(Q^T A Q)``, the rest Hutchinson probes of the deflated operator.
+        seed: seed of the Rademacher vectors.
+        progress: ``progress(products done, products in all)``.
+
+    Returns:
+        :class:`TraceEstimate` (``estimate`` +- ``stderr``, one standard error).
+
+    Raises:
+        ValueError: when ``n_matvecs < 6``.
+        TypeError: when ``op`` is not a LinearOperator.
+        FloatingPointError: when a product is not finite.
+    """
     op = check_operator(op)
     n, device = op.n, torch.device(op.device)
     if n_matvecs < 6:

@@ -200,8 +200,29 @@ def slq_density(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> Density:
-    """SLQ density of ``matvec`` (``n_probes * n_steps`` products); ``sigma = sigma_rel *``
-    (node range), the grid spans the nodes +- 5 sigma."""
+    """SLQ density of ``op`` from ``n_probes * n_steps`` products (module doc).
+
+    Args:
+        op: the symmetric operator (:class:`~spectracli.hessian.linop.LinearOperator`).
+        n_probes: Rademacher probes (>= 1); the moments' standard error falls as
+            ``1 / sqrt(n_probes)``.
+        n_steps: Lanczos steps per probe (>= 1, capped at ``n``): exact moments up to degree
+            ``2 * n_steps - 1``.
+        grid_size: points of the density grid, spanning the nodes +- 5 sigma.
+        sigma_rel: Gaussian smoothing width relative to the node range; also the distance
+            within which nodes merge into one cluster for the outliers.
+        seed: seed of the probes.
+        progress: ``progress(products done, products in all)``.
+
+    Returns:
+        :class:`Density` with the grid, the normalised density, per-probe nodes and weights,
+        and the outliers at both ends (:func:`find_outliers`).
+
+    Raises:
+        ValueError: for ``n_probes`` or ``n_steps < 1``, ``grid_size < 2`` or ``sigma_rel <= 0``.
+        TypeError: when ``op`` is not a LinearOperator.
+        FloatingPointError: when a product is not finite.
+    """
     op = check_operator(op)
     n, device = op.n, torch.device(op.device)
     if n_probes < 1 or n_steps < 1:
