@@ -22,8 +22,11 @@ random vector orthogonal to them (deflated restart; the locked vectors stay in e
 orthogonalisation, and their coupling ``L^T A V`` enters the residuals, which stay the true
 ``||A u - theta u||``). A run that finds a converged pair beyond the current k-th value (by more
 than both error bars) adds it to the locked set; only when a run finds nothing new are the pairs
-flagged converged (``multiplicity_verified``). Each deflated run costs the products it needs to
-converge the extreme pair of the complement: ``deflation_matvecs`` reports them.
+flagged converged (``multiplicity_verified``). A checking run ends once its extreme pair lies,
+with its error bar, inside the locked values and either has a relative residual <= ``VERIFY_TOL``
+or has run long enough that a missed eigenvalue beyond them would have shown with probability
+>= ``1 - KW_DELTA`` (Kuczynski & Wozniakowski 1992, for a random start). ``deflation_matvecs``
+reports the products these runs cost.
 
 Warm start: ``v0`` of shape ``(n,)``, or a block of previous Ritz vectors ``(n, b)`` (or the
 ``(b, n)`` rows of :attr:`LanczosResult.eigenvectors`) whose sum starts the first run (Li et
