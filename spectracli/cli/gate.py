@@ -53,6 +53,10 @@ def gate(
         [], "--max", metavar="METRIC=VALUE",
         help="Quick rule METRIC[@GLOB]=VALUE: the metric must be <= VALUE."
     ),
+    confident: bool = typer.Option(
+        False, "--confident", help="--min/--max on alpha or farms.alpha fail only when the "
+        "whole alpha_ci interval is past the limit."
+    ),
     max_rel_increase: list[str] = typer.Option(
         [], "--max-rel-increase", metavar="METRIC=VALUE",
         help="Quick rule METRIC[@GLOB]=R: at most (1+R) x baseline."
@@ -103,7 +107,10 @@ def gate(
     cfg = _config(config, no_config)
     for kind, texts in (("min", min_), ("max", max_), ("max_rel_increase", max_rel_increase),
                         ("max_abs_change", max_abs_change)):
-        cfg.rules.extend(parse_quick_rule(kind, t) for t in texts)
+        cfg.rules.extend(parse_quick_rule(kind, t, confident=confident) for t in texts)
+    if confident and not any(r.confidence for r in cfg.rules):
+        raise ConfigError("--confident applies to --min/--max rules on alpha or farms.alpha, "
+                          "and none was given")
     check_unique_ids(cfg.rules)
     check_consistent(cfg.rules)
     baseline_path = baseline or cfg.baseline

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from spectracli.gate.baseline import diff_layers, settings_differences
-from spectracli.gate.rules import ConfigError, GateConfig, Rule
+from spectracli.gate.rules import INTERVALS, ConfigError, GateConfig, Rule
 from spectracli.gate.subjects import Subject, metric_names, subjects
 from spectracli.report.numbers import fmt_num
 
@@ -435,8 +435,31 @@ def _check_one(
     value = subject.value(metric)
     if value is None:
         return _no_value(rule, config, subject, name, f"{name}: {metric} has no value", "no value")
+    interval = None
+    if rule.confidence and (rule.min is not None or rule.max is not None):
+        field = INTERVALS.get(metric, "")
+        interval = subject.interval(field)
+        if interval is None:
+            return _no_value(rule, config, subject, name,
+                             f"{name}: {metric} has no {field} (confidence rule)", "no interval",
+                             value=value)
     for side, limit in (("min", rule.min), ("max", rule.max)):
         if limit is None:
+            continue
+        if interval is not None:
+            # The whole interval must be past the limit: judge its nearer end.
+            low, high = interval
+            judged = high if side == "min" else low
+            bad = judged < limit if side == "min" else judged > limit
+            if bad:
+                far = how_far(judged, limit, side)
+                out.append(Finding(
+                    rule.id, rule.severity, side,
+                    f"{name}: {metric} = {fmt(value)}, its whole interval [{fmt(low)}, "
+                    f"{fmt(high)}] {'<' if side == 'min' else '>'} {side} {fmt(limit)}: {far}",
+                    layer=name, metric=metric, value=value, threshold=limit,
+                    excess=excess_of(judged, limit, side), how_far=far,
+                ))
             continue
         bad = value < limit if side == "min" else value > limit
         if bad:

@@ -58,6 +58,7 @@ RULE_KEYS = (
     "max_rel_increase",
     "max_abs_change",
     "max_steps_below",
+    "confidence",
     "severity",
     "report",
     "description",
@@ -120,6 +121,8 @@ ANALYZE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 NOT_IN_CONFIG_FILES = ("trust_pickle", "store_esd")
 RESERVED_PREFIX = "spectracli/"
+# Metrics that carry a confidence interval, and the report field that holds it ([low, high]).
+INTERVALS = {"alpha": "alpha_ci", "farms.alpha": "farms.alpha_ci"}
 
 
 class ConfigError(SpectraError):
@@ -144,6 +147,9 @@ class Rule:
     max_abs_change: float | None = None
     # Track reports only: ``min`` may be violated for at most this many consecutive steps.
     max_steps_below: int | None = None
+    # min/max fail only when the metric's whole confidence interval is past the limit
+    # (alpha and farms.alpha, through alpha_ci; see INTERVALS and docs/ci.md).
+    confidence: bool = False
     severity: str = "error"
     report: str = "analyze"  # the report kind it applies to: "analyze" | "hessian" | "any"
     description: str = ""
@@ -164,6 +170,9 @@ class Rule:
             parts.append(f"{self.metric} rises at most {self.max_rel_increase:g}x of baseline")
         if self.max_abs_change is not None:
             parts.append(f"|{self.metric} - baseline| <= {self.max_abs_change:g}")
+        if self.confidence and parts:
+            parts = [p + " (whole interval)" if p.startswith(self.metric + " ") else p
+                     for p in parts]
         if self.max_steps_below is not None and parts and self.min is not None:
             parts[0] += f" (below it for at most {self.max_steps_below} consecutive steps)"
         where = ",".join(self.match)
@@ -183,6 +192,7 @@ class Rule:
             "max_rel_increase": self.max_rel_increase,
             "max_abs_change": self.max_abs_change,
             "max_steps_below": self.max_steps_below,
+            "confidence": self.confidence,
             "severity": self.severity,
             "report": self.report,
             "description": self.description,
@@ -314,6 +324,15 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
     if metric not in allowed:
         raise ConfigError(f"{where} key 'metric': {metric!r} is not a metric of {report} "
                           f"reports; valid: {', '.join(allowed)}")
+    confidence = raw.get("confidence", False)
+    if not isinstance(confidence, bool):
+        raise ConfigError(f"{where} key 'confidence': expected true or false, got {confidence!r}")
+    if confidence and metric not in INTERVALS:
+        raise ConfigError(f"{where} key 'confidence': only {', '.join(INTERVALS)} carry a "
+                          f"confidence interval, not {metric!r}")
+    if confidence and lo is None and hi is None:
+        raise ConfigError(f"{where} key 'confidence': applies to 'min' and 'max', and the rule "
+                          "has neither")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{where} key 'description': expected a string, got {description!r}")
@@ -329,6 +348,7 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
         max_rel_increase=limits["max_rel_increase"],
         max_abs_change=limits["max_abs_change"],
         max_steps_below=steps_below,
+        confidence=confidence,
         severity=severity,
         report=report,
         description=description,
@@ -531,11 +551,13 @@ def default_rules(report_kind: str) -> list[Rule]:
     ]
 
 
-def parse_quick_rule(kind: str, text: str) -> Rule:
+def parse_quick_rule(kind: str, text: str, confident: bool = False) -> Rule:
     """A rule from a command-line option: ``--max condition_number=1e4`` and the like.
 
     ``kind`` is the option: ``min``, ``max``, ``max_rel_increase`` or ``max_abs_change``.
-    ``METRIC@GLOB=VALUE`` restricts the rule to layers matching GLOB.
+    ``METRIC@GLOB=VALUE`` restricts the rule to layers matching GLOB. ``confident``
+    (``--confident``) makes a min/max rule on a metric with an interval (alpha, farms.alpha)
+    fail only when the whole interval is past the limit; other rules are left as they are.
     """
     option = "--" + kind.replace("_", "-")
     if "=" not in text:
@@ -544,6 +566,8 @@ def parse_quick_rule(kind: str, text: str) -> Rule:
     left, value = text.rsplit("=", 1)
     metric, _, glob = left.partition("@")
     raw: dict[str, Any] = {"metric": metric.strip(), kind: value.strip()}
+    if confident and kind in ("min", "max") and metric.strip() in INTERVALS:
+        raw["confidence"] = True
     if glob:
         raw["match"] = glob.strip()
     rule = build_rule(raw, f"{option} {text}")

@@ -29,6 +29,14 @@ class Subject:
         """The metric as a float, or None when absent, null or NaN (e.g. a failed fit)."""
         return as_float(self.metrics.get(metric))
 
+    def interval(self, field: str) -> tuple[float, float] | None:
+        """A [low, high] interval field (``alpha_ci``) as floats, or None when absent."""
+        ci = self.metrics.get(field)
+        if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+            return None
+        low, high = as_float(ci[0]), as_float(ci[1])
+        return None if low is None or high is None else (low, high)
+
 
 def as_float(value: Any) -> float | None:
     if isinstance(value, bool):
@@ -94,6 +102,9 @@ def subjects(report: dict[str, Any]) -> list[Subject]:
         metrics["fit_status"] = layer.get("fit_status")
         metrics["farms.fit_status"] = (layer.get("farms") or {}).get("fit_status")
         metrics["fit_reason"] = layer.get("fit_reason")
+        metrics["alpha_ci"] = layer.get("alpha_ci")
+        metrics["farms.alpha_ci"] = (layer.get("farms") or {}).get("alpha_ci")
+        metrics["ci_level"] = layer.get("ci_level")
         metrics["farms.fit_reason"] = (layer.get("farms") or {}).get("fit_reason")
         metrics["status"] = layer.get("status")
         shape = layer.get("shape")
