@@ -427,6 +427,19 @@ def track_run(
     )
 
 
+def unprefixed(state: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
+    """``state`` as the model names it: when its keys are the model's under one common first
+    component (a LightningModule's ``self.model`` saves ``model.fc1.weight``), that prefix is
+    removed and the other entries (loss modules, EMA copies...) left out; otherwise ``state``."""
+    if wanted <= set(state):
+        return state
+    for prefix in sorted({k.split(".", 1)[0] + "." for k in state if "." in k}):
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if wanted <= set(stripped):
+            return {k: v for k, v in stripped.items() if k in wanted}
+    return state
+
+
 def warm_start_vector(ritz: Any) -> Any:
     """One Lanczos starting vector from earlier Ritz vectors ``ritz`` (k, n): their sum, so the
     Krylov space starts with an equal component along each previous eigendirection (the top
@@ -496,9 +509,8 @@ class HessianTracker:
         from spectracli.io import load_state_dict
 
         model = self.config.model()
-        apply_state_dict(
-            model, load_state_dict(path, trust_pickle=self.config.trust_pickle), str(path)
-        )
+        state = load_state_dict(path, trust_pickle=self.config.trust_pickle)
+        apply_state_dict(model, unprefixed(state, set(model.state_dict())), str(path))
         return self.measure(model, source={**self.config.source, "weights": str(path)})
 
     def measure(self, model: Any, source: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -161,8 +161,9 @@ def test_hugging_face_trainer_callback(tmp_path):
     callback = SpectralTrainerCallback(every=2, analyze=AnalyzeConfig(**FAST),
                                        on_measure=_saver(model, tmp_path, saved))
     args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=5,
-                             per_device_train_batch_size=16, report_to=[], save_strategy="no",
-                             use_cpu=True, logging_strategy="no", disable_tqdm=True, seed=0)
+                             per_device_train_batch_size=16, report_to=[], save_strategy="steps",
+                             save_steps=2, use_cpu=True, logging_strategy="no",
+                             disable_tqdm=True, seed=0)
     Trainer(model=model, args=args, train_dataset=ds, callbacks=[callback]).train()
     records = callback.monitor.records
     assert [r["step"] for r in records] == [2, 4, 5]  # every 2 steps, and the end of training
@@ -172,6 +173,14 @@ def test_hugging_face_trainer_callback(tmp_path):
     assert records[0]["layers"][0]["sigma_max"] != records[-1]["layers"][0]["sigma_max"]
     steps = (tmp_path / "out" / "spectracli" / "steps.jsonl").read_text().splitlines()
     assert len(steps) == 3
+    # the Trainer's own checkpoint-<step>/ folders, tracked afterwards, give the same records
+    from spectracli.track import TrackConfig, track_run
+
+    tracked = track_run(tmp_path / "out", TrackConfig(analyze=AnalyzeConfig(**FAST),
+                                                      cache=False)).to_dict()
+    assert [s["step"] for s in tracked["steps"]] == [2, 4, 5]
+    for step, record in zip(tracked["steps"], records, strict=True):
+        assert step["layers"] == record["layers"]
 
 
 # -- Lightning ------------------------------------------------------------------------------------
@@ -207,8 +216,10 @@ def test_lightning_trainer_callback(tmp_path):
         every=2, analyze=AnalyzeConfig(**FAST), hessian=HessianConfig(**HESSIAN),
         data=(x[:128], y[:128]), on_measure=_saver(module, tmp_path, saved),
     )
-    trainer = L.Trainer(max_steps=4, accumulate_grad_batches=2, callbacks=[callback],
-                        default_root_dir=str(tmp_path), logger=False, enable_checkpointing=False,
+    every_2 = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "ckpts", every_n_train_steps=2, save_top_k=-1)
+    trainer = L.Trainer(max_steps=4, accumulate_grad_batches=2, callbacks=[callback, every_2],
+                        default_root_dir=str(tmp_path), logger=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         accelerator="cpu", devices=1)
     trainer.fit(module, loader)
@@ -221,3 +232,13 @@ def test_lightning_trainer_callback(tmp_path):
     assert [r["hessian"]["warm_started"] for r in records] == [False, True]
     assert module.training or not trainer.training
     assert load_report(tmp_path / "spectracli" / "track.json")["kind"] == "track"
+    # Lightning's own epoch=E-step=S.ckpt files, tracked afterwards, give the same records
+    from spectracli.track import TrackConfig, track_run
+
+    names = sorted(p.name for p in (tmp_path / "ckpts").iterdir())
+    assert names == ["epoch=0-step=2.ckpt", "epoch=0-step=4.ckpt"]
+    tracked = track_run(tmp_path / "ckpts", TrackConfig(analyze=AnalyzeConfig(**FAST),
+                                                        cache=False)).to_dict()
+    assert [s["step"] for s in tracked["steps"]] == [2, 4]
+    for step, record in zip(tracked["steps"], records, strict=True):
+        assert step["layers"] == record["layers"]

@@ -378,3 +378,22 @@ def test_cli_track_hessian(run_dir, tmp_path):
     assert not any(s["hessian"]["warm_started"] for s in json.loads(res.output)["steps"])
     res = runner.invoke(app, [*args[:7], "--model", model, "--data", "nope.npz"])
     assert res.exit_code == 2 and "nope.npz" in res.output
+
+
+def test_hessian_of_lightning_checkpoints_with_a_model_prefix(run_dir, tmp_path):
+    """A LightningModule holding the network as ``self.model`` saves ``model.<name>`` keys in
+    ``state_dict``; the factory's model is loaded from them."""
+    from spectracli.hessian import HessianConfig
+    from spectracli.io import load_state_dict
+
+    state = load_state_dict(run_dir / "checkpoint-10")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()},
+                "global_step": 10, "epoch": 0}, tmp_path / "epoch=0-step=10.ckpt")
+    x, y = load_digits("train")
+    config = TrackConfig(analyze=AnalyzeConfig(**FAST), cache=False,
+                         hessian=HessianConfig(**HESSIAN), model=build_mlp, data=(x, y))
+    prefixed = track_run(tmp_path, config).to_dict()["steps"][0]
+    plain = track_run([run_dir / "checkpoint-10"], config).to_dict()["steps"][0]
+    assert prefixed["hessian"]["eigenvalues"] == plain["hessian"]["eigenvalues"]
+    assert [layer["name"] for layer in prefixed["layers"]] == [
+        "model.fc1.weight", "model.fc2.weight", "model.head.weight"]
