@@ -124,6 +124,10 @@ def find_checkpoints(
                     continue
                 if glob is not None and not fnmatch(entry.name, glob):
                     continue
+                if entry.name.startswith("tmp-checkpoint-"):
+                    ignored.append({"path": str(entry), "reason": "still being written (the "
+                                    "Trainer renames tmp-checkpoint-<step> when done)"})
+                    continue
                 if not _looks_like_checkpoint(entry):
                     if glob is not None:
                         ignored.append({"path": str(entry), "reason": "not a checkpoint file"})

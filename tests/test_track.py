@@ -86,6 +86,14 @@ def test_checkpoints_are_ordered_by_step_not_by_name(run_dir):
     assert ignored == []  # runs/ is a folder without a step: passed over silently
 
 
+def test_a_checkpoint_being_written_is_passed_over(run_dir, tmp_path):
+    shutil.copytree(run_dir, tmp_path / "run")
+    (tmp_path / "run" / "tmp-checkpoint-200").mkdir()
+    found, ignored = find_checkpoints(tmp_path / "run")
+    assert [c.step for c in found] == list(STEPS)
+    assert [i["path"] for i in ignored] == [str(tmp_path / "run" / "tmp-checkpoint-200")]
+
+
 def test_glob_selects_and_lists_what_it_passed_over(tmp_path):
     for name in ("epoch=0-step=10.ckpt", "epoch=1-step=20.ckpt", "last.ckpt", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
