@@ -359,7 +359,7 @@ def test_hessian_without_weights_warns(tmp_path):
 
 
 def test_the_readme_gate_example_runs(tmp_path, monkeypatch):
-    """The README's three gate lines, with the shipped model as ckpt.safetensors and its
+    """The README's gate lines, with the shipped model as ckpt.safetensors and its
     `analyze -f json` report as report.json: quick rules, a baseline, the baseline's default
     checks (no rules configured) - none is a usage error."""
     import shlex
@@ -370,8 +370,8 @@ def test_the_readme_gate_example_runs(tmp_path, monkeypatch):
     section = readme.split("## CI gate", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     commands = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
-    assert [c[:2] for c in commands] == [["spectracli", "gate"], ["spectracli", "baseline"],
-                                        ["spectracli", "gate"]]
+    assert [c[:2] for c in commands] == [["spectracli", "gate"], ["spectracli", "gate"],
+                                        ["spectracli", "baseline"], ["spectracli", "gate"]]
     shutil.copy(Path(__file__).resolve().parents[1] / SAMPLE, tmp_path / "ckpt.safetensors")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
