@@ -139,11 +139,13 @@ def _settle(
     if not kept:
         result.skips += _tensor_skips(t, outcome, excluded)
         return
+    kept_ids = {id(p) for p in kept}  # identity: an MoE tensor has hundreds of plans
     result.skips += [Skip(p.name, p.shape, excluded, p.rule) for p in outcome.plans
-                     if p not in kept]
+                     if id(p) not in kept_ids]
     if ctx.base is not None:
         kept = _against_base(kept, ctx, result)
     small = [p for p in kept if _too_small(p, ctx.options.min_size)]
+    small_ids = {id(p) for p in small}
     if small and len(small) == len(kept) == len(outcome.plans) and len(kept) > 1:
         m, n = small[0].matrix_shape
         same = all(p.matrix_shape == (m, n) for p in small)
@@ -153,7 +155,7 @@ def _settle(
         )
         return
     for p in kept:
-        if p in small:
+        if id(p) in small_ids:
             m, n = p.extent or p.matrix_shape
             result.skips.append(Skip(
                 p.name, p.shape,
