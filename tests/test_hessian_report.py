@@ -116,3 +116,18 @@ def test_condition_number_only_from_converged_extreme_pairs():
     assert full.condition_number_reason is None
     top = eigenpairs(model, (x, y), "mse", k=2, dtype="float64")
     assert top.condition_number is None and "which=both" in top.condition_number_reason
+
+
+def test_terminal_says_when_only_the_multiplicity_check_is_missing(hessian_report, capsys):
+    from spectracli.cli.hessian import _print_summary
+
+    report = copy.deepcopy(hessian_report)
+    report["settings"].update(which="largest", loss="cross_entropy", device="cpu")
+    report["density"] = None
+    report["converged"] = [False] * len(report["eigenvalues"])
+    report["multiplicity_verified"] = False
+    _print_summary(report)
+    assert "multiplicity check (deflated restarts) did not finish" in capsys.readouterr().out
+    report["residuals"][0] = 1.0  # above tol: an ordinary convergence failure
+    _print_summary(report)
+    assert "not all eigenpairs converged" in capsys.readouterr().out

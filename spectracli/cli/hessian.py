@@ -115,7 +115,12 @@ def _print_summary(d: dict[str, Any]) -> None:
         lines.append(f"density: {den['n_probes']} probes x {den['n_steps']} steps; "
                      f"{outlier_text(den)}")
     if not all(d["converged"]):
-        lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
+        tol = s.get("tol") or 0.0
+        if d.get("multiplicity_verified") is False and all(r <= tol for r in d["residuals"]):
+            lines.append("WARNING: the residuals meet --tol but the multiplicity check (deflated "
+                         "restarts) did not finish: raise --max-hvps")
+        else:
+            lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
     for line in lines:
         console.print(line)
     if d.get("blocks"):
