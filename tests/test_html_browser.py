@@ -88,3 +88,45 @@ def test_chromium_decodes_every_embedded_image(html_file, tmp_path):
     widths = re.search(r'data-widths="([\d,]+)"', dom).group(1).split(",")
     declared = re.findall(r'<img [^>]*width="(\d+)"', text)
     assert widths == declared  # decoded images have the size the report states
+
+
+OVERFLOW_PROBE = """<script>
+window.addEventListener("load", function () {
+  var doc = document.documentElement;
+  var wide = Array.prototype.slice.call(document.querySelectorAll("body *")).filter(
+    function (e) { var r = e.getBoundingClientRect();
+                   return r.right > window.innerWidth + 1 && !e.closest(".scroll"); });
+  document.body.setAttribute("data-scroll-width", String(doc.scrollWidth));
+  document.body.setAttribute("data-inner-width", String(window.innerWidth));
+  document.body.setAttribute("data-wide", wide.slice(0, 5).map(
+    function (e) { return e.tagName + "." + e.className; }).join(","));
+});
+</script>"""
+
+
+@pytest.mark.parametrize("kind", ["analyze", "hessian"])
+def test_no_horizontal_overflow_at_1280_px(kind, tmp_path):
+    """At 1280 px the page (tables, figures at their HTML size, long layer names) needs no
+    horizontal scrolling: no element reaches past the viewport's right edge, except inside a
+    container that scrolls on its own (the wide per-layer table)."""
+    from report_fixtures import build_hessian_report
+
+    if kind == "analyze":
+        report = build_analyze_report(n_extra=2)
+        report["layers"][0]["name"] = ("model.encoder.layers.11.self_attention."
+                                       "query_key_value.weight_with_a_very_long_suffix")
+        report["summary"] = summarize(report["layers"], len(report["skipped"]))
+    else:
+        report = build_hessian_report()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report).replace("</body>", OVERFLOW_PROBE + "</body>"),
+                    encoding="utf-8")
+    result = chromium([f"--window-size={WIDTH},{HEIGHT}", "--virtual-time-budget=10000",
+                       "--dump-dom", page.as_uri()], tmp_path / "profile")
+    dom = result.stdout
+    scroll = re.search(r'data-scroll-width="(\d+)"', dom)
+    inner = re.search(r'data-inner-width="(\d+)"', dom)
+    assert scroll and inner, result.stderr[-2000:]
+    assert int(inner.group(1)) == WIDTH
+    wide = re.search(r'data-wide="([^"]*)"', dom).group(1)
+    assert int(scroll.group(1)) <= WIDTH and not wide, (scroll.group(1), wide)

@@ -121,18 +121,35 @@ def _short(name: str, width: int = 28) -> str:
 # ESD panels
 
 
-def plain_log_axis(axis: Any, span: float) -> None:
-    """At most ~6 labelled decades on a log axis, labelled in plain text ("0.001", "1e-05"):
-    readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
-    spanning less than two decades (``span`` = max / min) also labels its minor ticks at 2 and 5
-    so that it is never left without a number."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+def log_tick_text(value: float) -> str:
+    """A log-axis tick in plain short text: ``0.001``, ``50``, ``1e6``, ``1e-9``."""
+    text = f"{value:g}"
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        text = f"{mantissa}e{int(exp)}"
+    return text
 
-    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+
+def plain_log_axis(axis: Any, span: float) -> None:
+    """At most ~6 labelled decades on a log axis, labelled in plain text ("0.001", "1e-5"):
+    readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
+    spanning less than two decades (``span`` = max / min) also labels minor ticks (at 2 and 5;
+    at 2, 3, 5 and 7 within a decade; at every integer within a factor 4; round numbers within a
+    factor 2) so that it always carries at least three numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+
+    plain = FuncFormatter(lambda v, _pos: log_tick_text(v))
+    if span < 2:  # less than a factor 2: evenly spaced round numbers read best
+        axis.set_major_locator(MaxNLocator(nbins=4))
+        axis.set_major_formatter(plain)
+        axis.set_minor_locator(NullLocator())
+        return
     axis.set_major_locator(LogLocator(base=10, numticks=6))
     axis.set_major_formatter(plain)
     if span < 100:
-        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=6))
+        subs = ((2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0) if span < 4 else
+                (2.0, 3.0, 5.0, 7.0) if span < 10 else (2.0, 5.0))
+        axis.set_minor_locator(LogLocator(base=10, subs=subs, numticks=12))
         axis.set_minor_formatter(plain)
     else:  # unlabelled minor ticks cost as much to build as labelled ones: leave them out
         axis.set_minor_locator(NullLocator())
@@ -144,17 +161,50 @@ def _few_log_ticks(ax: Axes, x_span: float) -> None:
     plain_log_axis(ax.yaxis, y_hi / y_lo if y_lo > 0 else 1.0)
 
 
+# An ESD panel shows this many decades below lambda_max (more when xmin or the MP edge lies
+# lower): the tail and the bulk; the near-zero mass below is counted in a note, not drawn.
+ESD_DECADES = 4.0
+
+
+def _fit_ok(fit: dict[str, Any]) -> bool:
+    return str(fit.get("fit_status") or "ok").startswith("ok")
+
+
+def esd_values_text(fit: dict[str, Any] | None, mp_edge: float | None = None) -> str:
+    """The fitted numbers of a panel, for its title: ``α=2.47, xmin=0.349, MP edge=1.04``."""
+    fit = fit or {}
+    alpha, xmin = _finite_float(fit.get("alpha")), _finite_float(fit.get("xmin"))
+    parts = []
+    if not _fit_ok(fit):
+        parts.append(f"fit {fit.get('fit_status')} (not drawn)")
+    elif alpha is not None:
+        parts.append(f"\u03b1={alpha:.3g}")
+    if xmin is not None and _fit_ok(fit):
+        parts.append(f"xmin={xmin:.3g}")
+    edge = _finite_float(mp_edge)
+    if edge is not None:
+        parts.append(f"MP edge={edge:.3g}")
+    return ", ".join(parts)
+
+
 def esd_panel(
     ax: Axes,
     esd: dict[str, Any] | None,
     fit: dict[str, Any] | None,
     title: str,
     mp_edge: float | None = None,
+    legend: bool = True,
 ) -> None:
-    """One ESD on log-log axes: density histogram, fitted power law from xmin, xmin, MP edge."""
+    """One ESD on log-log axes: density histogram, fitted power law from xmin (ok fits only),
+    xmin, MP edge. The x range is the top ``ESD_DECADES`` decades (extended down to xmin and the
+    MP edge): the tail and the bulk; the eigenvalues below are counted in a note. ``legend``:
+    a legend outside the axes on the right (a figure of panels draws one shared legend)."""
     import numpy as np
 
-    ax.set_title(title, fontsize=10, loc="left")
+    values_text = esd_values_text(fit, mp_edge)
+    if isinstance(esd, dict) and esd.get("quantiles"):
+        values_text += f"; {len(esd.get('values') or [])} quantiles of {esd.get('count')}"
+    ax.set_title(title + (f"\n{values_text}" if values_text else ""), fontsize=9, loc="left")
     values = (esd or {}).get("values") if isinstance(esd, dict) else None
     if not values:
         ax.text(0.5, 0.5, "ESD not stored in the report", ha="center", va="center",
@@ -170,10 +220,16 @@ def esd_panel(
                 transform=ax.transAxes, fontsize=10, color="#555555")
         return
     hi = float(pos.max())
-    # Eigenvalues more than 12 decades below the largest are numerically zero (float64 rounding
-    # of a rank-deficient matrix); showing them would stretch the axis over dozens of decades.
-    n_tiny = int(np.sum(pos < hi * 1e-12))
-    pos = pos[pos >= hi * 1e-12]
+    # The part of the spectrum that matters: the top ESD_DECADES decades, reaching down to xmin
+    # and the MP edge. Below it is near-zero mass (rank deficiency, small FARMS windows, float
+    # rounding) that would stretch the axis over up to a dozen decades and shrink the tail.
+    fit = fit or {}
+    floor = hi * 10.0 ** -ESD_DECADES
+    for anchor in (_finite_float(fit.get("xmin")), _finite_float(mp_edge)):
+        if anchor is not None and 0 < anchor < floor * 3:
+            floor = anchor / 3
+    n_tiny = int(np.sum(pos < floor))
+    pos = pos[pos >= floor]
     lo = float(pos.min())
     if hi <= lo * (1 + 1e-12):
         lo, hi = lo / 2, hi * 2
@@ -191,11 +247,11 @@ def esd_panel(
     ax.set_xlabel("eigenvalue \u03bb = \u03c3\u00b2", fontsize=9)
     ax.set_ylabel("density", fontsize=9)
     ax.set_xlim(lo / 1.3, hi * 1.3)
-    fit = fit or {}
     alpha, xmin = _finite_float(fit.get("alpha")), _finite_float(fit.get("xmin"))
     tail = fit.get("tail_size")
-    status = str(fit.get("fit_status") or "")
     notes = []
+    if not _fit_ok(fit):  # a fit that is not ok is no law to draw: its status is in the title
+        alpha = xmin = None
     if alpha is not None and xmin is not None and xmin > 0 and alpha > 1 and tail:
         start = max(xmin, lo)
         x = np.logspace(math.log10(start), math.log10(max(hi, start * 1.01)), 60)
@@ -212,20 +268,14 @@ def esd_panel(
             ax.axvline(value, label=f"{label}={value:.3g}", **style)
         else:
             notes.append(f"{label}={value:.3g} outside the shown range")
-    if status and not status.startswith("ok"):
-        notes.append(f"fit {status}")
     n_zero = int(lam.size - pos.size) - n_tiny
-    if n_zero:
-        notes.append(f"{n_zero} zero eigenvalue(s) not shown")
-    if n_tiny:
-        notes.append(f"{n_tiny} eigenvalue(s) below 1e-12 \u03bb_max not shown")
-    if (esd or {}).get("quantiles"):
-        notes.append(f"{len(lam)} quantiles of {esd.get('count')} eigenvalues")
-    if notes:
-        ax.text(0.02, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=8,
-                color="#b00000" if status and not status.startswith("ok") else "#444444",
-                va="bottom")
-    ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    if n_zero or n_tiny:
+        notes.append(f"{n_zero + n_tiny} near-zero (< {log_tick_text(float(f'{floor:.2g}'))}) "
+                     "not shown")
+    if notes:  # in the x label: never over the data
+        ax.set_xlabel("\u03bb = \u03c3\u00b2  (" + "; ".join(notes) + ")", fontsize=9)
+    if legend:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.tick_params(labelsize=8)
     _few_log_ticks(ax, hi / lo)
 
@@ -237,26 +287,42 @@ def esd_figure(layers: list[dict[str, Any]]) -> Figure:
     # A fixed layout in inches: constrained layout costs ~40% more time on a grid of log axes.
     fig = new_figure(WIDTH_IN, height, layout=None)
     axes = fig.subplots(rows, 2, squeeze=False)
-    fig.subplots_adjust(left=0.07, right=0.985, wspace=0.18, top=1 - 0.35 / height,
-                        bottom=0.5 / height, hspace=0.85 / (ESD_ROW_IN - 0.85))
+    fig.subplots_adjust(left=0.07, right=0.985, wspace=0.18, top=1 - 0.75 / height,
+                        bottom=0.55 / height, hspace=1.0 / (ESD_ROW_IN - 1.0))
     for row, layer in zip(axes, layers, strict=False):
         name = _short(str(layer.get("name")), 48)
         shape = layer.get("matrix_shape") or []
         shape_txt = "x".join(str(d) for d in shape)
         esd_panel(row[0], layer.get("esd"), layer, f"{name}  ({shape_txt}) full matrix",
-                  layer.get("mp_bulk_edge"))
+                  layer.get("mp_bulk_edge"), legend=False)
         farms = layer.get("farms")
         if isinstance(farms, dict):
-            title = (f"{name}  FARMS {farms.get('n_windows')} windows "
+            n_win = farms.get("n_windows")
+            title = (f"{name}  FARMS {n_win} window{'s' * (n_win != 1)} "
                      f"{farms.get('window_rows')}x{farms.get('window_cols')}")
-            esd_panel(row[1], farms.get("esd"), farms, title)
+            esd_panel(row[1], farms.get("esd"), farms, title, legend=False)
         else:
             row[1].set_title(f"{name}  FARMS", fontsize=10, loc="left")
             row[1].text(0.5, 0.5, "FARMS not computed", ha="center", va="center",
                         transform=row[1].transAxes, fontsize=10, color="#555555")
             row[1].set_xticks([])
             row[1].set_yticks([])
+    _esd_legend(fig)
     return fig
+
+
+def _esd_legend(fig: Figure) -> None:
+    """One legend for every panel, above them (outside the data); the numbers are in the
+    panel titles."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="#9ecae1", label="ESD (density histogram)"),
+               Line2D([], [], color="#d62728", lw=1.8, label="power law from xmin (ok fits)"),
+               Line2D([], [], color="#d62728", ls="--", lw=1.0, label="xmin"),
+               Line2D([], [], color="#2ca02c", ls=":", lw=1.5, label="MP bulk edge")]
+    fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,10 +496,14 @@ def hessian_eigenvalues_figure(report: dict[str, Any]) -> Figure:
                     color="#d62728", ms=8, mew=1.6, label="not converged")
         if min(eig) > 0:
             ax.set_yscale("log")
-            plain_log_axis(ax.yaxis, max(eig) / min(eig) * 4)
+            y_lo, y_hi = ax.get_ylim()
+            plain_log_axis(ax.yaxis, y_hi / y_lo)
         else:
             ax.set_yscale("symlog", linthresh=max(abs(v) for v in eig) * 1e-3 or 1.0)
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("k (eigenvalues in descending order)", fontsize=10)
     ax.set_ylabel("eigenvalue", fontsize=10)
     ax.set_title(f"{eigen_title(report)}, {report.get('operator') or 'Hessian'}", fontsize=11,
@@ -476,7 +546,7 @@ def hessian_density_figure(report: dict[str, Any]) -> Figure:
     ax.set_title(f"Spectral density (stochastic Lanczos quadrature), "
                  f"{n_out} outlier{'s' if n_out != 1 else ''}", fontsize=11, loc="left")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
