@@ -24,10 +24,7 @@ Example (a plain loop)::
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -245,27 +242,9 @@ class SpectralMonitor:
 
 
 def analyze_module(model: Any, config: Any) -> dict[str, Any]:
-    """The analyze report dict of a live module's weights, as of its saved state dict.
-
-    The state dict is written to a temporary safetensors file and analysed like a checkpoint
-    (tied tensors are stored once per name); the file is removed afterwards.
-    """
-    import torch
-    from safetensors.torch import save_file
-
+    """The analyze report dict of a live module's weights, as ``analyze`` gives for its saved
+    state dict (:func:`spectracli.io.memory.memory_checkpoint`: nothing is copied or written)."""
     from spectracli.analyze import analyze_checkpoint
+    from spectracli.io.memory import memory_checkpoint
 
-    state = {
-        k: v.detach().to("cpu").contiguous().clone()
-        for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)
-    }
-    fd, tmp = tempfile.mkstemp(prefix="spectracli-monitor-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        report = analyze_checkpoint(tmp, config).to_dict()
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    report["source"].update(path=f"<module {type(model).__name__}>", format="module")
-    return report
+    return analyze_checkpoint(memory_checkpoint(model), config).to_dict()
