@@ -263,3 +263,45 @@ def test_sharded_bin_index_naming_a_missing_shard_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["analyze", str(tmp_path), "-f", "json", "-o", str(out)])
     assert res.exit_code == 2 and "Traceback" not in res.output and not out.exists()
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_real_lightning_trainer_checkpoint_reads_without_lightning_objects_run(
+    tmp_path, foreign_pkg
+):
+    """A checkpoint written by lightning's own Trainer: hparams with a Path, a foreign config
+    object (an AttributeDict from lightning itself), loops and optimizer states."""
+    L = pytest.importorskip("lightning")
+    from pathlib import Path
+
+    class Net(L.LightningModule):
+        def __init__(self, cfg, lr: float = 0.1, out: Path = Path("runs/x")):
+            super().__init__()
+            self.save_hyperparameters()
+            self.fc1 = torch.nn.Linear(16, 24)
+            self.fc2 = torch.nn.Linear(24, 12)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.fc2(torch.relu(self.fc1(x))), y)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 16), torch.randint(0, 12, (32,)))
+    trainer = L.Trainer(max_steps=1, default_root_dir=str(tmp_path), logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", devices=1)
+    module = Net(_AttributeDict(width=24, payload=_Payload(str(tmp_path / "ran"))))
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()},
+              tmp_path / "same.safetensors")
+    (tmp_path / "ran").unlink(missing_ok=True)  # lightning deep-copies hparams: that ran it
+    sys.modules.pop(PKG)
+    with open_checkpoint(ckpt) as c:
+        stubbed = c.stubbed_globals
+    assert "pathlib.PosixPath" in stubbed and f"{PKG}._touch" in stubbed
+    assert _spectra(ckpt) == _spectra(tmp_path / "same.safetensors")
+    assert not (tmp_path / "ran").exists() and PKG not in sys.modules
