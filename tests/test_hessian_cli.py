@@ -123,6 +123,8 @@ class LM(nn.Module):
 
 
 def build():
+    import lazypart  # noqa: F401 - a sibling imported only when the factory runs
+
     return LM()
 
 
@@ -150,6 +152,7 @@ def _hf_files(tmp_path):
     (tmp_path / "tinyparts.py").write_text(
         "from dataclasses import dataclass\nimport torch\n\n@dataclass\nclass Output:\n"
         "    loss: object\n    logits: torch.Tensor\n")
+    (tmp_path / "lazypart.py").write_text("VALUE = 1\n")
     (tmp_path / "hfmodel.py").write_text(HF_MODEL)
     return tmp_path / "hfmodel.py"
 

@@ -85,18 +85,24 @@ class HessianConfig:
         if self.blocks is not None:
             self.blocks = Blocks.check(self.blocks, "blocks")
         checks = [
-            (self.k >= 1, f"--top-k must be >= 1, got {self.k}"),
-            (self.tol is None or 0 < self.tol < 1, f"--tol must be in (0, 1), got {self.tol}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.trace_hvps >= 6, f"--trace-hvps must be >= 6, got {self.trace_hvps}"),
+            (self.k >= 1, f"k must be >= 1, got {self.k}", ("k",)),
+            (self.tol is None or 0 < self.tol < 1, f"tol must be in (0, 1), got {self.tol}",
+             ("tol",)),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}",
+             ("batch_size",)),
+            (self.trace_hvps >= 6, f"trace_hvps must be >= 6, got {self.trace_hvps}",
+             ("trace_hvps",)),
             (self.density_probes >= 1 and self.density_steps >= 2,
-             "--density-probes must be >= 1 and --density-steps >= 2"),
-            (self.max_hvps is None or self.max_hvps >= 1, "--max-hvps must be >= 1"),
-            (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+             "density_probes must be >= 1 and density_steps >= 2",
+             ("density_probes", "density_steps")),
+            (self.max_hvps is None or self.max_hvps >= 1, "max_hvps must be >= 1", ("max_hvps",)),
+            (self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}", ("lr",)),
+            (self.max_samples is None or self.max_samples >= 1,
+             f"max_samples must be >= 1, got {self.max_samples}", ("max_samples",)),
         ]
-        for ok, msg in checks:
+        for ok, msg, params in checks:
             if not ok:
-                raise SpectraError(msg)
+                raise SpectraError(msg, params=params)
 
 
 @dataclass
@@ -428,7 +434,8 @@ def analyze(
     if basis < min(n_wanted(config.k, config.which) + 1, op.n):
         raise SpectraError(
             f"a basis of {basis} vectors (memory cap for {op.n} parameters) is too small for "
-            f"{n_wanted(config.k, config.which)} wanted eigenpairs: lower k or raise max_basis"
+            f"{n_wanted(config.k, config.which)} wanted eigenpairs: lower k or raise max_basis",
+            params=("k", "max_basis"),
         )
 
     def lanczos_progress(done: int, total: int, res: float) -> None:

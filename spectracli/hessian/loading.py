@@ -75,6 +75,14 @@ def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
     return obj
 
 
+def _ref_folder(ref: str) -> str:
+    """The folder a reference's imports resolve from: a file's own folder, else the cwd."""
+    module_ref = ref.rpartition(":")[0]
+    if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref:
+        return str(Path(module_ref).resolve().parent)
+    return str(Path.cwd())
+
+
 @contextlib.contextmanager
 def _on_sys_path(folder: str) -> Iterator[None]:
     """``folder`` first on ``sys.path`` inside; ``sys.path`` as it was after."""
@@ -90,7 +98,8 @@ def build_model(ref: str) -> nn.Module:
     """Call the factory named by ``ref`` with no arguments; it must return an ``nn.Module``."""
     factory = resolve_callable(ref, "model")
     try:
-        model = factory()
+        with _on_sys_path(_ref_folder(ref)):  # factories may import lazily
+            model = factory()
     except Exception as exc:  # noqa: BLE001
         raise SpectraError(f"model factory {ref} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
@@ -152,7 +161,8 @@ def call_data(ref: str) -> Any:
     files are read by ``spectracli.io.read_xy``."""
     fn = resolve_callable(ref, "data")
     try:
-        obj = fn()
+        with _on_sys_path(_ref_folder(ref)):
+            obj = fn()
     except Exception as exc:  # noqa: BLE001
         raise SpectraError(f"data callable {ref} raised {type(exc).__name__}: {exc}") from None
     iterable = hasattr(obj, "__iter__") or hasattr(obj, "__getitem__")
@@ -175,11 +185,11 @@ def make_batches(
     ``max_samples`` below the size, a seeded random subset (kept in data order) is used, so a
     class-sorted file still gives a representative sample."""
     if batch_size < 1:
-        raise SpectraError(f"--batch-size must be >= 1, got {batch_size}")
+        raise SpectraError(f"batch_size must be >= 1, got {batch_size}")
     n = x.shape[0]
     if max_samples is not None:
         if max_samples < 1:
-            raise SpectraError(f"--max-samples must be >= 1, got {max_samples}")
+            raise SpectraError(f"max_samples must be >= 1, got {max_samples}")
         if max_samples < n:
             gen = torch.Generator().manual_seed(seed)
             idx = torch.randperm(n, generator=gen)[:max_samples].sort().values

@@ -272,7 +272,7 @@ class CurvatureProblem:
         if unmatched:
             raise SpectraError(
                 f"params {', '.join(repr(g) for g in unmatched)} match no parameter (names "
-                f"look like {', '.join(self.param_names[:3])})"
+                f"look like {', '.join(self.param_names[:3])})", params=("params",)
             )
         return [k for k in self.param_names if any(fnmatch.fnmatchcase(k, g) for g in patterns)]
 
