@@ -360,7 +360,8 @@ def group_summaries(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Per group, in first-member order: ``name``, ``rule``, ``n_members``, ``n_not_ok``,
     ``worst_condition_number`` (inf when any member is rank deficient), ``max_sigma_max``,
-    ``mean_alpha``, ``min_alpha``, ``max_alpha``, ``mean_farms_alpha``, ``mean_stable_rank``.
+    ``mean_alpha``, ``min_alpha``, ``max_alpha``, ``mean_farms_alpha`` (over ok fits),
+    ``mean_stable_rank``.
     """
     members: dict[str, list[dict[str, Any]]] = {}
     for layer in layers:
@@ -369,7 +370,9 @@ def group_summaries(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name, group in members.items():
         conds = [layer.get("condition_number") for layer in group]
-        alphas = _finite([layer.get("alpha") for layer in group])
+        # Fit figures over ok fits only: a number from a fit that is not ok is not pooled.
+        alphas = _finite([layer.get("alpha") for layer in group
+                          if layer.get("fit_status") in (None, "ok")])
         out.append({
             "name": name,
             "rule": group[0].get("rule"),
@@ -385,7 +388,9 @@ def group_summaries(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "min_alpha": min(alphas, default=None),
             "max_alpha": max(alphas, default=None),
             "mean_farms_alpha": _mean([(layer.get("farms") or {}).get("alpha")
-                                       for layer in group]),
+                                       for layer in group
+                                       if (layer.get("farms") or {}).get("fit_status")
+                                       in (None, "ok")]),
             "mean_stable_rank": _mean([layer.get("stable_rank") for layer in group]),
         })
     return out
