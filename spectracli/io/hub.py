@@ -120,16 +120,16 @@ def resolve_hub_id(
         info["commit"] = snapshot.name
         return (snapshot / file if file else snapshot), info
     lacking = f"without {file}" if file else "without weights"
-    where = f"{f'a snapshot {lacking}' if snapshot else 'nothing'} in the cache {cache}"
+    where = f"{cache} holds {f'a snapshot {lacking}' if snapshot else 'no snapshot'} of it"
     if hub_offline():
         raise CheckpointError(
-            f"{repo_id}@{revision} is not a local path and the Hugging Face cache holds {where}; "
+            f"{repo_id}@{revision} is not a local path and the Hugging Face cache {where}; "
             "HF_HUB_OFFLINE is set, so nothing is downloaded (download it first with "
             f"`hf download {repo_id}`, or unset HF_HUB_OFFLINE)"
         )
     if not allow_download:
         raise CheckpointError(
-            f"{repo_id}@{revision} is not a local path and the Hugging Face cache holds {where}; "
+            f"{repo_id}@{revision} is not a local path and the Hugging Face cache {where}; "
             "downloads are not allowed"
         )
     snapshot = _download(hub, repo_id, revision, cache, file)
