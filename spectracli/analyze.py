@@ -447,8 +447,10 @@ def _open_source(
 
 
 def _shown(source: str | Path | Checkpoint) -> str:
-    """How the report names a source: the path or hub id as given, an open checkpoint's path."""
-    return str(source.path if isinstance(source, Checkpoint) else source)
+    """How the report names a source: the path or hub id as given (normalised: ``a/../b`` is
+    ``b``, never made absolute), an open checkpoint's path."""
+    text = str(source.path if isinstance(source, Checkpoint) else source)
+    return os.path.normpath(text) if text and "://" not in text else text
 
 
 def analyze_checkpoint(

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spectracli.errors import SpectraError
+from spectracli.report.text import article, plural
 from spectracli.results import layer_metric
 
 # The metrics compared, in display order (FARMS ones reach into the layer's FARMS block).
@@ -159,7 +160,8 @@ class ComparisonResult:
 def _check_analyze(report: dict[str, Any], label: str) -> list[dict[str, Any]]:
     if not isinstance(report, dict) or report.get("kind") != "analyze":
         kind = report.get("kind") if isinstance(report, dict) else type(report).__name__
-        raise SpectraError(f"compare needs two analyze reports; {label} is a {kind!r} report")
+        raise SpectraError(f"compare needs two analyze reports; {label} is {article(str(kind))} "
+                           "report")
     layers = report.get("layers")
     if not isinstance(layers, list):
         raise SpectraError(f"compare: report {label} has no 'layers' list")
@@ -189,8 +191,8 @@ def compare_reports(
     common = [layer for layer in layers_a if layer.get("name") in by_name_b]
     if not common:
         raise SpectraError(
-            f"no layer in common between A ({len(layers_a)} layers) and B "
-            f"({len(layers_b)} layers): layers are matched by name"
+            f"no layer in common between A ({plural(len(layers_a), 'layer')}) and B "
+            f"({plural(len(layers_b), 'layer')}): layers are matched by name"
         )
     compared: list[LayerComparison] = []
     for la in common:

@@ -193,7 +193,7 @@ def test_baseline_of_another_model_or_kind_is_refused():
     other = report(layer("encoder.0.weight", alpha=3.0))
     with pytest.raises(BaselineError, match="shares no layer with the input.*another model"):
         evaluate(cfg, MODEL, other, baseline_source="b.json")
-    with pytest.raises(BaselineError, match="is a hessian report but the input is a analyze"):
+    with pytest.raises(BaselineError, match="is a hessian report but the input is an analyze"):
         evaluate(cfg, MODEL, {"kind": "hessian", "eigenvalues": [1.0]})
 
 

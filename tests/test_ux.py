@@ -410,3 +410,26 @@ def test_default_drift_checks_flag_a_scaled_layer(tmp_path):
     flagged = {(f.rule_id, f.layer) for f in result.findings if f.severity == "warning"}
     assert ("default.sigma_max-drift", now["layers"][1]["name"]) in flagged
     assert result.exit_code() == 0  # warnings only
+
+
+def test_report_paths_are_as_typed_and_normalised(tmp_path, monkeypatch):
+    """`cfg/../baseline.json` in a config, `./x/../ckpt` on the command line: the reports name
+    `baseline.json` and `ckpt.safetensors`, relative as typed, not made absolute."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from spectracli.gate.rules import load_config
+
+    shutil.copy(Path(__file__).resolve().parents[1] / SAMPLE, tmp_path / "ckpt.safetensors")
+    (tmp_path / "cfg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    res = run("analyze", "./cfg/../ckpt.safetensors", "-f", "json", "-o", "r.json", "--no-farms")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(Path("r.json").read_text())["source"]["path"] == "ckpt.safetensors"
+    (tmp_path / "cfg" / "spectracli.toml").write_text('[gate]\nbaseline = "../baseline.json"\n')
+    cfg = load_config(Path("cfg/spectracli.toml"))
+    assert str(cfg.baseline) == "baseline.json"
+    res = run("baseline", "r.json", "-o", "cfg/../baseline.json", "--no-config")
+    assert res.exit_code == 0 and "wrote baseline.json: an analyze baseline of r.json (3 layers)" \
+        in res.stderr

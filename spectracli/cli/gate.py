@@ -18,6 +18,7 @@ from spectracli.cli.common import (
     verbose_option,
 )
 from spectracli.options import GateFormat
+from spectracli.report.text import article, display_path, plural
 
 TARGET_HELP = "A checkpoint (analysed) or a saved report (.json)."
 
@@ -136,8 +137,8 @@ def gate(
             device=device, trust_pickle=trust_pickle or None, store_esd=False,
         )
     result = evaluate(
-        cfg, report, base, source=str(target),
-        baseline_source=str(baseline_path) if baseline_path else None,
+        cfg, report, base, source=display_path(target),
+        baseline_source=display_path(baseline_path),
     )
     strict = strict or cfg.strict
 
@@ -198,8 +199,8 @@ def baseline(
             target, cfg.analyze, origin=str(cfg.source or "config"), progress=progress,
             device=device, trust_pickle=trust_pickle or None, store_esd=False,
         )
-    data = make_baseline(report, str(target))
+    data = make_baseline(report, display_path(target))
     write_text_atomic(target_path, dumps_report(data) + "\n")
     n = len(data.get("layers") or []) if data.get("kind") == "analyze" else 1
-    print(f"wrote {target_path}: {data.get('kind')} baseline of {target} "
-          f"({n} layer{'s' * (n != 1)})", file=sys.stderr)
+    print(f"wrote {display_path(target_path)}: {article(str(data.get('kind')))} baseline of "
+          f"{display_path(target)} ({plural(n, 'layer')})", file=sys.stderr)

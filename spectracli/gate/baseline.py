@@ -16,6 +16,7 @@ from typing import Any
 
 from spectracli.errors import SpectraError
 from spectracli.gate.subjects import Subject, subjects
+from spectracli.report.text import article
 from spectracli.results import load_report
 
 # Settings that change no number, so differing values between report and baseline are fine.
@@ -76,8 +77,9 @@ def diff_layers(
     """
     kind, base_kind = report.get("kind"), baseline.get("kind")
     if kind != base_kind:
-        raise BaselineError(f"{baseline_origin} is a {base_kind} report but the input is a "
-                            f"{kind} report; a baseline must be of the same kind")
+        raise BaselineError(f"{baseline_origin} is {article(str(base_kind))} report but the "
+                            f"input is {article(str(kind))} report; a baseline must be of the "
+                            "same kind")
     now = subjects(report)
     before = {s.name: s for s in subjects(baseline)}
     names_now = [s.name for s in now]

@@ -22,6 +22,7 @@ from spectracli.gate.baseline import diff_layers, settings_differences
 from spectracli.gate.rules import INTERVALS, ConfigError, GateConfig, Rule
 from spectracli.gate.subjects import Subject, metric_names, subjects
 from spectracli.report.numbers import fmt_num
+from spectracli.report.text import plural
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -360,7 +361,7 @@ def evaluate(
         if not matched:
             text = (f"rule {rule.id!r}: no layer matches {', '.join(rule.match)}"
                     + (f" (excluding {', '.join(rule.exclude)})" if rule.exclude else "")
-                    + f" among {len(subs)} layers")
+                    + f" among {plural(len(subs), 'layer')}")
             findings.append(Finding(rule.id, "warning", "unmatched", text, metric=rule.metric,
                                     how_far="matched nothing"))
             checks.append(Check(rule.id, None, rule.metric, None, "warning", [text], "warning"))

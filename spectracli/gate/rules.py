@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -442,8 +443,8 @@ def config_from_tables(
                 raise ConfigError(f"{where_gate} key 'baseline': expected a path string, "
                                   f"got {baseline!r}")
             # Relative to the config file, so the gate runs the same from any directory.
-            config.baseline = (source.parent / baseline) if not Path(baseline).is_absolute() \
-                else Path(baseline)
+            config.baseline = Path(os.path.normpath(
+                source.parent / baseline if not Path(baseline).is_absolute() else baseline))
         config.missing_layers = _policy(gate, "missing_layers", "error", where_gate)
         config.new_layers = _policy(gate, "new_layers", "warning", where_gate)
         config.missing_value = _policy(gate, "missing_value", "warning", where_gate)
@@ -456,7 +457,7 @@ def config_from_tables(
         config.analyze = validate_analyze(analyze, f"{source}: [{dot}analyze]")
         base = config.analyze.get("base")
         if base and not Path(base).is_absolute():
-            config.analyze["base"] = str(source.parent / base)
+            config.analyze["base"] = os.path.normpath(source.parent / base)
     return config
 
 

@@ -116,7 +116,8 @@ def render_comparison_markdown(result: ComparisonResult) -> str:
     """Markdown for a CI step summary: overview, per-layer table, then each changed metric."""
     lines = ["# spectracli comparison", ""]
     lines += [f"- **A**: `{_source(result.source_a)}`", f"- **B**: `{_source(result.source_b)}`"]
-    lines.append(f"- {len(result.layers)} layers in common, **{len(result.changed)} changed** "
+    lines.append(f"- {plural(len(result.layers), 'layer')} in common, "
+                 f"**{len(result.changed)} changed** "
                  f"(relative change > {fmt_num(result.rtol, 6)})")
     for warning in result.warnings:
         lines.append(f"- warning: {warning}")
@@ -125,7 +126,7 @@ def render_comparison_markdown(result: ComparisonResult) -> str:
                           {2, 4, 5, 6, 7, 8}))
     lines.append("")
     changed = result.changed
-    lines += [f"## Changed metrics ({len(changed)} layers)", ""]
+    lines += [f"## Changed metrics ({plural(len(changed), 'layer')})", ""]
     rows = []
     for layer in changed:
         for metric, c in layer.changes.items():

@@ -466,7 +466,7 @@ def norms_figure(layers: list[dict[str, Any]]) -> Figure:
         plain_log_axis(ax.yaxis, y_hi / y_lo if y_lo > 0 else 1.0)
         title = label
         if missing:
-            title += f"  ({missing} layer(s) without a value)"
+            title += f"  ({missing} layer{'s' * (missing != 1)} without a value)"
         ax.set_title(title, fontsize=11, loc="left")
         ax.set_ylabel(key, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
