@@ -1,6 +1,7 @@
 """The Python entry points: a model in memory, its state dict and its saved file give the same
 report; the report reads as attributes, a DataFrame, HTML and figures; errors are ValueErrors."""
 
+import doctest
 import json
 import math
 import subprocess
@@ -15,6 +16,7 @@ from torch import nn
 import spectracli
 from spectracli.errors import CheckpointError, SpectraError
 from spectracli.io.memory import memory_checkpoint
+from spectracli.report import notebook
 from spectracli.results import parse_report
 
 SAMPLE = "sample_models/digits_mlp.safetensors"
@@ -120,11 +122,14 @@ def test_layer_attributes_mirror_the_json_keys(net):
 
 
 def flat_json(layer):
-    """Reference flattening written out: top-level keys, then farms' keys, eigenvalues left out."""
+    """Reference flattening written out: top-level keys, then farms' keys, eigenvalues left out,
+    confidence intervals as low and high."""
     out = {k: v for k, v in layer.items() if k not in ("farms", "esd")}
     for k, v in (layer["farms"] or {}).items():
         if k != "esd":
             out[f"farms_{k}"] = v
+    for k in [k for k in out if k.endswith("_ci") and isinstance(out[k], list)]:
+        out[f"{k}_low"], out[f"{k}_high"] = out.pop(k)
     return out
 
 
@@ -133,7 +138,8 @@ def test_to_pandas_has_the_json_columns_and_values(net):
     layers = parse_report(report.to_json())["layers"]
     df = report.to_pandas()
     assert len(df) == len(layers)
-    assert {"farms_alpha", "farms_window_rows", "alpha", "sigma_max"} <= set(df.columns)
+    assert {"farms_alpha", "farms_window_rows", "alpha", "sigma_max", "alpha_ci_low",
+            "farms_alpha_ci_high"} <= set(df.columns)
     assert set(df.columns) == set().union(*(flat_json(la) for la in layers))
     for i, layer in enumerate(layers):
         for column, value in flat_json(layer).items():
@@ -145,6 +151,7 @@ def test_to_pandas_has_the_json_columns_and_values(net):
             else:
                 assert (list(cell) if isinstance(value, list) else cell) == value, column
     assert "esd_values" in report.to_pandas(esd=True).columns
+    assert doctest.testmod(notebook).failed == 0
 
 
 def test_to_pandas_without_pandas_names_the_extra(net, monkeypatch):

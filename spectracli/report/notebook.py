@@ -3,8 +3,9 @@
 - :func:`flatten_layer` / :func:`layers_frame`: one row per analysed matrix, one column per key
   of the layer's JSON, nested objects joined with ``_`` (``farms`` -> ``farms_alpha``,
   ``farms_window_rows``...), so the columns are the JSON's names and the values its values
-  (lists such as ``shape`` and ``warnings`` stay lists; the stored eigenvalues, ``esd``, only
-  with ``esd=True``). pandas is an optional extra: ``pip install "spectracli[pandas]"``.
+  (``*_ci`` intervals as ``*_ci_low`` / ``*_ci_high``; other lists such as ``shape`` and
+  ``warnings`` stay lists; the stored eigenvalues, ``esd``, only with ``esd=True``). pandas
+  is an optional extra: ``pip install "spectracli[pandas]"``.
 - :func:`report_html`: what a notebook shows for a report: the source, the summary and the
   flagged layers with their reasons (the HTML report's pieces, without its page or figures).
 - :func:`figures`: the report's figures as matplotlib ``Figure`` objects (no pyplot, no files).
@@ -20,12 +21,13 @@ PANDAS_HINT = 'to_pandas() needs pandas: pip install "spectracli[pandas]" (or pi
 
 def flatten_layer(layer: dict[str, Any], esd: bool = False) -> dict[str, Any]:
     """A layer's JSON object with nested objects flattened: ``{"farms": {"alpha": a}}`` ->
-    ``{"farms_alpha": a}`` (a ``None`` object stays one column: ``farms: None``).
+    ``{"farms_alpha": a}`` (a ``None`` object stays one column: ``farms: None``), and a
+    confidence interval ``alpha_ci: [low, high]`` as ``alpha_ci_low``, ``alpha_ci_high``.
 
     Example::
 
-        >>> flatten_layer({"name": "w", "alpha": 2.5, "farms": {"alpha": 2.1, "esd": None}})
-        {'name': 'w', 'alpha': 2.5, 'farms_alpha': 2.1}
+        >>> flatten_layer({"name": "w", "alpha_ci": [2.1, 2.9], "farms": {"esd": None}})
+        {'name': 'w', 'alpha_ci_low': 2.1, 'alpha_ci_high': 2.9}
     """
     out: dict[str, Any] = {}
 
@@ -35,6 +37,8 @@ def flatten_layer(layer: dict[str, Any], esd: bool = False) -> dict[str, Any]:
                 continue
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}_")
+            elif key.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2:
+                out[f"{prefix}{key}_low"], out[f"{prefix}{key}_high"] = value
             else:
                 out[f"{prefix}{key}"] = value
 
