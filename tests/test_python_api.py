@@ -243,7 +243,7 @@ def test_the_modules_stay_modules_and_become_callable():
     assert out.stdout.strip() == "3"
 
 
-def test_hessian_entry_point_is_the_hessian_api():
+def test_hessian_entry_point_is_the_hessian_api(one_thread):
     from spectracli.hessian.api import HessianConfig
     from spectracli.hessian.api import analyze as hessian_analyze
 
