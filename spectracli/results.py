@@ -56,11 +56,13 @@ LAYER_METRICS = (
     "ks_distance",
     "alpha_weighted",
     "log_alpha_norm",
+    "alpha_se",
     "farms.alpha",
     "farms.xmin",
     "farms.tail_size",
     "farms.ks_distance",
     "farms.alpha_weighted",
+    "farms.alpha_se",
 )
 
 

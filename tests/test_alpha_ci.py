@@ -95,3 +95,19 @@ def test_reports_show_alpha_with_its_interval(one_thread):
     assert "| alpha ± |" in markdown.replace("alpha \u00b1", "alpha ±")
     assert ci_half_width(layer) == pytest.approx((high - low) / 2)
     assert fmt_alpha({"alpha": 3.0, "fit_status": "no_power_law"}) == "(3)"
+
+
+def test_csv_carries_the_interval_ends(one_thread):
+    import csv
+    import io
+
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+    from spectracli.report import render
+
+    report = analyze_checkpoint("sample_models/digits_mlp.safetensors",
+                                AnalyzeConfig(threads=1)).to_dict()
+    rows = list(csv.DictReader(io.StringIO(render(report, "csv"))))
+    for row, layer in zip(rows, report["layers"], strict=True):
+        if layer["alpha_ci"]:
+            assert float(row["alpha_ci_low"]) == layer["alpha_ci"][0]
+            assert float(row["alpha_se"]) == pytest.approx(layer["alpha_se"])

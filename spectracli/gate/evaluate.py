@@ -48,7 +48,9 @@ _GROUP = {
 }
 
 # Metrics that come from a power-law fit: judged only when that fit's status is "ok".
-FIT_METRICS = ("alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted", "log_alpha_norm")
+FIT_METRICS = (
+    "alpha", "xmin", "tail_size", "ks_distance", "alpha_weighted", "log_alpha_norm", "alpha_se",
+)
 
 
 @dataclass
