@@ -108,8 +108,9 @@ def reason_group(reason: str) -> str:
 
 def warning_group(warning: str) -> str:
     """A warning without its value and explanation: ``alpha 6.57 is above 6 (light tail...);
-    heuristic ...`` -> ``alpha is above 6``."""
-    short = warning.split(";")[0].split(" (")[0]
+    heuristic ...`` -> ``alpha is above 6``; ``rank deficient: numerical rank 3`` -> ``rank
+    deficient``."""
+    short = warning.split(";")[0].split(" (")[0].split(": ")[0]
     return _VALUE.sub("", short).strip()
 
 
