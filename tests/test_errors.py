@@ -37,6 +37,8 @@ def test_the_cli_writes_the_named_parameters_as_its_flags():
     assert in_cli_words(SpectraError("the model must be an nn.Module")) == (
         "the model must be an nn.Module")
     assert flag_for("store_esd", False) == "--no-esd" and flag_for("min_tail") == "--min-tail"
+    assert in_cli_words(CheckpointError("x.pt runs code; pass trust_pickle=True only if")) == (
+        "x.pt runs code; pass --trust-pickle only if")
 
 
 @pytest.mark.parametrize(

@@ -606,7 +606,7 @@ def test_torchscript_archive_needs_trust(tmp_path):
             "ignore", DeprecationWarning
         )  # torch.jit is deprecated, still shipped
         torch.jit.script(model).save(str(tmp_path / "model.jit"))
-    with pytest.raises(CheckpointError, match="TorchScript.*--trust-pickle"):
+    with pytest.raises(CheckpointError, match="TorchScript.*trust_pickle=True"):
         open_checkpoint(tmp_path / "model.jit")
     fmt, got, _ = _read_all(tmp_path / "model.jit", trust_pickle=True)
     assert fmt == "pytorch"

@@ -51,6 +51,7 @@ PARAM_FLAGS: dict[str, str] = {
     "path": "CHECKPOINT",
 }
 _LEADING_PARAM = re.compile(r"^([a-z_][a-z0-9_]*) must be\b")
+_BOOL_KEYWORD = re.compile(r"(?<![\w.-])([a-z_][a-z0-9_]*)=(?:True|False)\b")
 
 
 def flag_for(param: str, value: bool | None = None) -> str:
@@ -66,12 +67,15 @@ def in_cli_words(exc: SpectraError) -> str:
     """A library error's message with the parameters it names written as this CLI's flags.
 
     Only the parameters the error declares (``exc.params``, or the leading name of a
-    ``"<name> must be ..."`` message) are rewritten, as whole words.
+    ``"<name> must be ..."`` message, or a keyword spelled ``name=True``/``name=False``) are
+    rewritten, as whole words.
     """
     message = str(exc)
     params = tuple(getattr(exc, "params", ()) or ())
     if not params and (lead := _LEADING_PARAM.match(message)):
         params = (lead.group(1),)
+    # a keyword spelled out as Python (``pass trust_pickle=True``) is always a parameter
+    params += tuple(dict.fromkeys(_BOOL_KEYWORD.findall(message)))
     for param in params:
         name = re.escape(param)
         message = re.sub(

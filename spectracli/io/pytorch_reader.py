@@ -4,7 +4,8 @@ Safety: files are loaded with ``torch.load(weights_only=True)``, which refuses a
 torch's safe set (so a pickle cannot run code). A refused file raises a ``CheckpointError`` that
 names the globals it needs (``torch.serialization.get_unsafe_globals_in_checkpoint`` for zip files,
 which reads them without unpickling; the unpickler's own message for legacy files) and the
-``--trust-pickle`` flag. Only ``trust_pickle=True`` loads with ``weights_only=False``.
+``trust_pickle=True`` option (``--trust-pickle`` in the CLI); only with it does a file load
+with ``weights_only=False``.
 
 Memory: zip-format files are opened with ``mmap=True``, so tensor data stays on disk until a
 tensor is used. Legacy (non-zip) pickles cannot be memory-mapped; they are read whole into memory.
@@ -121,7 +122,7 @@ def load_pickle_stubbed(path: Path, trust_pickle: bool) -> tuple[Any, list[str]]
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         if trust_pickle:
             raise CheckpointError(
-                f"{path} could not be unpickled (with --trust-pickle): "
+                f"{path} could not be unpickled (with trust_pickle=True): "
                 f"{type(exc).__name__}: {one_line(exc)}"
             ) from None
         raise CheckpointError(
@@ -143,7 +144,7 @@ def _load_torchscript(path: Path, trust_pickle: bool) -> Any:
     if not trust_pickle:
         raise CheckpointError(
             f"{path} is a TorchScript archive, which torch can only load by running its "
-            "TorchScript code; pass --trust-pickle only if you trust its source"
+            "TorchScript code; pass trust_pickle=True only if you trust its source"
         )
     try:
         with warnings.catch_warnings():
@@ -179,7 +180,7 @@ def find_state_dict(obj: Any, path: Path | None = None) -> dict[str, torch.Tenso
         if found is None:
             raise ForeignTensorError(
                 f"{path or 'checkpoint'} is a pickled {obj.__spectracli_global__} object, whose "
-                "tensors only its own code rebuilds; refused (pass --trust-pickle only if you "
+                "tensors only its own code rebuilds; refused (pass trust_pickle=True only if you "
                 "trust its source, or save its state_dict())"
             )
         return found
@@ -204,8 +205,8 @@ def _refuse_foreign(state: Any, path: Path | None, prefix: str) -> None:
         more = f" (and {len(leaves) - 1} more entries)" if len(leaves) > 1 else ""
         raise ForeignTensorError(
             f"{path or 'checkpoint'}: state dict entry '{entry}' would be built by "
-            f"{name}{more}, which is not run; refused (pass --trust-pickle only if you trust its "
-            "source)"
+            f"{name}{more}, which is not run; refused (pass trust_pickle=True only if you trust "
+            "its source)"
         )
 
 

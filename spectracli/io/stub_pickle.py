@@ -171,8 +171,8 @@ def load_with_placeholders(
             if "as_subclass" in str(exc) or "Tensor" in str(exc):
                 raise ForeignTensorError(
                     f"{path}: a tensor is rebuilt as a class it does not define (one of "
-                    f"{_listed(names)}), which would run that code; refused (pass --trust-pickle "
-                    "only if you trust its source)"
+                    f"{_listed(names)}), which would run that code; refused (pass "
+                    "trust_pickle=True only if you trust its source)"
                 ) from None
             raise _refusal(path, exc, names) from None
     raise CheckpointError(f"{path} needs more than {_MAX_ROUNDS} foreign globals; refused")
@@ -188,7 +188,8 @@ def _refuse_blocked(path: Path, names: set[str], error: Exception) -> None:
     if blocked:
         raise CheckpointError(
             f"{path} references {', '.join(sorted(blocked))} from a module that is never loaded "
-            "from a checkpoint (os/sys); refused (pass --trust-pickle only if you trust its source)"
+            "from a checkpoint (os/sys); refused (pass trust_pickle=True only if you trust its "
+            "source)"
         )
 
 
@@ -204,7 +205,7 @@ def _refusal(path: Path, exc: Exception, names: set[str]) -> CheckpointError:
     stubbed = f" (foreign globals: {_listed(names)})" if names else ""
     return CheckpointError(
         f"{path} cannot be read without running code from it{stubbed}: {detail}; "
-        "pass --trust-pickle only if you trust its source"
+        "pass trust_pickle=True only if you trust its source"
     )
 
 
