@@ -133,7 +133,7 @@ def _print_blocks(d: dict[str, Any], console: Any, stream: Any) -> None:
 
     table = Table(title=f"diagonal blocks ({d['settings']['blocks']}), in model order",
                   box=box.ASCII if is_plain_output(stream) else box.HEAVY_HEAD)
-    for col in ("block", "params", "lambda_max", "eigenvalues", "trace", "+-"):
+    for col in ("block", "params", "lambda_max", "next eigenvalues", "trace", "+-"):
         table.add_column(col, justify="left" if col == "block" else "right")
     for b in d["blocks"]:
         ev = b["eigenvalues"]

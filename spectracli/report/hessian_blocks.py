@@ -1,7 +1,7 @@
 """The block-diagonal Hessian by depth: each block's lambda_max and trace, in model order.
 
 One figure with two panels sharing the x axis (block index = depth): top eigenvalue of each
-diagonal block (symlog: blocks can have negative curvature) and its trace with the Hutch++
+diagonal block (linear, or symlog when the values are signed or span over 1e3) and its trace with the Hutch++
 error bar (exact blocks have none).
 """
 
@@ -34,7 +34,10 @@ def blocks_figure(report: dict[str, Any]) -> Figure:
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     ax1.plot(xs, top, "o-", color="C0")
     ax1.set_ylabel("block lambda_max")
-    ax1.set_yscale("symlog", linthresh=max(1e-6, 1e-3 * max(abs(v) for v in top if v == v)))
+    finite = [v for v in top if v == v]
+    if finite and (min(finite) <= 0 or max(finite) > 1e3 * min(finite)):
+        # Wide or signed ranges: symmetric log, linear within 1e-3 of the largest magnitude.
+        ax1.set_yscale("symlog", linthresh=max(1e-12, 1e-3 * max(abs(v) for v in finite)))
     ax1.grid(True, axis="y", alpha=0.3)
     ax1.set_title(f"{report.get('operator', 'hessian')} diagonal blocks "
                   f"({report.get('settings', {}).get('blocks', '')}) by depth")
