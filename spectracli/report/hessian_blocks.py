@@ -1,8 +1,8 @@
 """The block-diagonal Hessian by depth: each block's lambda_max and trace, in model order.
 
 One figure with two panels sharing the x axis (block index = depth): top eigenvalue of each
-diagonal block (linear, or symlog when the values are signed or span over 1e3) and its trace with the Hutch++
-error bar (exact blocks have none).
+diagonal block (linear, or symlog when the values are signed or span over 1e3) and its trace
+with the Hutch++ error bar (exact blocks have none).
 """
 
 from __future__ import annotations
