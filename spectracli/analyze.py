@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spectracli import __version__
+from spectracli import __version__, distributed
 from spectracli.device import resolve_device
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
@@ -453,6 +453,99 @@ def _shown(source: str | Path | Checkpoint) -> str:
     return os.path.normpath(text) if text and "://" not in text else text
 
 
+def plan_cost(plan: MatrixPlan, config: AnalyzeConfig) -> float:
+    """Estimated solve cost of one plan in flops: per matrix (m x n, k = min, M = max) the Gram
+    product and its eigensolve, M k^2 + k^3, plus the same for each FARMS window, plus the fits
+    (a few hundred flops per eigenvalue and bootstrap resample). Only ratios between plans
+    matter: :func:`shard_items` balances ranks with it."""
+    m, n = plan.matrix_shape
+    k, big = min(m, n), max(m, n)
+    cost = plan.n_matrices * (big * k * k + k**3)
+    fits = 1
+    if config.farms and plan.farms:
+        grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps)
+        if (grid.rows, grid.cols) != (m, n):
+            r, c = grid.rows, grid.cols
+            cost += plan.n_matrices * grid.n_windows * (max(r, c) * min(r, c) ** 2 + min(r, c) ** 3)
+            fits = 2
+    return float(cost + 300.0 * fits * plan.n_matrices * k * (1 + config.ci_resamples))
+
+
+def shard_items(
+    items: Sequence[tuple[_LoadGroup, MatrixPlan]], config: AnalyzeConfig, world: int
+) -> list[int]:
+    """The rank that solves each item: whole load groups (a stored tensor is read by one rank),
+    largest estimated cost first, each to the least-loaded rank (greedy longest processing time,
+    Graham 1969: within 4/3 of the best makespan). Deterministic: every rank computes the same."""
+    if world <= 1:
+        return [0] * len(items)
+    groups: dict[int, list[int]] = {}
+    for index, (group, _) in enumerate(items):
+        groups.setdefault(id(group), []).append(index)
+    cost = {key: sum(plan_cost(items[i][1], config) for i in members)
+            for key, members in groups.items()}
+    load = [0.0] * world
+    owner = [0] * len(items)
+    for key in sorted(groups, key=lambda g: (-cost[g], groups[g][0])):
+        target = min(range(world), key=lambda r: (load[r], r))
+        load[target] += cost[key]
+        for i in groups[key]:
+            owner[i] = target
+    return owner
+
+
+class _Job:
+    """The distributed side of one analyze call: whole-job progress on rank 0 (a counter in the
+    process group's store, which needs no collective) and one all_gather of every rank's layers
+    or error. Every rank ends in exactly one :meth:`exchange`, whether it failed or not."""
+
+    _calls = 0
+
+    def __init__(self, progress: Progress | None) -> None:
+        _Job._calls += 1  # every rank calls analyze in the same order: the same keys
+        self.key = f"spectracli/analyze/{_Job._calls}"
+        self.progress = progress if distributed.rank() == 0 else None
+        self.total, self.world = 0, distributed.world_size()
+        self.exchanged = False
+
+    def local(self, index: int, total: int, name: str) -> None:
+        """This rank's own submissions: not the job's progress, so not shown."""
+
+    def solved(self, name: str) -> None:
+        done = distributed.store_add(self.key + "/done", 1)
+        if self.progress is not None and done is not None:
+            self.progress(done, self.total, name)
+
+    def exchange(
+        self, part: tuple[list[int], list[LayerResult], float] | None, error: str | None
+    ) -> tuple[list[LayerResult], float]:
+        """Every rank's layers in checkpoint order and the summed solve time, on every rank.
+
+        Raises:
+            RankError: the first failed rank and its cause, on every rank (never a hang: the
+                collective has the process group's timeout).
+        """
+        self.exchanged = True
+        distributed.store_add(self.key + "/finished", 1)
+        if self.progress is not None and error is None:
+            deadline = time.monotonic() + distributed.timeout_s()
+            while time.monotonic() < deadline:
+                done = distributed.store_add(self.key + "/done", 0) or 0
+                self.progress(done, self.total, "waiting for the other ranks")
+                if (distributed.store_add(self.key + "/finished", 0) or 0) >= self.world:
+                    break
+                time.sleep(0.2)
+        parts = distributed.all_gather_object((part, error))
+        failed = [(r, cause) for r, (_, cause) in enumerate(parts) if cause is not None]
+        if failed:
+            raise distributed.RankError(*failed[0])
+        merged: list[tuple[int, LayerResult]] = []
+        for (indices, layers, _), _ in parts:
+            merged += zip(indices, layers, strict=True)
+        merged.sort(key=lambda pair: pair[0])
+        return [layer for _, layer in merged], sum(p[2] for p, _ in parts)
+
+
 def analyze_checkpoint(
     source: str | Path | Checkpoint,
     config: AnalyzeConfig | None = None,
@@ -465,13 +558,40 @@ def analyze_checkpoint(
     With ``config.base`` set (a path or a Checkpoint), each layer is analysed as W - W_base,
     matched by name and shape.
 
+    Under ``torchrun`` (or in an initialised process group of several ranks) the layers are
+    sharded over the ranks (:func:`shard_items`), each rank reads only its tensors, and every
+    rank returns the same report (layers in checkpoint order, each with the ``rank`` that solved
+    it; ``settings.world_size``); ``progress`` is called on rank 0 for the whole job.
+
     Raises:
-        SpectraError: a bad option, or no matrix in common with ``base``.
+        SpectraError: a bad option, or no matrix in common with ``base``; under torchrun a
+            :class:`~spectracli.distributed.RankError` naming the first rank that failed.
         CheckpointError: a checkpoint that cannot be read (``CheckpointNotFoundError``, also a
             ``FileNotFoundError``, when it does not exist).
     """
     config = config or AnalyzeConfig()
+    distributed.init()  # no-op unless launched by torchrun
+    if distributed.world_size() == 1:
+        return _analyze(source, config, progress, None)
+    job = _Job(progress)
+    try:
+        return _analyze(source, config, job.local, job)
+    except Exception as exc:
+        if job.exchanged:
+            raise
+        job.exchange(None, distributed.error_cause(exc))
+        raise  # not reached: exchange raises the first failure on every rank
+
+
+def _analyze(
+    source: str | Path | Checkpoint,
+    config: AnalyzeConfig,
+    progress: Progress | None,
+    job: _Job | None,
+) -> AnalysisReport:
+    """analyze_checkpoint on this rank (``job``: the distributed side, None for one process)."""
     config.validate()
+    world, my_rank = distributed.world_size(), distributed.rank()
     device = resolve_device(config.device)
     dtype = config.torch_dtype
     workers = 1 if device.type == "cuda" else (config.threads or default_workers())
@@ -498,6 +618,12 @@ def analyze_checkpoint(
         _check_selection(_shown(source), work, skipped, config)
 
         items = _load_groups(work, by_name, base, device)
+        owner = shard_items(items, config, world)  # the rank that solves each item
+        total_items = len(items)
+        mine = [i for i, r in enumerate(owner) if r == my_rank]
+        if job is not None:
+            job.total = total_items
+            items = [items[i] for i in mine]
 
         def solve(item: tuple[_LoadGroup, MatrixPlan]) -> tuple[LayerResult, float]:
             group, plan = item
@@ -535,8 +661,11 @@ def analyze_checkpoint(
             def collect() -> None:
                 nonlocal solve_s
                 layer, seconds = pending.popleft()[0].result()
+                layer.rank = my_rank
                 layers.append(layer)
                 solve_s += seconds
+                if job is not None:
+                    job.solved(layer.name)
 
             for index, item in enumerate(items):
                 if progress:
@@ -551,6 +680,10 @@ def analyze_checkpoint(
                 pending.append((pool.submit(solve, item), group, big))
             while pending:
                 collect()
+        if job is not None:  # every rank's layers (or its error) on every rank
+            layers, solve_s = job.exchange((mine, layers, solve_s), None)
+            progress = job.progress if my_rank == 0 else None
+            items = [None] * total_items  # the whole job, for the final progress call
         if progress:
             progress(len(items), len(items), "")
         source = {
@@ -568,7 +701,7 @@ def analyze_checkpoint(
         tool_version=__version__,
         created=_timestamp(),
         source=source,
-        settings=config.settings(str(device)),
+        settings={**config.settings(str(device)), "world_size": world},
         layers=layers,
         skipped=skipped,
         timing={

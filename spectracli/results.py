@@ -227,12 +227,13 @@ class LayerResult(JsonFields):
     conv_view: str | None = None
     transposed: bool = False
     group: str | None = None
+    rank: int = 0  # the process that solved it (torchrun: spectracli.distributed)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in (
             "name", "kind", "rule", "sources", "part", "conv_view", "transposed", "group",
-            "shape", "matrix_shape", "n_matrices", "dtype", "quant_type", "status",
+            "rank", "shape", "matrix_shape", "n_matrices", "dtype", "quant_type", "status",
             "warnings", "aliases", "n_eigenvalues", "sigma_max", "sigma_min",
             "condition_number", "rank_deficient", "lambda_max", "frobenius_norm",
             "stable_rank", "entropy", "numerical_rank", "mp_sigma2", "mp_bulk_edge",

@@ -125,13 +125,30 @@ def analyze(
 ) -> None:
     """Spectra, heavy-tail fits (with and without FARMS) and norms of every weight matrix."""
     options = dict(locals())
+    from spectracli import distributed
     from spectracli.analyze import analyze_checkpoint
-    from spectracli.report import render
 
     refuse_binary_to_terminal(fmt, output)
     config = analyze_config(**{k: v for k, v in options.items() if k not in OUTPUT_OPTIONS})
+    distributed.init()  # under torchrun: layers sharded over the ranks, rank 0 writes
     with progress_callback() as progress:
-        report = analyze_checkpoint(checkpoint, config, progress=progress).to_dict()
+        report = analyze_checkpoint(
+            checkpoint, config, progress=progress if distributed.rank() == 0 else None
+        ).to_dict()
+    if distributed.rank() != 0:
+        distributed.shutdown()
+        return
+    try:
+        _write(report, fmt, output, plots, plot_format, verbose)
+    finally:
+        distributed.shutdown()
+
+
+def _write(report: dict, fmt: ReportFormat, output: Path | None, plots: Path | None,
+           plot_format: ImageFormat, verbose: bool) -> None:
+    """The report as asked: plots, then a table on the terminal or the format to a file."""
+    from spectracli.report import render
+
     if plots is not None:
         from spectracli.report.plots import write_plots
 

@@ -34,7 +34,10 @@ EXIT_INTERNAL = 3
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print ``spectracli: error: message`` as one line on stderr and return the Exit to raise."""
     line = " ".join(str(message).split())
-    print(f"spectracli: error: {line}", file=sys.stderr)
+    # Under torchrun every rank meets a usage error (they share argv and gather their failures,
+    # spectracli.distributed): rank 0 alone says it, once.
+    if code != EXIT_USAGE or os.environ.get("RANK", "0") in ("", "0"):
+        print(f"spectracli: error: {line}", file=sys.stderr)
     return typer.Exit(code=code)
 
 
@@ -154,7 +157,9 @@ def handle_errors(fn: F) -> F:
         except typer.Exit:
             raise
         except SpectraError as exc:
-            raise fail(in_cli_words(exc)) from None
+            error = fail(in_cli_words(exc))
+            _leave_process_group(exc)
+            raise error from None
         except KeyboardInterrupt:
             raise fail("interrupted", code=130) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
@@ -167,6 +172,15 @@ def handle_errors(fn: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _leave_process_group(exc: BaseException) -> None:
+    """Under torchrun, after a failure every rank learnt of (spectracli.distributed.RankError):
+    leave the group together, so no rank is killed before rank 0 has printed the one line."""
+    dist = sys.modules.get("spectracli.distributed")
+    if dist is not None and isinstance(exc, dist.RankError):
+        with contextlib.suppress(Exception):
+            dist.shutdown()
 
 
 def is_plain_output(stream: Any = None) -> bool:

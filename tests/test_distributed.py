@@ -1,0 +1,152 @@
+"""torchrun: 2 gloo processes on CPU give the single-process reports (spectracli.distributed).
+
+Each launch runs ``python -m torch.distributed.run --nproc-per-node 2 -m spectracli ...`` in a
+subprocess with a timeout, so a hang fails the test instead of stalling the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spectracli import distributed
+from spectracli.analyze import AnalyzeConfig, plan_cost, shard_items
+from spectracli.io import open_checkpoint
+
+TIMEOUT_S = 180
+# Fields that say where or when a run happened, not what it found.
+RUN_FIELDS = {"rank"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ENV = {"OMP_NUM_THREADS": "1", "SPECTRACLI_DIST_TIMEOUT": "120",
+       "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+def torchrun(args: list[str], tmp: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node nproc -m spectracli args`` on a free port, with a timeout."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
+           "-m", "spectracli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S,
+                          env={**os.environ, **ENV}, cwd=tmp)
+
+
+def spectracli(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    """The same command in one process, in the same environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    return subprocess.run([sys.executable, "-m", "spectracli", *args], capture_output=True,
+                          text=True, timeout=TIMEOUT_S, env={**env, **ENV}, cwd=tmp)
+
+
+def write_sharded(root: Path) -> None:
+    """Two safetensors shards with layers of very different sizes (and a fused-free MLP)."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(3)
+    shapes = {"embed.weight": (400, 48), "big.weight": (160, 120), "mid.weight": (60, 40),
+              "small.weight": (24, 16), "tiny.weight": (12, 12), "wide.weight": (20, 300),
+              "conv.weight": (16, 8, 3, 3)}
+    tensors = {k: torch.randn(*s, generator=g) / s[-1] ** 0.5 for k, s in shapes.items()}
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[:3],
+              "model-00002-of-00002.safetensors": names[3:]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        save_file({k: tensors[k].contiguous() for k in keys}, str(root / shard))
+        weight_map.update({k: shard for k in keys})
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (root / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def strip_run(report: dict) -> dict:
+    out = {k: v for k, v in report.items() if k not in ("created", "timing", "settings")}
+    out["layers"] = [{k: v for k, v in layer.items() if k not in RUN_FIELDS}
+                     for layer in report["layers"]]
+    return out
+
+
+def test_no_launcher_is_one_process(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert (distributed.rank(), distributed.world_size(), distributed.init()) == (0, 1, False)
+    assert distributed.gather_object(5) == [5]
+    t = torch.ones(3)
+    assert distributed.all_reduce(t) is t
+
+
+def test_shard_items_balances_by_cost_and_keeps_groups_whole(tmp_path):
+    write_sharded(tmp_path)
+    from spectracli.analyze import _load_groups, _plan
+
+    config = AnalyzeConfig(farms_window=20)
+    with open_checkpoint(tmp_path) as ckpt:
+        handles = list(ckpt.handles())
+        work, _ = _plan(handles, config, None, ckpt.config)
+        items = _load_groups(work, {h.name: h for h in handles}, None, torch.device("cpu"))
+    owner = shard_items(items, config, 2)
+    costs = [plan_cost(p, config) for _, p in items]
+    loads = [sum(c for c, r in zip(costs, owner, strict=True) if r == k) for k in (0, 1)]
+    # greedy LPT: the makespan is within 4/3 of the best, and here never above max(cost, half+max)
+    assert max(loads) <= max(max(costs), sum(costs) / 2 + max(costs)) and min(loads) > 0
+    biggest = max(range(len(items)), key=costs.__getitem__)
+    assert owner[biggest] == 0  # the largest first, to rank 0
+    assert shard_items(items, config, 1) == [0] * len(items)
+
+
+def test_analyze_under_torchrun_equals_one_process(tmp_path):
+    """Same layers, same order, same numbers; each layer says which rank solved it; one file."""
+    write_sharded(tmp_path)
+    args = ["--format", "json", "--farms-window", "20", "--ci-resamples", "0", "--jobs", "1",
+            "--device", "cpu"]
+    out = tmp_path / "dist.json"
+    done = torchrun(["analyze", str(tmp_path), *args, "--output", str(out)], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    # the one-process run in the same environment (one BLAS thread), so the same bits are due
+    done = spectracli(["analyze", str(tmp_path), *args, "--output", str(tmp_path / "one.json")],
+                      tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    single = json.loads((tmp_path / "one.json").read_text())
+    assert report["settings"]["world_size"] == 2 and single["settings"]["world_size"] == 1
+    assert {layer["rank"] for layer in report["layers"]} == {0, 1}
+    got, want = strip_run(report), strip_run(single)
+    for a, b in zip(got["layers"], want["layers"], strict=True):
+        assert a == b, [(k, a[k], b[k]) for k in a if a[k] != b[k]]
+    assert got == want
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".json"].count("dist.json") == 1
+
+
+def test_a_failing_rank_ends_the_job_with_one_line(tmp_path):
+    """A shard cut short: every rank fails, exit 2, one line naming the first rank and the
+    cause, no file, no hang (the launch has a timeout)."""
+    write_sharded(tmp_path)
+    shard = tmp_path / "model-00002-of-00002.safetensors"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) - 200])  # the last tensor's data cut short
+    done = torchrun(["analyze", str(tmp_path), "--ci-resamples", "0", "--device", "cpu",
+                     "--format", "json", "--output", str(tmp_path / "r.json")], tmp_path)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("spectracli: error")]
+    assert done.returncode != 0
+    assert len(errors) == 1, done.stderr[-2000:]
+    assert errors[0].startswith("spectracli: error: rank 0: ") and "truncated" in errors[0]
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("name", ["RANK", "WORLD_SIZE"])
+def test_partial_launcher_env_is_not_distributed(monkeypatch, name):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv(name, "1" if name == "RANK" else "2")
+    assert not distributed.launched() and distributed.world_size() == 1
