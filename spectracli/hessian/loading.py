@@ -145,7 +145,8 @@ def resolve_loss(ref: str) -> tuple[Loss | Callable[..., Any], str]:
         return builtin_loss(ref), ref
     if ":" not in ref:
         raise SpectraError(
-            f"--loss must be {', '.join(BUILTIN_LOSSES)} or 'file.py:callable', got {ref!r}"
+            f"loss must be {', '.join(BUILTIN_LOSSES)} or 'file.py:callable', got {ref!r}",
+            params=("loss",),
         )
     return resolve_callable(ref, "loss"), ref
 
