@@ -55,8 +55,14 @@ class PlainUsage(typer.core.TyperCommand):
     puts required ones in braces, which read as a set of choices."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        return [re.sub(r"^\{(.*)\}(\.\.\.)?$", r"\1\2", piece)
-                for piece in super().collect_usage_pieces(ctx)]
+        pieces = []
+        for piece in super().collect_usage_pieces(ctx):
+            match = re.match(r"^\{(.*)\}((?:\.\.\.)?)$", piece)
+            if match:
+                inner, dots = match.groups()
+                piece = inner if inner.endswith("...") else inner + dots
+            pieces.append(piece)
+        return pieces
 
 
 def command(name: str) -> Any:
@@ -122,7 +128,7 @@ command("hessian")(_hessian.hessian)
 
 from spectracli.cli import track as _track  # noqa: E402
 
-app.command("track")(_track.track)
+command("track")(_track.track)
 
 
 def main() -> None:
