@@ -169,6 +169,38 @@ def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_checked(tensor: torch.Tensor, error: BaseException | None) -> torch.Tensor:
+    """:func:`all_reduce` of this rank's partial sum, carrying a failure flag with it, so that a
+    rank whose part failed ends the job on every rank (none waits for it) with one cause.
+
+    Args:
+        tensor: this rank's part (any shape); summed in place when no rank failed.
+        error: this rank's exception while forming its part, or None.
+
+    Raises:
+        RankError: on every rank, the first failed rank and its cause. ``error`` itself, as it
+            is, when not distributed.
+    """
+    if not is_distributed():
+        if error is not None:
+            raise error
+        return tensor
+    flag = torch.tensor([0.0 if error is None else 1.0], dtype=tensor.dtype, device=tensor.device)
+    part = torch.zeros_like(tensor) if error is not None else tensor
+    buf = all_reduce(torch.cat([part.reshape(-1), flag]))
+    if float(buf[-1]) > 0:
+        causes = all_gather_object(None if error is None else error_cause(error))
+        raise RankError(*next((r, c) for r, c in enumerate(causes) if c is not None))
+    tensor.copy_(buf[:-1].view_as(tensor))
+    return tensor
+
+
+def shard_indices(n: int) -> list[int]:
+    """This rank's share of ``n`` items (round robin: item i goes to rank i % world size); all
+    of them when not distributed."""
+    return list(range(rank(), n, world_size()))
+
+
 def store_add(key: str, amount: int) -> int | None:
     """Add to a counter in the process group's key-value store (not a collective: any rank, any
     time) and return its value; None when there is no store (not distributed)."""

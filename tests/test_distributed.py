@@ -150,3 +150,50 @@ def test_partial_launcher_env_is_not_distributed(monkeypatch, name):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv(name, "1" if name == "RANK" else "2")
     assert not distributed.launched() and distributed.world_size() == 1
+
+
+LM_FILE = '''
+import torch
+from torch import nn
+
+V, T = 7, 5
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Embedding(V, 4), nn.Tanh(), nn.Linear(4, V))
+
+
+def pairs():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, V, (11, T), generator=g)
+    y = torch.randint(0, V, (11, T), generator=g)
+    for i in range(11):  # padding of every length: batches of very different token counts
+        y[i, T - i % T:] = -100
+    return x, y
+'''
+
+
+def test_hessian_under_torchrun_equals_one_process(tmp_path):
+    """Uneven shards (6 batches of 2, 1: rank 0 holds 3, rank 1 holds 3, with different token
+    counts), token loss: eigenvalues, trace and SLQ nodes as one process to 1e-10 (float64)."""
+    (tmp_path / "lm.py").write_text(LM_FILE)
+    args = ["hessian", "--model", "lm.py:build", "--data", "lm.py:pairs", "--loss",
+            "token_cross_entropy", "--top-k", "3", "--which", "both", "--dtype", "float64",
+            "--batch-size", "2", "--trace", "--trace-hvps", "12", "--density",
+            "--density-probes", "2", "--density-steps", "6", "--device", "cpu",
+            "--format", "json"]
+    done = torchrun([*args, "--output", "dist.json"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = spectracli([*args, "--output", "one.json"], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dist = json.loads((tmp_path / "dist.json").read_text())
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert dist["settings"]["world_size"] == 2 and one["settings"]["world_size"] == 1
+    assert dist["settings"]["n_batches"] == one["settings"]["n_batches"] == 6
+    assert dist["n_tokens"] == one["n_tokens"] and dist["n_samples"] == one["n_samples"] == 11
+    assert len(one["eigenvalues"]) == 6
+    for key in ("eigenvalues",):
+        assert dist[key] == pytest.approx(one[key], rel=0, abs=1e-10)
+    assert dist["loss"] == pytest.approx(one["loss"], rel=1e-12)
+    assert dist["trace"]["estimate"] == pytest.approx(one["trace"]["estimate"], abs=1e-10)

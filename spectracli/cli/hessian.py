@@ -277,8 +277,6 @@ def hessian(
         resolve_hook,
         resolve_loss,
     )
-    from spectracli.results import dumps_report
-
     config = HessianConfig(
         k=top_k, which=which.value, operator=operator.value, tol=tol, max_hvps=max_hvps,
         max_basis=max_basis, dtype=dtype.value, device=str(resolve_device(device)),
@@ -305,9 +303,27 @@ def hessian(
              "output_fn": resolve_hook(output_fn, "output_fn")}
     source = {"model": model, "weights": str(weights) if weights else None, "data": data,
               "loss": loss_name}
+    from spectracli import distributed
+
+    distributed.init()  # under torchrun: the batches sharded over the ranks, rank 0 writes
     with _progress(config.resolved_tol()) as progress:
-        result = analyze(net, dataset, loss_fn, config, progress=progress, source=source,
+        result = analyze(net, dataset, loss_fn, config,
+                         progress=progress if distributed.rank() == 0 else None, source=source,
                          return_vectors=save_eigenvectors is not None, **hooks)
+    if distributed.rank() != 0:
+        distributed.shutdown()
+        return
+    try:
+        _write(result, save_eigenvectors, weights, model, blocks_plot, fmt, output)
+    finally:
+        distributed.shutdown()
+
+
+def _write(result: Any, save_eigenvectors: Path | None, weights: Path | None, model: str,
+           blocks_plot: Path | None, fmt: HessianFormat, output: Path | None) -> None:
+    """The result as asked: eigenvectors, the report (JSON, markdown or a summary), a plot."""
+    from spectracli.results import dumps_report
+
     if save_eigenvectors is not None:
         _save_vectors(result, save_eigenvectors)
     report = result.to_dict()

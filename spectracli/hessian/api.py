@@ -501,7 +501,8 @@ def analyze(
         tol=tol, max_basis=basis, loss=problem.loss.name, model_mode="eval",
         n_restarts=eig.n_restarts, n_deflations=eig.n_deflations,
         deflation_hvps=eig.deflation_matvecs, graph_cached=op.graph_cached, hvp_mode=op.hvp_mode,
-        n_batches=len(problem.batches), n_empty_batches=problem.n_empty_batches,
+        n_batches=problem.n_batches_given - problem.n_empty_batches,
+        n_empty_batches=problem.n_empty_batches, world_size=problem.world_size,
         batch_layout="; ".join(sorted(problem.layout.notes)) or "as given",
     )
     if config.operator == "ggn":

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from spectracli import distributed
 from spectracli.errors import SpectraError
 from spectracli.hessian.inputs import (
     Batch,
@@ -125,13 +126,22 @@ class CurvatureProblem:
         self.output_fn = output_fn
         self.layout = Layout.of(model, batch_fn, output_fn, pass_labels=self.loss.reads == "loss")
         self.batches: list[Batch] = []
-        for i, raw in enumerate(batches):
+        # Under torchrun (or in a process group) each rank keeps its share of the batches; the
+        # weighted sums below are all_reduced, so the operator is the one-process one.
+        self.world_size = distributed.world_size()
+        if self.world_size > 1 and len(batches) < self.world_size:
+            raise SpectraError(
+                f"{len(batches)} batches for {self.world_size} ranks: every rank needs one "
+                "(lower batch_size or use fewer processes)")
+        mine = distributed.shard_indices(len(batches))
+        for i in mine:
+            raw = batches[i]
             try:
                 b = to_batch(raw, self.layout)
             except Exception as exc:  # noqa: BLE001 - user data or hook: one line with the index
                 raise SpectraError(f"batch {i}: {_one_line(exc)}") from None
             self.batches.append(move_batch(b, self.device, dtype))
-        self.n_samples = sum(b.n_samples for b in self.batches)
+        self.n_samples = int(self._summed([sum(b.n_samples for b in self.batches)])[0])
         if self.n_samples == 0:
             raise SpectraError("the dataset has 0 samples")
 
@@ -159,13 +169,23 @@ class CurvatureProblem:
         for b in self.batches:
             b.weight = self.loss.weight(b.target, None) if b.target is not None else float(
                 b.n_samples)
-        self.n_batches_given = len(self.batches)
+        given = len(self.batches)
         self.batches = [b for b in self.batches if b.weight > 0]
-        self.n_empty_batches = self.n_batches_given - len(self.batches)
-        self.total_weight = sum(b.weight for b in self.batches)
-        if not self.batches or self.total_weight <= 0:
+        # over every rank: the counts and the total weight every batch's mean is divided by
+        sums = self._summed([given, given - len(self.batches),
+                             sum(b.weight for b in self.batches)])
+        self.n_batches_given, self.n_empty_batches = int(sums[0]), int(sums[1])
+        self.total_weight = float(sums[2])
+        if self.n_batches_given == self.n_empty_batches or self.total_weight <= 0:
             raise SpectraError(
                 "no batch has anything to average over (every target is padding, -100)")
+
+    def _summed(self, values: list[float]) -> list[float]:
+        """``values`` summed over the ranks (themselves when one process), in float64."""
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        return distributed.all_reduce(t).tolist()
 
     def _detect_label_shift(self) -> None:
         """Does the model's own loss drop the first label of each row (causal LM)? Decided by
@@ -343,6 +363,18 @@ class _CurvatureOperator:
         """
         total = 0.0
         g = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        error = None
+        try:
+            total = self._local_loss_and_grad(g)
+        except Exception as exc:  # noqa: BLE001 - raised as it is, or on every rank (RankError)
+            error = exc
+        both = torch.cat([g, torch.tensor([total], dtype=torch.float64, device=self.device)])
+        both = distributed.all_reduce_checked(both, error)
+        return float(both[-1]), both[:-1]
+
+    def _local_loss_and_grad(self, g: torch.Tensor) -> float:
+        """This rank's batches' weighted loss (returned) and gradient (added to ``g``)."""
+        total = 0.0
         with curvature_mode(self.model), torch.enable_grad():
             leaves = {k: p.detach().requires_grad_(True) for k, p in self.params.items()}
             for i, b in enumerate(self.batches):
@@ -359,13 +391,14 @@ class _CurvatureOperator:
                                        f"{_one_line(exc)}") from None
                 total += w * value
                 g += w * self.flatten(grads).to(torch.float64)
-        return total, g
+        return total
 
     def loss(self) -> float:
         """Dataset-mean loss (float)."""
         with curvature_mode(self.model), torch.no_grad():
-            return sum(b.weight / self.problem.total_weight * float(self._loss(self.params, b))
+            part = sum(b.weight / self.problem.total_weight * float(self._loss(self.params, b))
                        for b in self.batches)
+        return float(self.problem._summed([part])[0])
 
     # -- products --------------------------------------------------------------------------
     def _batch_product(self, vd: dict[str, torch.Tensor], i: int, b: Batch):
@@ -382,6 +415,17 @@ class _CurvatureOperator:
             raise ValueError(f"v must have shape ({self.n},), got {tuple(v.shape)}")
         vd = self.unflatten(v.to(self.device, self.dtype))
         out = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        error = None
+        try:
+            self._local_products(vd, out)
+        except Exception as exc:  # noqa: BLE001 - raised as it is, or on every rank (RankError)
+            error = exc
+        distributed.all_reduce_checked(out, error)  # the ranks' parts: the whole-data product
+        self.matvecs += 1
+        return out
+
+    def _local_products(self, vd: dict[str, torch.Tensor], out: torch.Tensor) -> None:
+        """This rank's batches' weighted products, added to ``out``."""
         with curvature_mode(self.model):
             for i, b in enumerate(self.batches):
                 try:
@@ -392,8 +436,6 @@ class _CurvatureOperator:
                     why = explain_autograd_failure(exc) or f"the product failed: {_one_line(exc)}"
                     raise SpectraError(f"batch {i}: {why}") from None
                 out += (b.weight / self.problem.total_weight) * self.flatten(hv).to(torch.float64)
-        self.matvecs += 1
-        return out
 
     __call__ = matvec
 
