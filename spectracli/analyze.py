@@ -35,7 +35,7 @@ from spectracli.io import open_checkpoint
 from spectracli.io.base import Checkpoint, TensorHandle
 from spectracli.layers import LayerOptions, MatrixPlan, as_stack, plan_layers
 from spectracli.layers.plan import BASE_PREFIX
-from spectracli.options import ConvView, Dtype, FitMethod
+from spectracli.options import ConvView, Dtype, FarmsGrid, FitMethod
 from spectracli.results import (
     AnalysisReport,
     EsdSample,
@@ -67,7 +67,9 @@ class AnalyzeConfig:
     farms: bool = True
     farms_window: int = 2000
     farms_ratio: float = 1.0
-    farms_steps: int = 10
+    farms_steps: int = 10  # offsets per dimension of the released grid
+    farms_grid: str = "bounded"  # bounded | released (spectracli.spectral.farms)
+    farms_budget: float = 2.0  # bounded grid: window solves at most this x the plain ESD's
     min_size: int = 10
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
@@ -96,6 +98,7 @@ class AnalyzeConfig:
         self.fit = FitMethod.check(self.fit, "fit")
         self.dtype = Dtype.check(self.dtype, "dtype")
         self.conv_view = ConvView.check(self.conv_view, "conv_view")
+        self.farms_grid = FarmsGrid.check(self.farms_grid, "farms_grid")
         if self.min_tail < 2:
             raise SpectraError(f"min_tail must be at least 2, got {self.min_tail}")
         if self.farms_window < 2 or self.farms_steps < 1 or not self.farms_ratio > 0:
@@ -104,6 +107,8 @@ class AnalyzeConfig:
                 f"{self.farms_window}, {self.farms_steps}, {self.farms_ratio}",
                 params=("farms_window", "farms_steps", "farms_ratio"),
             )
+        if not self.farms_budget > 0:
+            raise SpectraError(f"farms_budget must be > 0, got {self.farms_budget}")
         if self.min_size < 1:
             raise SpectraError(f"min_size must be at least 1, got {self.min_size}")
         if not 0 < self.ci_level < 1:
@@ -193,14 +198,18 @@ def analyze_matrices(
     if config.store_esd:
         result.esd = esd_sample(pooled)
     if config.farms:
-        grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps)
+        grid = farms_grid(
+            m, n, config.farms_window, config.farms_ratio, config.farms_steps,
+            config.farms_grid, config.farms_budget,
+        )
         window_scale = 1.0 / max(grid.rows, grid.cols) if config.normalize else 1.0
         if (grid.rows, grid.cols) == (m, n):
             farms_np = pooled  # one window, the whole matrix: FARMS ESD = full ESD
         else:
             farms_lam, grid = farms_esd(
                 mats, config.farms_window, config.farms_ratio, config.farms_steps,
-                config.normalize, dtype=work_dtype,
+                config.normalize, dtype=work_dtype, layout=config.farms_grid,
+                budget=config.farms_budget,
             )
             farms_np = farms_lam.to("cpu", torch.float64).numpy()
         n_groups = grid.n_windows * plan.n_matrices

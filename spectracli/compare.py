@@ -32,7 +32,9 @@ COMPARE_METRICS = ("sigma_max", "condition_number", "alpha", "farms.alpha", "sta
 DEFAULT_RTOL = 1e-6
 
 # Settings that change the numbers compared; differing values are reported as a warning.
-_SETTINGS_THAT_MATTER = ("fit", "farms", "farms_window", "farms_ratio", "farms_steps", "normalize")
+_SETTINGS_THAT_MATTER = (
+    "fit", "farms", "farms_window", "farms_ratio", "farms_steps", "farms_grid", "normalize"
+)
 
 
 def _number(value: Any) -> float | None:

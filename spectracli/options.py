@@ -169,6 +169,13 @@ class ConvView(Choice):
     UNFOLD = "unfold"  # one (out, in * prod(k)) matrix
 
 
+class FarmsGrid(Choice):
+    """How FARMS lays its windows on a matrix (spectracli.spectral.farms)."""
+
+    BOUNDED = "bounded"  # released windows, as many as a cost budget allows
+    RELEASED = "released"  # the released code's steps x steps overlapping grid
+
+
 class ImageFormat(Choice):
     """Figure files."""
 

@@ -23,7 +23,14 @@ from spectracli.cli.common import (
     terminal_progress,
     verbose_option,
 )
-from spectracli.options import ConvView, Dtype, FitMethod, ImageFormat, ReportFormat
+from spectracli.options import (
+    ConvView,
+    Dtype,
+    FarmsGrid,
+    FitMethod,
+    ImageFormat,
+    ReportFormat,
+)
 
 CHECKPOINT_HELP = ("A checkpoint: .safetensors, a sharded directory, .pt/.pth/.bin/.ckpt (also "
                    "Lightning, sharded .bin), .npz, .gguf, .onnx, or a Hugging Face id "
@@ -87,7 +94,14 @@ def analyze(
     farms: bool = typer.Option(True, "--farms/--no-farms", help="Also fit the FARMS ESD."),
     farms_window: int = typer.Option(2000, help="FARMS window rows (capped by the matrix)."),
     farms_ratio: float = typer.Option(1.0, help="FARMS window aspect ratio cols/rows."),
-    farms_steps: int = typer.Option(10, help="FARMS grid offsets per dimension."),
+    farms_grid: FarmsGrid = choice_option(FarmsGrid.BOUNDED, "--farms-grid", help="FARMS "
+                                          "window layout: bounded (the released windows, as "
+                                          "many as --farms-budget allows) or released (the "
+                                          "released code's --farms-steps x --farms-steps grid)."),
+    farms_budget: float = typer.Option(2.0, help="bounded grid: FARMS window solves cost at "
+                                       "most this times the plain ESD (modelled)."),
+    farms_steps: int = typer.Option(10, help="FARMS offsets per dimension of the released "
+                                    "grid."),
     min_size: int = typer.Option(10, help="Skip matrices with fewer rows or columns than this."),
     include: list[str] = typer.Option([], metavar="GLOB", help="Only tensors (or parts, e.g. "
                                       "'*[q]') whose name matches this glob (repeatable)."),

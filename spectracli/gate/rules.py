@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spectracli.errors import SpectraError
-from spectracli.options import Choice, ConvView, Dtype, FitMethod, check_device
+from spectracli.options import Choice, ConvView, Dtype, FarmsGrid, FitMethod, check_device
 from spectracli.results import LAYER_METRICS
 
 if sys.version_info >= (3, 11):
@@ -104,6 +104,8 @@ ANALYZE_CHECKS: dict[str, tuple[type | tuple[type, ...], str, Callable[[Any], bo
     "farms_window": (int, "a positive integer", _positive),
     "farms_ratio": ((int, float), "a positive number", _positive),
     "farms_steps": (int, "a positive integer", _positive),
+    "farms_grid": (str, _quoted(FarmsGrid), _is_choice(FarmsGrid)),
+    "farms_budget": ((int, float), "a positive number", _positive),
     "min_size": (int, "a positive integer", _positive),
     "include": (list, "a list of glob strings", lambda v: all(isinstance(x, str) for x in v)),
     "exclude": (list, "a list of glob strings", lambda v: all(isinstance(x, str) for x in v)),
