@@ -197,3 +197,68 @@ def test_hessian_under_torchrun_equals_one_process(tmp_path):
         assert dist[key] == pytest.approx(one[key], rel=0, abs=1e-10)
     assert dist["loss"] == pytest.approx(one["loss"], rel=1e-12)
     assert dist["trace"]["estimate"] == pytest.approx(one["trace"]["estimate"], abs=1e-10)
+
+
+def test_a_rank_whose_batch_fails_is_named(tmp_path):
+    """A non-finite input only in batch 1 (rank 1's): one line naming rank 1, exit 2."""
+    (tmp_path / "mlp.py").write_text('''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+
+def data():
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    x[2, 0] = float("nan")  # batch 1 of 4 (batch size 2): rank 1 holds it
+    return x, torch.tensor([0, 1] * 4)
+''')
+    done = torchrun(["hessian", "--model", "mlp.py:build", "--data", "mlp.py:data",
+                     "--batch-size", "2", "--top-k", "1", "--device", "cpu", "--format", "json",
+                     "--output", "r.json"], tmp_path)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("spectracli: error")]
+    assert done.returncode != 0 and len(errors) == 1, done.stderr[-2000:]
+    assert errors[0].startswith("spectracli: error: rank 1: "), errors
+    assert not (tmp_path / "r.json").exists()
+
+
+PYTHON_API = '''
+import json, sys
+import torch
+import torch.distributed as dist
+import spectracli
+
+sys.path.insert(0, ".")
+from lm import build, pairs
+
+dist.init_process_group("gloo")
+result = spectracli.hessian(build().double(), pairs(), "token_cross_entropy", k=2,
+                           dtype="float64", batch_size=3, device="cpu")
+if dist.get_rank() == 0:
+    json.dump({"eigenvalues": result.eigenvalues,
+               "world_size": result.settings["world_size"]}, open(sys.argv[1], "w"))
+dist.barrier()
+dist.destroy_process_group()
+'''
+
+
+def test_python_api_inside_a_process_group(tmp_path):
+    (tmp_path / "lm.py").write_text(LM_FILE)
+    (tmp_path / "run.py").write_text(PYTHON_API)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "run.py"]
+    done = subprocess.run([*cmd, "dist.json"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=TIMEOUT_S, env={**os.environ, **ENV})
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                           "1", "--master-port", str(free_port()), "run.py", "one.json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT_S,
+                          env={**os.environ, **ENV})
+    assert done.returncode == 0, done.stderr[-2000:]
+    dist = json.loads((tmp_path / "dist.json").read_text())
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert (dist["world_size"], one["world_size"]) == (2, 1)
+    assert dist["eigenvalues"] == pytest.approx(one["eigenvalues"], rel=0, abs=1e-10)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from spectracli import distributed
 from spectracli.errors import SpectraError
 from spectracli.hessian.hutchpp import TraceEstimate, hutchpp
 from spectracli.hessian.inputs import BatchFn, OutputFn, collect_batches, repeat_batch
@@ -314,7 +315,12 @@ def build_problem(
     problem = _wrap_value_error(lambda: CurvatureProblem(
         model, batches, loss_spec, dtype=dtype, device=config.device, batch_fn=batch_fn,
         output_fn=output_fn))
-    _check_first_batch(problem, config.check_determinism)
+    error = None
+    try:
+        _check_first_batch(problem, config.check_determinism)
+    except Exception as exc:  # noqa: BLE001 - raised as it is, or on every rank (RankError)
+        error = exc
+    distributed.all_reduce_checked(torch.zeros(1, device=problem.device), error)
     return problem
 
 

@@ -133,15 +133,16 @@ class CurvatureProblem:
             raise SpectraError(
                 f"{len(batches)} batches for {self.world_size} ranks: every rank needs one "
                 "(lower batch_size or use fewer processes)")
-        mine = distributed.shard_indices(len(batches))
-        for i in mine:
-            raw = batches[i]
+        error: Exception | None = None
+        for i in distributed.shard_indices(len(batches)):
             try:
-                b = to_batch(raw, self.layout)
+                b = to_batch(batches[i], self.layout)
             except Exception as exc:  # noqa: BLE001 - user data or hook: one line with the index
-                raise SpectraError(f"batch {i}: {_one_line(exc)}") from None
+                error = SpectraError(f"batch {i}: {_one_line(exc)}")
+                break
             self.batches.append(move_batch(b, self.device, dtype))
-        self.n_samples = int(self._summed([sum(b.n_samples for b in self.batches)])[0])
+        # a failure on one rank ends every rank here (not a wait for it in a later sum)
+        self.n_samples = int(self._summed([sum(b.n_samples for b in self.batches)], error)[0])
         if self.n_samples == 0:
             raise SpectraError("the dataset has 0 samples")
 
@@ -164,28 +165,35 @@ class CurvatureProblem:
     # -- batches and weights -----------------------------------------------------------------
     def _count(self) -> None:
         """Each batch's weight (what its mean is over); zero-weight batches are dropped."""
-        if isinstance(self.loss, ModelLoss):
-            self._detect_label_shift()
-        for b in self.batches:
-            b.weight = self.loss.weight(b.target, None) if b.target is not None else float(
-                b.n_samples)
+        error: Exception | None = None
+        try:
+            if isinstance(self.loss, ModelLoss):
+                self._detect_label_shift()
+            for b in self.batches:
+                b.weight = self.loss.weight(b.target, None) if b.target is not None else float(
+                    b.n_samples)
+        except Exception as exc:  # noqa: BLE001 - raised as it is, or on every rank (RankError)
+            error = exc
         given = len(self.batches)
-        self.batches = [b for b in self.batches if b.weight > 0]
+        self.batches = [b for b in self.batches if getattr(b, "weight", 0) > 0]
         # over every rank: the counts and the total weight every batch's mean is divided by
         sums = self._summed([given, given - len(self.batches),
-                             sum(b.weight for b in self.batches)])
+                             sum(b.weight for b in self.batches)], error)
         self.n_batches_given, self.n_empty_batches = int(sums[0]), int(sums[1])
         self.total_weight = float(sums[2])
         if self.n_batches_given == self.n_empty_batches or self.total_weight <= 0:
             raise SpectraError(
                 "no batch has anything to average over (every target is padding, -100)")
 
-    def _summed(self, values: list[float]) -> list[float]:
-        """``values`` summed over the ranks (themselves when one process), in float64."""
+    def _summed(self, values: list[float], error: Exception | None = None) -> list[float]:
+        """``values`` summed over the ranks (themselves when one process), in float64; a rank's
+        ``error`` is raised on every rank (as it is when one process)."""
         if self.world_size == 1:
+            if error is not None:
+                raise error
             return values
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        return distributed.all_reduce(t).tolist()
+        return distributed.all_reduce_checked(t, error).tolist()
 
     def _detect_label_shift(self) -> None:
         """Does the model's own loss drop the first label of each row (causal LM)? Decided by
