@@ -56,12 +56,3 @@ def test_cli_error_lines_name_flags(args, line):
     res = CliRunner().invoke(app, ["analyze", SAMPLE, *args])
     assert res.exit_code == 2
     assert res.stderr.strip() == line
-
-
-def test_the_module_example_runs():
-    import doctest
-
-    import spectracli.errors
-
-    result = doctest.testmod(spectracli.errors)
-    assert result.attempted > 0 and result.failed == 0

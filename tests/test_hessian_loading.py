@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -19,18 +16,6 @@ from spectracli.hessian.loading import (
     resolve_loss,
 )
 from spectracli.io.tensor_data import read_xy
-
-
-@pytest.mark.parametrize(
-    "module",
-    ["hessian.lanczos", "hessian.hutchpp", "hessian.slq", "hessian.linop", "hessian.losses",
-     "hessian.operators", "hessian.api", "hessian.inputs", "hessian.state", "hessian.memory",
-     "io.tensor_data"],
-)
-def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"spectracli.{module}")
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_data_files_in_three_formats_agree(tmp_path):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import doctest
-import importlib
 import io
 import re
 
@@ -66,13 +64,6 @@ def _assert_fits(text: str, width: int) -> None:
 
 def _tokens(text: str) -> set[str]:
     return set(re.split(r"[\s,;()]+", text))
-
-
-@pytest.mark.parametrize("module", ["spectracli.options", "spectracli.report.text",
-                                    "spectracli.report.layout", "spectracli.report.numbers"])
-def test_docstring_examples_run(module):
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ---------------------------------------------------------------------------------------------
