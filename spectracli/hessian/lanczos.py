@@ -55,11 +55,12 @@ from typing import Any
 import torch
 
 from spectracli.hessian.linop import LinearOperator, apply, check_operator
+from spectracli.options import Which
 
 # progress(done_matvecs, max_matvecs, worst wanted residual)
 LanczosProgress = Callable[[int, int, float], None]
 
-WHICH = ("largest", "smallest", "both")
+WHICH = Which.values()  # defined once, in spectracli.options
 ABS_FLOOR = 1e-3
 # A deflated run may stop once its extreme pairs are within this relative residual and inside
 # the locked range (see _nothing_new).

@@ -39,6 +39,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from spectracli.options import BuiltinLoss
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 IGNORE_INDEX = -100
@@ -208,7 +210,14 @@ cross_entropy = _CrossEntropy()
 token_cross_entropy = _TokenCrossEntropy()
 mse = _MSE()
 
-BUILTIN_LOSSES = ("cross_entropy", "token_cross_entropy", "mse", "model")
+# The names are defined once, by spectracli.options.BuiltinLoss (shared with typer and configs).
+BUILTIN_LOSSES = BuiltinLoss.values()
+_BUILTIN: dict[str, Callable[[], Loss]] = {
+    BuiltinLoss.CROSS_ENTROPY: _CrossEntropy,
+    BuiltinLoss.TOKEN_CROSS_ENTROPY: _TokenCrossEntropy,
+    BuiltinLoss.MSE: _MSE,
+    BuiltinLoss.MODEL: lambda: ModelLoss(),
+}
 
 
 def builtin_loss(name: str) -> Loss:
@@ -217,14 +226,9 @@ def builtin_loss(name: str) -> Loss:
     Raises:
         ValueError: for an unknown name.
     """
-    if name == "cross_entropy":
-        return _CrossEntropy()
-    if name == "token_cross_entropy":
-        return _TokenCrossEntropy()
-    if name == "mse":
-        return _MSE()
-    if name == "model":
-        return ModelLoss()
+    make = _BUILTIN.get(name) if isinstance(name, str) else None
+    if make is not None:
+        return make()
     raise ValueError(f"loss must be one of {', '.join(BUILTIN_LOSSES)}, got {name!r}")
 
 
