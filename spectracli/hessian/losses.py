@@ -216,7 +216,7 @@ _BUILTIN: dict[str, Callable[[], Loss]] = {
     BuiltinLoss.CROSS_ENTROPY: _CrossEntropy,
     BuiltinLoss.TOKEN_CROSS_ENTROPY: _TokenCrossEntropy,
     BuiltinLoss.MSE: _MSE,
-    BuiltinLoss.MODEL: lambda: ModelLoss(),
+    BuiltinLoss.MODEL: ModelLoss,
 }
 
 
