@@ -1,5 +1,6 @@
-"""The Python entry points: ``spectracli.analyze(obj, **options)`` and
-``spectracli.hessian(model, data, loss, **options)``.
+"""The Python entry points: ``spectracli.analyze`` and ``spectracli.hessian``.
+
+``spectracli.analyze(obj, **options)`` and ``spectracli.hessian(model, data, loss, **options)``.
 
 They take the same options as the CLI under their Python names (the fields of
 :class:`~spectracli.analyze.AnalyzeConfig` and :class:`~spectracli.hessian.api.HessianConfig`)
@@ -65,8 +66,9 @@ def analyze(
     progress: Progress | None = None,
     **options: Any,
 ) -> AnalysisReport:
-    """Weight spectra of every matrix of a model: ESD, norms, power-law fits with and without
-    FARMS (docs/metrics.md), the same numbers as ``spectracli analyze``.
+    """Weight spectra of every matrix of a model: ESD, norms, power-law fits with and without FARMS.
+
+    The same numbers as ``spectracli analyze`` (definitions in docs/metrics.md).
 
     Args:
         source: an ``nn.Module`` (its parameters and persistent buffers as they are, on their
@@ -131,8 +133,9 @@ def hessian(
     progress: Any = None,
     **options: Any,
 ) -> HessianResult:
-    """Top eigenvalues (Lanczos), trace (Hutch++) and density (SLQ) of the Hessian or GGN of the
-    mean loss over all of ``data``: the same numbers as ``spectracli hessian``.
+    """Top eigenvalues (Lanczos), trace (Hutch++) and density (SLQ) of the Hessian or GGN.
+
+    Of the mean loss over all of ``data``: the same numbers as ``spectracli hessian``.
 
     A thin front of :func:`spectracli.hessian.api.analyze` (docs/hessian.md): ``options`` that
     are fields of :class:`~spectracli.hessian.api.HessianConfig` (``k=10``, ``which="both"``,
@@ -144,6 +147,7 @@ def hessian(
         data: ``(x, y)`` tensors, a list of batches, a Dataset or a DataLoader.
         loss: ``"cross_entropy"``, ``"mse"``, ... or a callable returning the batch mean.
         progress: ``progress(stage, done, total, residual)``.
+        **options: fields of ``HessianConfig``, or keywords of ``hessian.api.analyze``.
 
     Raises:
         SpectraTypeError: an unknown option (a ``TypeError``).
@@ -174,6 +178,7 @@ class EntryPointModule(types.ModuleType):
     """A module that can be called: ``module(...)`` is ``spectracli.api.<its name>(...)``."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the entry point of the same name with ``args`` and ``kwargs``."""
         entry = getattr(sys.modules[__name__], self.__name__.rsplit(".", 1)[-1])
         return entry(*args, **kwargs)
 

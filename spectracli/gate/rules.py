@@ -250,29 +250,25 @@ def _globs(value: Any) -> tuple[str, ...] | None:
     return None
 
 
-def build_rule(raw: dict[str, Any], where: str) -> Rule:
-    """Validate one rule table; ``where`` names it in messages, e.g. ``f.toml: gate.rules[2]``."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table with 'metric' and limits, got {raw!r}")
-    for key in raw:
-        if key not in RULE_KEYS:
-            raise ConfigError(f"{where}: {_unknown('key', key, RULE_KEYS)}")
-    rule_id = raw.get("id")
-    if rule_id is not None:
-        where = f"{where} (id {rule_id!r})"
-        if not isinstance(rule_id, str) or not rule_id.strip() or rule_id != rule_id.strip():
-            raise ConfigError(f"{where} key 'id': expected a non-empty string without spaces "
-                              f"at the ends, got {rule_id!r}")
-        if rule_id.startswith(RESERVED_PREFIX):
-            raise ConfigError(f"{where} key 'id': the prefix {RESERVED_PREFIX!r} is reserved "
-                              "for the gate's built-in checks")
-    metric = raw.get("metric")
+def _check_id(rule_id: Any, where: str) -> None:
+    if not isinstance(rule_id, str) or not rule_id.strip() or rule_id != rule_id.strip():
+        raise ConfigError(f"{where} key 'id': expected a non-empty string without spaces "
+                          f"at the ends, got {rule_id!r}")
+    if rule_id.startswith(RESERVED_PREFIX):
+        raise ConfigError(f"{where} key 'id': the prefix {RESERVED_PREFIX!r} is reserved "
+                          "for the gate's built-in checks")
+
+
+def _check_metric(metric: Any, where: str) -> str:
     if metric is None:
         raise ConfigError(f"{where}: missing key 'metric' (one of {', '.join(valid_metrics())})")
     if not isinstance(metric, str) or metric not in valid_metrics():
         unknown = _unknown("metric", str(metric), valid_metrics())
         raise ConfigError(f"{where} key 'metric': {unknown}")
+    return metric
 
+
+def _rule_limits(raw: dict[str, Any], where: str) -> dict[str, float | None]:
     limits: dict[str, float | None] = {}
     for key in ("min", "max", "max_rel_increase", "max_abs_change"):
         if key not in raw:
@@ -287,19 +283,21 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
     if all(v is None for v in limits.values()):
         raise ConfigError(f"{where}: a rule needs at least one of min, max, max_rel_increase, "
                           "max_abs_change")
-    lo, hi = limits["min"], limits["max"]
-    steps_below = raw.get("max_steps_below")
-    if steps_below is not None:
-        if isinstance(steps_below, bool) or not isinstance(steps_below, int) or steps_below < 0:
-            raise ConfigError(f"{where} key 'max_steps_below': expected an integer >= 0, "
-                              f"got {steps_below!r}")
-        if lo is None:
-            raise ConfigError(f"{where} key 'max_steps_below': needs 'min' (the threshold "
-                              "the metric may stay below for that many steps)")
-    if lo is not None and hi is not None and lo > hi:
-        raise ConfigError(f"{where} keys 'min'/'max': min {lo:g} is above max {hi:g}, "
-                          "so no value could pass")
+    return limits
 
+
+def _check_steps_below(steps_below: Any, lo: float | None, where: str) -> None:
+    if steps_below is None:
+        return
+    if isinstance(steps_below, bool) or not isinstance(steps_below, int) or steps_below < 0:
+        raise ConfigError(f"{where} key 'max_steps_below': expected an integer >= 0, "
+                          f"got {steps_below!r}")
+    if lo is None:
+        raise ConfigError(f"{where} key 'max_steps_below': needs 'min' (the threshold "
+                          "the metric may stay below for that many steps)")
+
+
+def _rule_globs(raw: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     match = _globs(raw.get("match", "*"))
     if match is None:
         raise ConfigError(f"{where} key 'match': expected a glob string or a list of them, "
@@ -311,11 +309,10 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
             raise ConfigError(f"{where} key 'exclude': expected a glob string or a list of them, "
                               f"got {raw['exclude']!r}")
         exclude = got
-    severity = raw.get("severity", "error")
-    if severity not in SEVERITIES:
-        raise ConfigError(f"{where} key 'severity': expected \"error\" or \"warning\", "
-                          f"got {severity!r}")
-    report = raw.get("report")
+    return match, exclude
+
+
+def _rule_report(report: Any, metric: str, match: tuple[str, ...], where: str) -> str:
     if report is None:
         # A metric only the Hessian has, or a rule aimed at the "hessian" pseudo-layer.
         hessian = metric not in LAYER_METRICS or match == (HESSIAN_LAYER,)
@@ -327,15 +324,47 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
     if metric not in allowed:
         raise ConfigError(f"{where} key 'metric': {metric!r} is not a metric of {report} "
                           f"reports; valid: {', '.join(allowed)}")
-    confidence = raw.get("confidence", False)
+    return report
+
+
+def _check_confidence(confidence: Any, metric: str, has_bounds: bool, where: str) -> None:
     if not isinstance(confidence, bool):
         raise ConfigError(f"{where} key 'confidence': expected true or false, got {confidence!r}")
     if confidence and metric not in INTERVALS:
         raise ConfigError(f"{where} key 'confidence': only {', '.join(INTERVALS)} carry a "
                           f"confidence interval, not {metric!r}")
-    if confidence and lo is None and hi is None:
+    if confidence and not has_bounds:
         raise ConfigError(f"{where} key 'confidence': applies to 'min' and 'max', and the rule "
                           "has neither")
+
+
+def build_rule(raw: dict[str, Any], where: str) -> Rule:
+    """Validate one rule table; ``where`` names it in messages, e.g. ``f.toml: gate.rules[2]``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table with 'metric' and limits, got {raw!r}")
+    for key in raw:
+        if key not in RULE_KEYS:
+            raise ConfigError(f"{where}: {_unknown('key', key, RULE_KEYS)}")
+    rule_id = raw.get("id")
+    if rule_id is not None:
+        where = f"{where} (id {rule_id!r})"
+        _check_id(rule_id, where)
+    metric = _check_metric(raw.get("metric"), where)
+    limits = _rule_limits(raw, where)
+    lo, hi = limits["min"], limits["max"]
+    steps_below = raw.get("max_steps_below")
+    _check_steps_below(steps_below, lo, where)
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"{where} keys 'min'/'max': min {lo:g} is above max {hi:g}, "
+                          "so no value could pass")
+    match, exclude = _rule_globs(raw, where)
+    severity = raw.get("severity", "error")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{where} key 'severity': expected \"error\" or \"warning\", "
+                          f"got {severity!r}")
+    report = _rule_report(raw.get("report"), metric, match, where)
+    confidence = raw.get("confidence", False)
+    _check_confidence(confidence, metric, lo is not None or hi is not None, where)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{where} key 'description': expected a string, got {description!r}")

@@ -152,8 +152,10 @@ def as_operator(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device = "cpu",
 ) -> LinearOperator:
-    """``op`` itself when it is a :class:`LinearOperator`, else a :class:`FunctionOperator`
-    wrapping the function ``op`` with dimension ``n``.
+    """``op`` as a :class:`LinearOperator`.
+
+    ``op`` itself when it is one, else a :class:`FunctionOperator` wrapping the function ``op``
+    with dimension ``n``.
 
     Raises:
         TypeError: when ``op`` is neither an operator nor a callable, or is a callable without
@@ -189,8 +191,10 @@ def check_operator(op: object) -> LinearOperator:
 
 
 def apply(op: LinearOperator, v: torch.Tensor) -> torch.Tensor:
-    """``A v`` for a float64 ``v``: cast to the operator's dtype and device, product back in
-    float64 on ``v``'s device (the solvers' one call site). The result never shares memory
+    """``A v`` for a float64 ``v``, in float64 on ``v``'s device.
+
+    ``v`` is cast to the operator's dtype and device and the product cast back (the solvers'
+    one call site). The result never shares memory
     with ``v`` (the solvers update it in place).
 
     Raises:

@@ -61,6 +61,7 @@ class LoraCore(Recipe):
     embedding: bool = False
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """A small matrix with the singular values of ``scale * B A`` (QR R factors), float64."""
         left, right = _factors(tensors[self.a], tensors[self.b], self.embedding)
         r_left = torch.linalg.qr(left, mode="r")[1]  # left = Q R
         r_right = torch.linalg.qr(right.T, mode="r")[1]  # right^T = Q R
@@ -79,6 +80,7 @@ class LoraMerged(Recipe):
     magnitude: str | None = None
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The base weight with the adapter merged in (DoRA: rescaled by its magnitude)."""
         w = tensors[BASE_PREFIX + self.base].to(torch.float64)
         left, right = _factors(tensors[self.a], tensors[self.b], self.embedding)
         merged = w + (self.scale * (left @ right)).reshape(w.shape)

@@ -21,6 +21,7 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def join(prefix: str, leaf: str) -> str:
+    """``prefix.leaf``, or ``leaf`` alone when ``prefix`` is empty."""
     return f"{prefix}.{leaf}" if prefix else leaf
 
 
@@ -65,16 +66,19 @@ class Context:
         return None
 
     def config_int(self, name: str, *keys: str) -> int | None:
+        """The first of ``keys`` found in the config (see ``config_value``) when it is an int."""
         value = self.config_value(name, *keys)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
     def model_type(self) -> str:
+        """The config's ``model_type`` (``"llama"``, ``"gpt2"``...), or ``""`` when absent."""
         value = self.config.get("model_type")
         return value if isinstance(value, str) else ""
 
     # Field names of the Hugging Face configs, per quantity.
     def hidden_size(self, name: str) -> int | None:
+        """The model width (``hidden_size`` or its other spellings) for tensor ``name``, or None."""
         return self.config_int(name, "hidden_size", "n_embd", "d_model", "dim", "model_dim")
 
     def head_counts(self, name: str) -> tuple[int, int, int] | None:

@@ -34,6 +34,7 @@ _EXPERTS = re.compile(r"(^|\.)experts(\.(?!\d+(\.|$))|$)")
 
 
 def is_experts(name: str) -> bool:
+    """Whether ``name`` is a stack of routed experts (``.experts.`` unindexed, GGUF ``*_exps``)."""
     return bool(_EXPERTS.search(name) or _GGUF_EXPS.search(name))
 
 
@@ -44,6 +45,7 @@ def _is_gate_up(name: str) -> bool:
 
 
 def expert_count(name: str, ctx: Context) -> int | None:
+    """The number of routed experts the config declares for ``name``, or None when unknown."""
     count = ctx.config_int(name, "num_experts", "num_local_experts", "n_routed_experts",
                            "moe_num_experts")
     ffn = ctx.config.get("ffn_config")

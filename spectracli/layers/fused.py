@@ -77,6 +77,7 @@ def part_plans(
 
 def whole_plan(t: TensorInfo, rule: str, *, transpose: bool = False,
                notes: tuple[str, ...] = ()) -> MatrixPlan:
+    """A plan for the whole 2-D tensor ``t`` as one linear matrix (transposed: stored (in, out))."""
     shape = tuple(t.shape)
     cut = Cut(t.name, transpose=transpose)
     return MatrixPlan(

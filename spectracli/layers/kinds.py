@@ -240,4 +240,5 @@ class Reshape(Recipe):
     shape: tuple[int, int]
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The source tensor with this recipe's 2-D shape."""
         return tensors[self.source].reshape(self.shape)

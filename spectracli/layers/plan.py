@@ -72,6 +72,11 @@ class Recipe:
     """Builds a plan's weight (2-D matrix or N-D kernel) from its loaded source tensors."""
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The plan's weight from ``tensors`` (loaded source name -> tensor).
+
+        Raises:
+            NotImplementedError: in the base class; each recipe defines it.
+        """
         raise NotImplementedError
 
 
@@ -93,6 +98,7 @@ class Cut(Recipe):
     transpose: bool = False
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The selected part of the source tensor (a view where the layout allows)."""
         t = tensors[self.source]
         if self.select is not None:
             t = t[self.select]

@@ -88,7 +88,8 @@ def plan_layers(
         tensors: every stored tensor (``name``, ``shape``, ``dtype``, ``meta``), in file order.
         config: the parsed ``config.json`` (head counts, vocabulary size, ...), or None.
         options: min_size, conv_view, split (see :class:`LayerOptions`).
-        include, exclude: glob filters on result names and source tensor names.
+        include: glob filters on result names and source tensor names (keep matches).
+        exclude: glob filters on result names and source tensor names (drop matches).
         adapter_config: the PEFT ``adapter_config.json`` beside an adapter, or None.
         base: name -> shape of a base checkpoint: plans then analyse ``W - W_base`` (an adapter
             is merged into its base weight instead); tensors missing there are skipped.
@@ -204,8 +205,11 @@ def _against_base(plans: list[MatrixPlan], ctx: Context, result: LayerPlan) -> l
 
 
 def base_candidates(name: str) -> list[str]:
-    """Names a tensor may have in a base checkpoint: itself, then without PEFT's wrapping
-    (``base_model.model.`` prefix, ``.base_layer`` / ``.modules_to_save.<adapter>`` infixes)."""
+    """Names a tensor may have in a base checkpoint.
+
+    Itself, then without PEFT's wrapping (``base_model.model.`` prefix, ``.base_layer`` /
+    ``.modules_to_save.<adapter>`` infixes).
+    """
     out = [name]
     bare = name[len("base_model.model."):] if name.startswith("base_model.model.") else name
     bare = re.sub(r"\.base_layer(?=\.)|\.modules_to_save\.[^.]+(?=\.)", "", bare)

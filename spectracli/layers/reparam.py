@@ -42,6 +42,7 @@ class WeightNorm(Recipe):
     v: str
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """W = g v / ||v|| from the loaded ``g`` and ``v``, in float64."""
         g = tensors[self.g].to(torch.float64)
         v = tensors[self.v].to(torch.float64)
         if g.dim() == 0 or g.numel() == 1:
@@ -60,6 +61,7 @@ class SpectralNorm(Recipe):
     dim: int = 0
 
     def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """W_orig divided by its power-iteration estimate of sigma_max, u . W_mat v, in float64."""
         w = tensors[self.weight].to(torch.float64)
         u = tensors[self.u].to(torch.float64)
         v = tensors[self.v].to(torch.float64)

@@ -67,6 +67,7 @@ class FarmsGrid:
 
     @property
     def n_windows(self) -> int:
+        """The number of windows: one per (row offset, column offset) pair."""
         return len(self.row_offsets) * len(self.col_offsets)
 
 

@@ -112,6 +112,7 @@ def precision_thresholds(
 
 @dataclass
 class MatrixMetrics:
+    """Norms, condition number, ranks and entropy of one matrix (definitions in docs/metrics.md)."""
     sigma_max: float
     sigma_min: float
     condition_number: float
@@ -127,6 +128,7 @@ class MatrixMetrics:
     rank_tolerance: float
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (the JSON report's per-layer keys)."""
         return asdict(self)
 
 

@@ -41,12 +41,14 @@ def mp_median(y: float) -> float:
 
 @dataclass
 class MPFit:
+    """A Marchenko-Pastur fit of an ESD: bulk variance, bulk edge lambda_+ and spikes above it."""
     sigma2: float  # estimated entry variance s^2
     bulk_edge: float  # lambda_+ in the units of the ESD given
     tw_margin: float  # added to the edge before counting spikes
     num_spikes: int
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (the JSON report's ``mp`` keys)."""
         return asdict(self)
 
 
