@@ -220,6 +220,14 @@ def _dequantize(
     return torch.from_numpy((xf - z.reshape(shape)) * s.reshape(shape))
 
 
+def _attr(node: Any, key: str, default: int) -> int:
+    """The integer attribute ``key`` of an ONNX node, or ``default``."""
+    for a in node.attribute:
+        if a.name == key:
+            return int(a.i)
+    return default
+
+
 def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
     """Kind, layout and dequantisation of each initializer, from the ops that consume it."""
     consumers: dict[str, list[tuple[Any, int]]] = {}
@@ -227,12 +235,6 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
         for i, name in enumerate(node.input):
             consumers.setdefault(name, []).append((node, i))
     plans: dict[str, _Plan] = {}
-
-    def attr(node: Any, key: str, default: int) -> int:
-        for a in node.attribute:
-            if a.name == key:
-                return int(a.i)
-        return default
 
     def follow(value: str, flipped: bool = False, depth: int = 0) -> tuple[str, bool] | None:
         """(kind, transpose) from the first op using ``value`` as a weight; ``flipped``: the
@@ -248,7 +250,7 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
             elif op == "MatMul" and i == 1:  # B is (in, out): W = B^T
                 found = ("linear", not flipped)
             elif op == "Gemm" and i == 1:  # op(B) is (in, out): W = B if transB else B^T
-                found = ("linear", flipped != (attr(node, "transB", 0) == 0))
+                found = ("linear", flipped != (_attr(node, "transB", 0) == 0))
             elif op in ("Conv", "ConvTranspose") and i == 1:
                 found = ("conv", False)
             elif op == "Gather" and i == 0:
@@ -261,7 +263,7 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
         for node, i in consumers.get(name, []):
             if node.op_type == "DequantizeLinear" and i == 0:
                 plan = _Plan(scale=_input(node, 1), zero_point=_input(node, 2),
-                             axis=attr(node, "axis", 1), block_size=attr(node, "block_size", 0))
+                             axis=_attr(node, "axis", 1), block_size=_attr(node, "block_size", 0))
                 plan.kind, plan.transpose = follow(node.output[0]) or (None, False)
                 break
             if node.op_type in _DEQUANT_INPUTS and i == _DEQUANT_INPUTS[node.op_type][0]:
@@ -269,7 +271,7 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
                 scale = _input(node, s) if s >= 0 else _scale_by_name(name, inits)
                 per_channel = scale in inits and _numel(inits[scale]) > 1
                 transpose = kind == "linear" and not (
-                    node.op_type == "QGemm" and attr(node, "transB", 0)
+                    node.op_type == "QGemm" and _attr(node, "transB", 0)
                 )
                 axis = (1 if transpose else 0) if per_channel else 0
                 plan = _Plan(kind=kind, transpose=transpose, scale=scale,
@@ -278,15 +280,20 @@ def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
         else:
             plan = _Plan()
             plan.kind, plan.transpose = follow(name) or (None, False)
-        if plan.scale is not None and plan.scale not in inits:
-            plan.scale = plan.zero_point = None  # computed scales: not a constant weight
-        elif plan.scale is not None:
-            if plan.zero_point is not None and plan.zero_point not in inits:
-                plan.zero_point = None
-            plan.consumed = [n for n in (plan.scale, plan.zero_point) if n]
+        _keep_constant_scales(plan, inits)
         if plan.kind or plan.scale:
             plans[name] = plan
     return plans
+
+
+def _keep_constant_scales(plan: _Plan, inits: dict[str, Any]) -> None:
+    """Drop a scale or zero point that is computed (not an initializer); list the ones kept."""
+    if plan.scale is not None and plan.scale not in inits:
+        plan.scale = plan.zero_point = None  # computed scales: not a constant weight
+    elif plan.scale is not None:
+        if plan.zero_point is not None and plan.zero_point not in inits:
+            plan.zero_point = None
+        plan.consumed = [n for n in (plan.scale, plan.zero_point) if n]
 
 
 def _scale_by_name(weight: str, inits: dict[str, Any]) -> str | None:

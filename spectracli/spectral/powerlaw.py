@@ -140,6 +140,23 @@ def distinct_from(sigma: np.ndarray, resolution: float) -> np.ndarray:
     return np.cumsum(change[::-1])[::-1].astype(np.int64)
 
 
+def _check_fit_settings(method: str, min_tail: int, n_groups: int, ks_level: float,
+                        ci_level: float, ci_resamples: int) -> None:
+    """The settings checks of :func:`fit_power_law` (its Raises), in its order."""
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
+    if ci_resamples != 0 and ci_resamples < 10:
+        raise ValueError(f"ci_resamples must be 0 (analytic) or at least 10, got {ci_resamples}")
+    if method not in XMIN_METHODS:
+        raise ValueError(f"xmin method must be one of {', '.join(XMIN_METHODS)}, got {method!r}")
+    if min_tail < 2:
+        raise ValueError(f"min_tail must be at least 2, got {min_tail}")
+    if n_groups < 1:
+        raise ValueError(f"n_groups must be at least 1, got {n_groups}")
+    if not 0 < ks_level < 1:
+        raise ValueError(f"ks_level must be in (0, 1), got {ks_level}")
+
+
 def fit_power_law(
     eigs: np.ndarray,
     method: str = "ks",
@@ -184,18 +201,7 @@ def fit_power_law(
     ``ks_level`` or ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, or NaN/Inf
     eigenvalues.
     """
-    if not 0 < ci_level < 1:
-        raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
-    if ci_resamples != 0 and ci_resamples < 10:
-        raise ValueError(f"ci_resamples must be 0 (analytic) or at least 10, got {ci_resamples}")
-    if method not in XMIN_METHODS:
-        raise ValueError(f"xmin method must be one of {', '.join(XMIN_METHODS)}, got {method!r}")
-    if min_tail < 2:
-        raise ValueError(f"min_tail must be at least 2, got {min_tail}")
-    if n_groups < 1:
-        raise ValueError(f"n_groups must be at least 1, got {n_groups}")
-    if not 0 < ks_level < 1:
-        raise ValueError(f"ks_level must be in (0, 1), got {ks_level}")
+    _check_fit_settings(method, min_tail, n_groups, ks_level, ci_level, ci_resamples)
     lam = np.sort(np.asarray(eigs, dtype=np.float64).reshape(-1))
     if not np.all(np.isfinite(lam)):
         raise ValueError("eigs holds NaN or Inf values")
