@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WITH_EXAMPLES = [
     "spectracli.api", "spectracli.errors", "spectracli.options",
     "spectracli.report.text", "spectracli.report.layout", "spectracli.report.numbers",
-    "spectracli.report.notebook", "spectracli.spectral.farms",
+    "spectracli.report.notebook", "spectracli.spectral.farms", "spectracli.spectral.esd",
+    "spectracli.spectral.metrics", "spectracli.spectral.mp", "spectracli.spectral.powerlaw",
+    "spectracli.spectral.bootstrap",
     "spectracli.hessian.lanczos", "spectracli.hessian.hutchpp", "spectracli.hessian.slq",
     "spectracli.hessian.linop", "spectracli.hessian.losses", "spectracli.hessian.operators",
     "spectracli.hessian.api", "spectracli.hessian.inputs", "spectracli.hessian.state",

@@ -51,7 +51,12 @@ def standard_error(alpha: float, n_tail: int) -> float:
 
 
 def analytic_interval(alpha: float, n_tail: int, level: float) -> tuple[float, float]:
-    """alpha +- z_{(1 + level) / 2} (alpha - 1) / sqrt(n_tail) (xmin held fixed)."""
+    """alpha +- z_{(1 + level) / 2} (alpha - 1) / sqrt(n_tail) (xmin held fixed).
+
+    Example:
+        >>> [round(x, 3) for x in analytic_interval(3.0, 100, 0.95)]  # 3 +- 1.96 * 0.2
+        [2.608, 3.392]
+    """
     z = NormalDist().inv_cdf(0.5 + level / 2.0)
     half = z * standard_error(alpha, n_tail)
     return alpha - half, alpha + half

@@ -96,6 +96,11 @@ def esd(w: torch.Tensor, normalize: bool = False, method: str = "auto") -> torch
 
     ``normalize`` divides by N = max(m, n), so that an i.i.d. matrix with entry variance s^2
     has the Marchenko-Pastur support s^2 (1 +- sqrt(min/max))^2.
+
+    Example:
+        >>> import torch
+        >>> esd(torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)))
+        tensor([1., 4., 9.], dtype=torch.float64)
     """
     lam = squared_singular_values(w, method=method)
     if normalize:

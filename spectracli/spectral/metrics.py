@@ -139,6 +139,14 @@ def matrix_metrics(
 
     ``stored_dtype`` is the dtype the weights were stored in (before any upcast): it sets the
     rank tolerance (:func:`rank_tolerance`). ``None``: the values are exact (float64).
+
+    Example:
+        >>> import torch
+        >>> from spectracli.spectral.esd import esd
+        >>> w = torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64))
+        >>> m = matrix_metrics(esd(w), (3, 3))
+        >>> (m.sigma_max, m.condition_number, round(m.stable_rank, 4))  # stable rank 14 / 9
+        (3.0, 3.0, 1.5556)
     """
     lam = lam.detach().to("cpu", torch.float64).reshape(-1, lam.shape[-1]).clamp_min(0)
     sigma = lam.sqrt()

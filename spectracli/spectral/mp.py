@@ -57,6 +57,15 @@ def mp_fit(eigs: np.ndarray, n_rows: int, n_cols: int, normalized: bool = False)
 
     ``eigs``: all eigenvalues (of one or several equal-shape matrices), in the units of W^T W,
     divided by max(n_rows, n_cols) when ``normalized``.
+
+    Example:
+        >>> import torch
+        >>> from spectracli.spectral.esd import esd
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(400, 200, generator=g, dtype=torch.float64)
+        >>> fit = mp_fit(esd(x).numpy(), 400, 200)  # i.i.d. N(0, 1): no spikes, s^2 = 1
+        >>> (fit.num_spikes, round(fit.sigma2, 2))
+        (0, 1.0)
     """
     big, small = max(n_rows, n_cols), min(n_rows, n_cols)
     y = small / big

@@ -121,6 +121,10 @@ def ks_critical(n: int, level: float = KS_LEVEL) -> float:
     c(level) / (sqrt(n) + 0.12 + 0.11 / sqrt(n)), c = sqrt(-ln(level / 2) / 2) (1.358 at 5 %),
     the asymptotic Kolmogorov quantile with Stephens' (1970) small-sample correction (within
     about 1 % of the exact critical values for n >= 5).
+
+    Example:
+        >>> round(ks_critical(100), 4)  # 1.358 / (10 + 0.12 + 0.011)
+        0.1341
     """
     c = math.sqrt(-math.log(level / 2.0) / 2.0)
     root = math.sqrt(n)
@@ -200,6 +204,14 @@ def fit_power_law(
     Raises ValueError for an unknown ``method``, ``min_tail`` < 2, ``n_groups`` < 1, a
     ``ks_level`` or ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, or NaN/Inf
     eigenvalues.
+
+    Example:
+        >>> import numpy as np
+        >>> u = (np.arange(2000) + 0.5) / 2000
+        >>> lam = (1 - u) ** (-1 / (3.0 - 1))  # quantiles of a Pareto law with alpha = 3
+        >>> fit = fit_power_law(lam, "median")
+        >>> (fit.fit_status, round(fit.alpha, 2), fit.tail_size)
+        ('ok', 3.0, 1000)
     """
     _check_fit_settings(method, min_tail, n_groups, ks_level, ci_level, ci_resamples)
     lam = np.sort(np.asarray(eigs, dtype=np.float64).reshape(-1))
