@@ -124,7 +124,8 @@ def farms_grid(
     """The window shape and offsets FARMS uses on a rows x cols matrix.
 
     Args:
-        rows, cols: the matrix shape.
+        rows: the matrix's row count.
+        cols: the matrix's column count.
         window: the largest window row count (released FARMS: 2000 for LLMs, 100 for CNNs).
         ratio: the window aspect ratio cols / rows (1: square).
         steps: offsets per dimension of the ``released`` layout, the most ``bounded`` lays.
