@@ -31,6 +31,9 @@ from typing import Any
 
 from spectracli.errors import ReportError
 
+# The fit result is owned by the math that makes it; re-exported here with the other results.
+from spectracli.spectral.powerlaw import PowerLawFit  # noqa: F401
+
 SCHEMA_VERSION = 1
 # "track": a run's checkpoints, one analyze (+ Hessian) result per step (spectracli.track).
 REPORT_KINDS = ("analyze", "hessian", "track")
@@ -111,32 +114,6 @@ class JsonFields:
 
     def __dir__(self) -> list[str]:
         return sorted({*super().__dir__(), *self.to_dict()})
-
-
-@dataclass
-class PowerLawFit:
-    """Continuous power-law MLE fit of an ESD tail (see docs/metrics.md)."""
-
-    alpha: float | None
-    xmin: float | None
-    tail_size: int
-    ks_distance: float | None
-    alpha_weighted: float | None
-    log_alpha_norm: float | None
-    fit_status: str  # ok | too_few_eigenvalues | flat_spectrum | degenerate_tail | no_power_law
-    fit_method: str  # "ks" | "median" | "peak"
-    n_eigenvalues: int
-    fit_reason: str | None = None  # why the status is not ok, in words
-    n_distinct_tail: int | None = None  # distinct tail values at the stored precision
-    ks_critical: float | None = None  # the KS bound of "ok" for this tail size
-    alpha_se: float | None = None  # (alpha - 1) / sqrt(tail_size)
-    alpha_ci: list[float] | None = None  # [low, high] at ci_level
-    ci_level: float | None = None
-    ci_method: str | None = None  # "bootstrap" (xmin re-chosen per resample) | "analytic"
-    ci_resamples: int | None = None  # bootstrap resamples that gave an alpha
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

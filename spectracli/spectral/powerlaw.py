@@ -26,11 +26,12 @@ all, is reported with that status.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from spectracli.options import FitMethod
-from spectracli.results import PowerLawFit
 from spectracli.spectral.bootstrap import (
     DEFAULT_RESAMPLES,
     MAX_BOOTSTRAP,
@@ -38,6 +39,34 @@ from spectracli.spectral.bootstrap import (
     bootstrap_interval,
     standard_error,
 )
+
+
+@dataclass
+class PowerLawFit:
+    """Continuous power-law MLE fit of an ESD tail (see docs/metrics.md)."""
+
+    alpha: float | None
+    xmin: float | None
+    tail_size: int
+    ks_distance: float | None
+    alpha_weighted: float | None
+    log_alpha_norm: float | None
+    fit_status: str  # ok | too_few_eigenvalues | flat_spectrum | degenerate_tail | no_power_law
+    fit_method: str  # "ks" | "median" | "peak"
+    n_eigenvalues: int
+    fit_reason: str | None = None  # why the status is not ok, in words
+    n_distinct_tail: int | None = None  # distinct tail values at the stored precision
+    ks_critical: float | None = None  # the KS bound of "ok" for this tail size
+    alpha_se: float | None = None  # (alpha - 1) / sqrt(tail_size)
+    alpha_ci: list[float] | None = None  # [low, high] at ci_level
+    ci_level: float | None = None
+    ci_method: str | None = None  # "bootstrap" (xmin re-chosen per resample) | "analytic"
+    ci_resamples: int | None = None  # bootstrap resamples that gave an alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (the JSON report's fit keys)."""
+        return asdict(self)
+
 
 XMIN_METHODS = FitMethod.values()
 # Eigenvalues below this fraction of lambda_max are numerically zero for the fit.
