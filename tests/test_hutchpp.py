@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dense_truths import symmetric_with_eigenvalues
 
 from spectracli.hessian.hutchpp import hutchpp
 from spectracli.hessian.linop import DenseOperator, as_operator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _symmetric(eigs: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    n = eigs.numel()
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(eigs) @ q.T
-    return (a + a.T) / 2
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +18,13 @@ def hessian_like() -> torch.Tensor:
     gen = torch.Generator().manual_seed(3)
     outliers = 50.0 * 0.7 ** torch.arange(12, dtype=torch.float64)
     bulk = torch.randn(288, generator=gen, dtype=torch.float64) * 0.2
-    return _symmetric(torch.cat([outliers, bulk]))
+    return symmetric_with_eigenvalues(torch.cat([outliers, bulk]))
 
 
 def test_exact_when_the_sketch_spans_the_range():
     # Rank 5 and 6 sketch vectors: tr(Q^T A Q) is the whole trace, the deflated remainder is 0.
-    a = _symmetric(torch.cat([torch.tensor([9.0, 4.0, -3.0, 2.0, 1.0], dtype=torch.float64),
-                              torch.zeros(95, dtype=torch.float64)]))
+    top = torch.tensor([9.0, 4.0, -3.0, 2.0, 1.0], dtype=torch.float64)
+    a = symmetric_with_eigenvalues(torch.cat([top, torch.zeros(95, dtype=torch.float64)]))
     op = DenseOperator(a)
     est = hutchpp(op, n_matvecs=18)
     assert est.estimate == pytest.approx(13.0, abs=1e-10)

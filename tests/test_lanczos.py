@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dense_truths import symmetric_with_eigenvalues
 
 from spectracli.hessian.lanczos import lanczos
 from spectracli.hessian.linop import DenseOperator, as_operator
@@ -12,22 +13,14 @@ from spectracli.hessian.linop import DenseOperator, as_operator
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _matrix(eigs: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    n = eigs.numel()
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(eigs) @ q.T
-    return (a + a.T) / 2
-
-
 @pytest.fixture(scope="module")
 def spiked() -> torch.Tensor:
     """Hessian-like: 6 outliers over a bulk around zero with negative eigenvalues."""
     gen = torch.Generator().manual_seed(1)
     bulk = torch.randn(194, generator=gen, dtype=torch.float64) * 0.3
     outliers = torch.tensor([40.0, 25.0, 18.0, 12.0, 9.0, 7.0], dtype=torch.float64)
-    return _matrix(torch.cat([outliers, bulk, torch.tensor([-3.0, -2.0, -1.5, -1.2],
-                                                             dtype=torch.float64)]))
+    negative = torch.tensor([-3.0, -2.0, -1.5, -1.2], dtype=torch.float64)
+    return symmetric_with_eigenvalues(torch.cat([outliers, bulk, negative]))
 
 
 def _rel_err(got: list[float], ref: torch.Tensor) -> float:
@@ -77,11 +70,11 @@ def test_reported_residuals_are_the_true_ones(spiked):
 
 
 def test_low_rank_operator_and_tiny_dimension():
-    low = _matrix(torch.cat([torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64),
+    low = symmetric_with_eigenvalues(torch.cat([torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64),
                              torch.zeros(47, dtype=torch.float64)]))
     res = lanczos(DenseOperator(low), k=3, tol=1e-10)
     assert res.all_converged and _rel_err(res.eigenvalues, torch.tensor([5.0, 3.0, 1.0])) < 1e-8
-    small = _matrix(torch.tensor([4.0, -1.0, 2.0], dtype=torch.float64))
+    small = symmetric_with_eigenvalues(torch.tensor([4.0, -1.0, 2.0], dtype=torch.float64))
     res = lanczos(DenseOperator(small), k=3)
     assert res.eigenvalues == pytest.approx([4.0, 2.0, -1.0], rel=1e-12)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dense_truths import symmetric_with_eigenvalues
 from torch import nn
 
 from spectracli.hessian import eigenpairs
@@ -14,14 +15,6 @@ from spectracli.hessian.linop import DenseOperator
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _symmetric(eigs: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    n = eigs.numel()
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(eigs) @ q.T
-    return (a + a.T) / 2
-
-
 @pytest.fixture(scope="module")
 def repeated() -> torch.Tensor:
     """Multiplicity 3 and 2 at the top (10, 7) and at the bottom (-6, -4) over a bulk."""
@@ -29,7 +22,7 @@ def repeated() -> torch.Tensor:
     bulk = torch.rand(110, generator=gen, dtype=torch.float64) * 2.0 - 1.0
     ends = torch.tensor([10.0, 10.0, 10.0, 7.0, 7.0, 5.0, -4.0, -4.0, -6.0, -6.0, -6.0],
                         dtype=torch.float64)
-    return _symmetric(torch.cat([ends, bulk]), seed=1)
+    return symmetric_with_eigenvalues(torch.cat([ends, bulk]), seed=1)
 
 
 def _truth(a: torch.Tensor, k: int, which: str) -> torch.Tensor:
@@ -76,7 +69,7 @@ def test_null_space_of_a_psd_matrix_gives_zeros():
     eigs = torch.cat([torch.zeros(6, dtype=torch.float64),
                       torch.tensor([0.002, 0.0034], dtype=torch.float64),
                       torch.linspace(0.01, 5.0, 92, dtype=torch.float64)])
-    a = _symmetric(eigs, seed=3)
+    a = symmetric_with_eigenvalues(eigs, seed=3)
     # Each missing zero costs a deflated run converging it against the 0.002 gap (measured:
     # 89 products for the first run, 233 for three deflated runs).
     res = lanczos(DenseOperator(a), k=3, which="smallest", tol=1e-8, max_matvecs=600)
@@ -85,7 +78,7 @@ def test_null_space_of_a_psd_matrix_gives_zeros():
 
 
 def test_exhausting_a_tiny_space_is_verified():
-    a = _symmetric(torch.tensor([3.0, 3.0, 3.0, 1.0], dtype=torch.float64))
+    a = symmetric_with_eigenvalues(torch.tensor([3.0, 3.0, 3.0, 1.0], dtype=torch.float64))
     res = lanczos(DenseOperator(a), k=4, tol=1e-10)
     assert res.all_converged and res.eigenvalues == pytest.approx([3, 3, 3, 1], rel=1e-10)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dense_truths import symmetric_with_eigenvalues
 
 from spectracli.hessian.linop import DenseOperator
 from spectracli.hessian.slq import slq_density
@@ -11,20 +12,12 @@ from spectracli.hessian.slq import slq_density
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _symmetric(eigs: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    n = eigs.numel()
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(eigs) @ q.T
-    return (a + a.T) / 2
-
-
 @pytest.fixture(scope="module")
 def spiked() -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(5)
     eigs = torch.cat([torch.tensor([30.0, 20.0, 12.0], dtype=torch.float64),
                       torch.rand(197, generator=gen, dtype=torch.float64) * 2.0 - 1.0])
-    return _symmetric(eigs), eigs
+    return symmetric_with_eigenvalues(eigs), eigs
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
@@ -44,7 +37,7 @@ def test_full_steps_give_the_exact_eigenvalues_as_nodes():
     # n steps on an n x n matrix: the Krylov space of a generic probe is everything, so every
     # probe's nodes are the eigenvalues (float64 eigvalsh truth, 1e-8 relative to ||A||).
     eigs = torch.linspace(-2.0, 5.0, 24, dtype=torch.float64)
-    a = _symmetric(eigs, seed=2)
+    a = symmetric_with_eigenvalues(eigs, seed=2)
     d = slq_density(DenseOperator(a), n_probes=3, n_steps=24)
     for nodes, weights in zip(d.nodes, d.weights, strict=True):
         assert torch.allclose(torch.tensor(nodes, dtype=torch.float64), eigs, atol=5e-8)
