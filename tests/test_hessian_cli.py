@@ -40,9 +40,11 @@ def test_json_report_on_the_sample(runner, tmp_path):
 def test_table_output_with_trace_and_density(runner):
     res = runner.invoke(app, ["hessian", *MLP, "--top-k", "2", "--max-samples", "200",
                               "--trace", "--trace-hvps", "12", "--density",
-                              "--density-probes", "2", "--density-steps", "8"])
+                              "--density-probes", "2", "--density-steps", "8", "--lr", "1e-9"])
     assert res.exit_code == 0, res.output
     assert "trace" in res.output and "bulk edge" in res.output and "eigenvalue" in res.output
+    # lr * lambda_max / 2 far below 1: the verdict follows the value.
+    assert "within the GD stability limit 1" in res.output
 
 
 def test_cnn_sample_with_batchnorm(runner):

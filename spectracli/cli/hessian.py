@@ -104,8 +104,10 @@ def _print_summary(d: dict[str, Any]) -> None:
              f" in {d['timing']['total_s']:.2f} s"]
     lines.append(f"condition number lambda_max/lambda_min {condition_text(d)}")
     if d["edge_of_stability"] is not None:
-        lines.append(f"edge of stability lr*lambda_max/2 = {_fmt(d['edge_of_stability'])} "
-                     "(>= 1: beyond the GD stability limit)")
+        eos = d["edge_of_stability"]
+        verdict = "beyond" if eos >= 1 else "within"
+        lines.append(f"edge of stability lr*lambda_max/2 = {_fmt(eos)} "
+                     f"({verdict} the GD stability limit 1)")
     if d["trace"] is not None:
         t = d["trace"]
         lines.append(f"trace {_fmt(t['estimate'])} +- {_fmt(t['stderr'])} "
