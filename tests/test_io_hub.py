@@ -129,3 +129,19 @@ def test_hub_id_with_a_file_inside_the_repository(hub_cache):
         assert ckpt.format == "pytorch" and ckpt.hub["commit"] == MAIN
     with pytest.raises(CheckpointError, match="without model.gguf .*HF_HUB_OFFLINE"):
         open_checkpoint("org/tiny/model.gguf")
+
+
+def test_a_missing_file_with_a_weight_suffix_is_a_local_path_not_a_hub_id(tmp_path, monkeypatch):
+    """`dir/model.pt` that does not exist says so at once (a fresh user waited 26 s for hub
+    retries); `org/name` and `org/name/file.gguf` stay hub ids."""
+    from spectracli.errors import CheckpointNotFoundError
+    from spectracli.io import open_checkpoint
+    from spectracli.io.hub import parse_hub_id
+
+    assert parse_hub_id("m/nonexist.pt") is None
+    assert parse_hub_id("runs/model.safetensors") is None
+    assert parse_hub_id("org/name") == ("org/name", None, None)
+    assert parse_hub_id("org/name/model-q4.gguf") == ("org/name", None, "model-q4.gguf")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+        open_checkpoint("m/nonexist.pt")

@@ -31,6 +31,8 @@ _CONFIG_FILES = ["config.json", "adapter_config.json", "generation_config.json"]
 _SAFETENSORS = ["*.safetensors", "*.safetensors.index.json"]
 _BIN = ["pytorch_model*.bin", "*.bin.index.json"]
 _TRUE = ("1", "on", "yes", "true")
+# A two-part spec ending in a weight file's suffix names a local file (which may be missing).
+_LOCAL_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", ".gguf", ".onnx")
 
 
 def parse_hub_id(spec: str) -> tuple[str, str | None, str | None] | None:
@@ -43,6 +45,8 @@ def parse_hub_id(spec: str) -> tuple[str, str | None, str | None] | None:
     if not match or spec.startswith(("./", "../", "/")) or spec.endswith("/"):
         return None
     file = match.group(3)
+    if file is None and match.group(2) is None and spec.lower().endswith(_LOCAL_SUFFIXES):
+        return None  # dir/model.pt is a missing local file, not the repository "model.pt"
     if file and ".." in file.split("/"):
         return None
     return match.group(1), match.group(2), file
