@@ -230,9 +230,11 @@ def absolute_change(value: float, base: float) -> float:
 
 
 def _glob(name: str, pattern: str) -> bool:
-    # A pattern equal to the name matches too: part names such as ``attn.in_proj_weight[q]``
-    # can be written as they are (in a glob, ``[q]`` is a character class).
-    return name == pattern or fnmatchcase(name, pattern)
+    # Part names such as ``attn.in_proj_weight[q]`` match as they are and as ``*[q]``: the
+    # layer model's rule (spectracli.layers.glob_match, which imports torch; the gate does not;
+    # tests/test_layers_glob.py keeps the two equal).
+    return (name == pattern or fnmatchcase(name, pattern)
+            or ("[" in pattern and fnmatchcase(name, pattern.replace("[", "[[]"))))
 
 
 def rule_matches(rule: Rule, subject: Subject) -> bool:

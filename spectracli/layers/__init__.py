@@ -21,7 +21,7 @@ from spectracli.layers.plan import (
     TensorInfo,
     as_stack,
 )
-from spectracli.layers.planner import RULES, LayerPlan, name_selected, plan_layers
+from spectracli.layers.planner import RULES, LayerPlan, glob_match, name_selected, plan_layers
 
 __all__ = [
     "CONV_VIEWS",
@@ -35,6 +35,7 @@ __all__ = [
     "Skip",
     "TensorInfo",
     "as_stack",
+    "glob_match",
     "name_selected",
     "plan_layers",
 ]

@@ -46,14 +46,27 @@ class LayerPlan:
     skips: list[Skip] = field(default_factory=list)
 
 
+def glob_match(name: str, pattern: str) -> bool:
+    """Whether ``name`` matches the glob ``pattern`` (case-sensitive ``fnmatch``).
+
+    Part names end in brackets (``attn.in_proj_weight[q]``), which a glob reads as a character
+    class; so a pattern also matches when it equals the name, or when it matches with its ``[``
+    taken literally: ``*[q]`` selects every q part, ``layers.[0-3].*`` keeps its class.
+
+    >>> glob_match("attn.in_proj_weight[q]", "*[q]"), glob_match("layers.2.w", "layers.[0-3].*")
+    (True, True)
+    """
+    return (name == pattern or fnmatch.fnmatchcase(name, pattern)
+            or ("[" in pattern and fnmatch.fnmatchcase(name, pattern.replace("[", "[[]"))))
+
+
 def name_selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     """Glob filters on one name: kept if it matches an include (or none is given) and no exclude.
 
-    A name also matches a pattern equal to it, so ``attn.in_proj_weight[q]`` can be named as is
-    (in a glob, ``[q]`` is a character class).
+    Patterns match as :func:`glob_match` says (a part name as is, or ``*[q]``).
     """
     def hit(pat: str) -> bool:
-        return name == pat or fnmatch.fnmatchcase(name, pat)
+        return glob_match(name, pat)
 
     if include and not any(hit(p) for p in include):
         return False
