@@ -96,8 +96,15 @@ def test_a_glob_matching_nothing_is_a_listed_warning_that_fails_only_when_strict
 
 def test_a_layer_with_nonfinite_weights_says_so():
     rep = report(layer("bad", status="nonfinite", condition_number=None, alpha=None))
-    (finding,) = evaluate(config({"metric": "condition_number", "max": 10}), rep).findings
+    result = evaluate(config({"metric": "condition_number", "max": 10}), rep)
+    (finding,) = result.findings
     assert finding.kind == "no_value" and "(layer status: nonfinite)" in finding.message
+    # NaN/Inf weights fail the gate whatever missing_value says (a fresh user's NaN checkpoint
+    # passed with warnings).
+    assert finding.severity == "error" and result.exit_code() == 1
+    lenient = evaluate(config({"metric": "condition_number", "max": 10}, missing_value="ignore"),
+                       rep)
+    assert [f.severity for f in lenient.findings] == ["error"]
 
 
 @pytest.mark.parametrize("policy, kinds", [("ignore", []), ("error", ["error"]),

@@ -403,7 +403,10 @@ def test_default_drift_checks_flag_a_scaled_layer(tmp_path):
     result = evaluate(GateConfig(rules=default_rules("analyze")), now, base)
     flagged = {(f.rule_id, f.layer) for f in result.findings if f.severity == "warning"}
     assert ("default.sigma_max-drift", now["layers"][1]["name"]) in flagged
-    assert result.exit_code() == 0  # warnings only
+    # Drift is warnings only; the errors are the fixture's layer with NaN/Inf weights, which
+    # fails a gate whatever the policy.
+    errors = {f.layer for f in result.findings if f.severity == "error"}
+    assert errors == {"broken.weight"} and result.exit_code() == 1
 
 
 def test_report_paths_are_as_typed_and_normalised(tmp_path, monkeypatch):

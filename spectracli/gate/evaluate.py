@@ -415,8 +415,10 @@ def _no_value(
     value: float | None = None,
 ) -> list[Finding]:
     """The finding for layer ``name`` when ``owner`` (the current subject or its baseline) has
-    no value of the rule's metric, at the severity ``missing_value`` sets."""
-    severity = _severity(config.missing_value)
+    no value of the rule's metric, at the severity ``missing_value`` sets; a layer whose weights
+    hold NaN/Inf (status ``nonfinite``) is always an error: that is what a gate must catch."""
+    nonfinite = owner.metrics.get("status") == "nonfinite"
+    severity = "error" if nonfinite else _severity(config.missing_value)
     if severity is None:
         return []
     return [Finding(
