@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from dense_truths import symmetric_with_eigenvalues
 
 from spectracli.hessian.linop import DenseOperator
 from spectracli.hessian.slq import slq_density
@@ -19,21 +20,13 @@ from spectracli.report.plots import hessian_density_figure, hessian_eigenvalues_
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _symmetric(eigs: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    n = eigs.numel()
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(eigs) @ q.T
-    return (a + a.T) / 2
-
-
 def test_slq_finds_outliers_at_both_ends_with_one_count():
     # Bulk of 200 in [-1, 1], two outliers above (30, 20) and two below (-10, -15). Extreme
     # isolated eigenvalues are Ritz values to ~1e-6 after 40 steps, so every probe has them.
     gen = torch.Generator().manual_seed(7)
     bulk = torch.rand(200, generator=gen, dtype=torch.float64) * 2 - 1
-    a = _symmetric(torch.cat([torch.tensor([30.0, 20.0, -10.0, -15.0], dtype=torch.float64),
-                              bulk]))
+    ends = torch.tensor([30.0, 20.0, -10.0, -15.0], dtype=torch.float64)
+    a = symmetric_with_eigenvalues(torch.cat([ends, bulk]))
     d = slq_density(DenseOperator(a), n_probes=10, n_steps=40, seed=1)
     assert d.n_outliers == len(d.outliers) + len(d.outliers_below)
     assert sorted(set(round(v, 3) for v in d.outliers), reverse=True) == [30.0, 20.0]
