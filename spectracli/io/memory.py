@@ -31,7 +31,7 @@ import torch
 
 from spectracli.errors import CheckpointError, SpectraTypeError
 from spectracli.io.base import Checkpoint, TensorHandle
-from spectracli.io.pytorch_reader import _tie_key, find_state_dict, strip_prefixes
+from spectracli.io.pytorch_reader import find_state_dict, group_tied, strip_prefixes
 
 
 class MemoryCheckpoint(Checkpoint):
@@ -58,20 +58,10 @@ class MemoryCheckpoint(Checkpoint):
         self.format = fmt
         self.config = config
         self._state = tensors
-        self._order: list[tuple[str, list[str]]] = []
-        groups: dict[tuple, list[str]] = {}
-        size = 0
-        for name, t in tensors.items():
-            key = _tie_key(t)
-            if key is not None and key in groups:
-                groups[key].append(name)
-                continue
-            aliases: list[str] = []
-            if key is not None:
-                groups[key] = aliases
-            self._order.append((name, aliases))
-            size += t.numel() * t.element_size()
-        self.size_bytes = size
+        self._order = group_tied(tensors)
+        self.size_bytes = sum(
+            tensors[name].numel() * tensors[name].element_size() for name, _ in self._order
+        )
 
     def handles(self) -> Iterator[TensorHandle]:
         for name, aliases in self._order:

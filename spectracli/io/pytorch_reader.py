@@ -242,6 +242,23 @@ def _tie_key(t: torch.Tensor) -> tuple | None:
     return (t.device.type, ptr, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
 
 
+def group_tied(tensors: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]]]:
+    """``(name, aliases)`` in order: a tensor sharing another's storage view (tied weights) is
+    an alias of the first name, not an entry of its own."""
+    groups: dict[tuple, list[str]] = {}
+    order: list[tuple[str, list[str]]] = []
+    for name, t in tensors.items():
+        key = _tie_key(t)
+        if key is not None and key in groups:
+            groups[key].append(name)
+            continue
+        aliases: list[str] = []
+        if key is not None:
+            groups[key] = aliases
+        order.append((name, aliases))
+    return order
+
+
 def _dtype_name(t: torch.Tensor) -> str:
     return str(t.dtype).removeprefix("torch.")
 
@@ -264,17 +281,7 @@ class PytorchCheckpoint(Checkpoint):
                 f"(looked for a state dict under {', '.join(STATE_KEYS)} or at the top level{seen})"
             )
         self._state: dict[str, torch.Tensor] | None = strip_prefixes(state)
-        groups: dict[tuple, list[str]] = {}
-        self._order: list[tuple[str, list[str]]] = []
-        for name, t in self._state.items():
-            key = _tie_key(t)
-            if key is not None and key in groups:
-                groups[key].append(name)
-                continue
-            aliases: list[str] = []
-            if key is not None:
-                groups[key] = aliases
-            self._order.append((name, aliases))
+        self._order = group_tied(self._state)
 
     def handles(self) -> Iterator[TensorHandle]:
         if self._state is None:
