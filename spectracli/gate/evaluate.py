@@ -453,30 +453,20 @@ def _check_one(
     for side, limit in (("min", rule.min), ("max", rule.max)):
         if limit is None:
             continue
+        judged, shown = value, fmt(value)
         if interval is not None:
             # The whole interval must be past the limit: judge its nearer end.
             low, high = interval
             judged = high if side == "min" else low
-            bad = judged < limit if side == "min" else judged > limit
-            if bad:
-                far = how_far(judged, limit, side)
-                out.append(Finding(
-                    rule.id, rule.severity, side,
-                    f"{name}: {metric} = {fmt(value)}, its whole interval [{fmt(low)}, "
-                    f"{fmt(high)}] {'<' if side == 'min' else '>'} {side} {fmt(limit)}: {far}",
-                    layer=name, metric=metric, value=value, threshold=limit,
-                    excess=excess_of(judged, limit, side), how_far=far,
-                ))
-            continue
-        bad = value < limit if side == "min" else value > limit
-        if bad:
-            far = how_far(value, limit, side)
+            shown = f"{fmt(value)}, its whole interval [{fmt(low)}, {fmt(high)}]"
+        if judged < limit if side == "min" else judged > limit:
+            far = how_far(judged, limit, side)
             out.append(Finding(
                 rule.id, rule.severity, side,
-                f"{name}: {metric} = {fmt(value)} {'<' if side == 'min' else '>'} "
+                f"{name}: {metric} = {shown} {'<' if side == 'min' else '>'} "
                 f"{side} {fmt(limit)}: {far}",
                 layer=name, metric=metric, value=value, threshold=limit,
-                excess=excess_of(value, limit, side), how_far=far,
+                excess=excess_of(judged, limit, side), how_far=far,
             ))
     if not rule.needs_baseline or base is None or shape_changed:
         # New layers and shape changes are reported once, as layer-set findings.
