@@ -105,6 +105,15 @@ def analyze(
 def as_source(obj: Any) -> Any:
     """A path or Hugging Face id as it is; a module or a mapping as an in-memory checkpoint.
 
+    Args:
+        obj: a path (``str`` or ``os.PathLike``), a Hugging Face id, an opened ``Checkpoint``,
+            an ``nn.Module`` or a mapping of names to tensors.
+
+    Returns:
+        A ``str``/``Path``/``Checkpoint`` for :func:`spectracli.io.open_checkpoint`, or the
+        in-memory ``Checkpoint`` of the module's ``state_dict()`` or the mapping (tensors are not
+        copied).
+
     Raises:
         SpectraTypeError: for any other type.
     """
@@ -148,6 +157,12 @@ def hessian(
         loss: ``"cross_entropy"``, ``"mse"``, ... or a callable returning the batch mean.
         progress: ``progress(stage, done, total, residual)``.
         **options: fields of ``HessianConfig``, or keywords of ``hessian.api.analyze``.
+
+    Returns:
+        The :class:`~spectracli.hessian.api.HessianResult`: eigenvalues in descending order
+        (top-k, bottom-k, or top-k then bottom-k for ``which="both"``; units of the loss per
+        parameter squared), their residual norms and convergence flags, the Hutch++ trace with
+        its error bar and the SLQ density when asked (``None`` otherwise).
 
     Raises:
         SpectraTypeError: an unknown option (a ``TypeError``).

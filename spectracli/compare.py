@@ -47,8 +47,11 @@ def _number(value: Any) -> float | None:
 
 @dataclass
 class MetricChange:
-    """One metric of one layer in A and B. ``delta``, ``ratio`` and ``rel_change`` are None
-    when either side has no value; ``ratio`` is None when ``a`` is 0 (and ``b`` is not)."""
+    """One metric of one layer in A and B.
+
+    ``delta``, ``ratio`` and ``rel_change`` are None when either side has no value; ``ratio`` is
+    None when ``a`` is 0 (and ``b`` is not).
+    """
 
     metric: str
     a: float | None
@@ -60,7 +63,8 @@ class MetricChange:
     @classmethod
     def of(cls, metric: str, a: Any, b: Any, rtol: float = 0.0) -> MetricChange:
         """The change from ``a`` to ``b``; a relative change of at most ``rtol`` is no change
-        (delta 0, ratio 1, rel_change 0), so recomputation noise never shows as -4.4e-16."""
+        (delta 0, ratio 1, rel_change 0), so recomputation noise never shows as -4.4e-16.
+        """
         a, b = _number(a), _number(b)
         if a is None or b is None:
             return cls(metric, a, b, None, None, None)

@@ -115,7 +115,8 @@ _joined = False  # whether init() (not the caller) joined the group: then shutdo
 
 def shutdown() -> None:
     """Leave the process group that :func:`init` joined, after a barrier (a rank that leaves
-    while another still talks to it makes gloo abort that one); a caller's own group stays."""
+    while another still talks to it makes gloo abort that one); a caller's own group stays.
+    """
     global _joined
     if _joined and is_initialized():
         dist = _dist()
@@ -162,7 +163,8 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     """The sum over ranks of ``tensor`` (same shape, dtype and device on every rank), in place
-    and returned. Sums are formed in rank order by the backend; every rank gets the same bits."""
+    and returned. Sums are formed in rank order by the backend; every rank gets the same bits.
+    """
     if not is_distributed():
         return tensor
     _dist().all_reduce(tensor)
@@ -197,13 +199,15 @@ def all_reduce_checked(tensor: torch.Tensor, error: BaseException | None) -> tor
 
 def shard_indices(n: int) -> list[int]:
     """This rank's share of ``n`` items (round robin: item i goes to rank i % world size); all
-    of them when not distributed."""
+    of them when not distributed.
+    """
     return list(range(rank(), n, world_size()))
 
 
 def store_add(key: str, amount: int) -> int | None:
     """Add to a counter in the process group's key-value store (not a collective: any rank, any
-    time) and return its value; None when there is no store (not distributed)."""
+    time) and return its value; None when there is no store (not distributed).
+    """
     if not is_initialized():
         return None
     store = _dist().distributed_c10d._get_default_store()

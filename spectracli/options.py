@@ -146,7 +146,8 @@ class HvpMode(Choice):
 
 class BuiltinLoss(Choice):
     """The built-in losses of the Hessian (a ``file.py:callable`` is accepted beside them;
-    spectracli/hessian/losses.py defines them)."""
+    spectracli/hessian/losses.py defines them).
+    """
 
     CROSS_ENTROPY = "cross_entropy"
     TOKEN_CROSS_ENTROPY = "token_cross_entropy"

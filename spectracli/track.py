@@ -171,7 +171,8 @@ def _ordered(found: list[RunCheckpoint]) -> list[RunCheckpoint]:
 
 def weight_files(path: str | Path) -> list[Path]:
     """The files a checkpoint's weights are read from (a sharded index and its shards; the one
-    weights file of a directory; the file itself), as the checkpoint readers choose them."""
+    weights file of a directory; the file itself), as the checkpoint readers choose them.
+    """
     from spectracli.io.detect import detect
 
     fmt, file = detect(Path(path))
@@ -296,7 +297,8 @@ def _read_cached(path: Path) -> dict[str, Any] | None:
 
 def _write_cached(path: Path, report: dict[str, Any]) -> str | None:
     """Write one cache entry atomically; the error text instead of raising (a read-only run
-    directory still tracks, it only cannot cache)."""
+    directory still tracks, it only cannot cache).
+    """
     from spectracli.fileio import write_text_atomic
     from spectracli.results import dumps_report
 
@@ -312,7 +314,8 @@ def analyze_step(
     path: Path, analyze_config: Any, cache_dir: Path | None, digest: str
 ) -> tuple[dict[str, Any], bool, str | None]:
     """The analyze report of one checkpoint: from the cache when its content and the settings
-    match, else computed (and cached). Returns ``(report dict, from_cache, cache error)``."""
+    match, else computed (and cached). Returns ``(report dict, from_cache, cache error)``.
+    """
     from spectracli.analyze import analyze_checkpoint
     from spectracli.device import resolve_device
 
@@ -434,7 +437,8 @@ def track_run(
 def unprefixed(state: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
     """``state`` as the model names it: when its keys are the model's under one common first
     component (a LightningModule's ``self.model`` saves ``model.fc1.weight``), that prefix is
-    removed and the other entries (loss modules, EMA copies...) left out; otherwise ``state``."""
+    removed and the other entries (loss modules, EMA copies...) left out; otherwise ``state``.
+    """
     if wanted <= set(state):
         return state
     for prefix in sorted({k.split(".", 1)[0] + "." for k in state if "." in k}):
@@ -449,7 +453,8 @@ def warm_start_vector(ritz: Any) -> Any:
     Krylov space starts with an equal component along each previous eigendirection (the top
     eigenvalue's convergence rate depends on the start's component along it: the Kaniel-Paige-Saad
     bounds, Saad 2011, Numerical Methods for Large Eigenvalue Problems, ch. 6). Shape (n,),
-    float64."""
+    float64.
+    """
     import torch
 
     v = ritz.to(torch.float64).sum(0)
@@ -476,7 +481,8 @@ def subspace_overlap(prev: Any, cur: Any) -> list[float]:
 
 def gradient_fraction(vectors: Any, grad: Any) -> float | None:
     """``||P g|| / ||g||`` with ``P`` the orthogonal projector onto the span of the rows of
-    ``vectors`` (k, n); None for a zero gradient."""
+    ``vectors`` (k, n); None for a zero gradient.
+    """
     import torch
 
     g = grad.to(torch.float64).reshape(-1)
@@ -490,7 +496,8 @@ def gradient_fraction(vectors: Any, grad: Any) -> float | None:
 @dataclass
 class HessianTracker:
     """The Hessian of consecutive checkpoints (or of a live model), each solve warm-started from
-    the previous one's Ritz vectors; keeps those vectors between calls."""
+    the previous one's Ritz vectors; keeps those vectors between calls.
+    """
 
     config: TrackConfig
     previous: Any = None  # (k, n) float64 Ritz vectors of the last solve

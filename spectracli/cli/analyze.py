@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
     """analyze's progress callback as a bar on a terminal (layers done, with an ETA estimated
-    from the layers done so far); None when piped."""
+    from the layers done so far); None when piped.
+    """
     with terminal_progress("analyzing", eta=True) as update:
         if update is None:
             yield None
@@ -66,7 +67,8 @@ OUTPUT_OPTIONS = ("checkpoint", "fmt", "output", "plots", "plot_format", "verbos
 def analyze_config(**options: Any) -> AnalyzeConfig:
     """The AnalyzeConfig of analyze's number-setting options (CLI names, as in its signature):
     choices as their plain values, ``--jobs`` (or its old spelling ``--threads``) as
-    ``threads``."""
+    ``threads``.
+    """
     from spectracli.analyze import AnalyzeConfig
 
     options = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}

@@ -16,7 +16,8 @@ from spectracli import __version__
 class OneLineErrors(typer.core.TyperGroup):
     """The command group, with every parsing error (bad value, unknown option, missing argument)
     printed as one ``spectracli: error: ...`` line on stderr and exit code 2, like the errors of
-    the commands themselves."""
+    the commands themselves.
+    """
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
@@ -52,7 +53,8 @@ class OneLineErrors(typer.core.TyperGroup):
 
 class PlainUsage(typer.core.TyperCommand):
     """A command whose usage line writes arguments plainly (``CHECKPOINT``, ``A B``): typer
-    puts required ones in braces, which read as a set of choices."""
+    puts required ones in braces, which read as a set of choices.
+    """
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = []

@@ -176,7 +176,8 @@ def handle_errors(fn: F) -> F:
 
 def _leave_process_group(exc: BaseException) -> None:
     """Under torchrun, after a failure every rank learnt of (spectracli.distributed.RankError):
-    leave the group together, so no rank is killed before rank 0 has printed the one line."""
+    leave the group together, so no rank is killed before rank 0 has printed the one line.
+    """
     dist = sys.modules.get("spectracli.distributed")
     if dist is not None and isinstance(exc, dist.RankError):
         with contextlib.suppress(Exception):
@@ -199,7 +200,8 @@ def terminal_progress(
     """A transient rich progress bar on stderr when it is a terminal; ``None`` when piped or
     ``NO_COLOR`` is set. Yields ``update(**fields)`` for ``Progress.update`` of its one task
     (``info=True`` adds a free-text column filled by ``update(info=...)``; ``eta=True`` adds
-    the time remaining, estimated by rich from the steps done so far)."""
+    the time remaining, estimated by rich from the steps done so far).
+    """
     if is_plain_output(sys.stderr):
         yield None
         return
@@ -270,7 +272,8 @@ def verbose_option() -> Any:
 
 def choice_option(default: Any, *names: str, help: str, **kw: Any) -> Any:
     """An option whose type is a :mod:`spectracli.options` Enum: choices shown in --help,
-    accepted in any case."""
+    accepted in any case.
+    """
     return typer.Option(default, *names, case_sensitive=False, help=help, **kw)
 
 
@@ -293,7 +296,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", "
 
 def load_saved_report(path: Path, command: str, instead: str) -> dict[str, Any]:
     """A saved JSON report for ``report``/``plot``; a checkpoint is refused with the command
-    to run instead (``instead``, with ``{path}`` filled in)."""
+    to run instead (``instead``, with ``{path}`` filled in).
+    """
     from spectracli.results import load_report, looks_like_report
 
     if not looks_like_report(path) and (

@@ -1,5 +1,6 @@
 """``spectracli compare A B``: per-layer changes of the main metrics between two checkpoints or
-saved reports, largest change first."""
+saved reports, largest change first.
+"""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ class HvpEstimate:
 
     Trace and density stages have a fixed count. Lanczos stops when the residual reaches the
     tolerance: its residual falls about geometrically, so the remaining steps are estimated
-    from the slope of log(residual) over the last steps, capped by the stage's maximum."""
+    from the slope of log(residual) over the last steps, capped by the stage's maximum.
+    """
 
     def __init__(self, tol: float) -> None:
         self.tol = tol
@@ -54,7 +55,8 @@ class HvpEstimate:
 @contextlib.contextmanager
 def _progress(tol: float):
     """A rich bar on a terminal (stderr: HVPs done of those expected, current residual, ETA);
-    nothing when piped."""
+    nothing when piped.
+    """
     with terminal_progress("HVPs", info=True, eta=True) as update:
         if update is None:
             yield None
@@ -178,7 +180,8 @@ def _save_vectors(result: Any, path: Path) -> None:
 
 def _set_threads(threads: str) -> None:
     """OpenMP threads spin-wait: on cores busy with other processes, torch's default thread count
-    made HVPs 10-40x slower than one thread (docs/hessian.md), hence ``auto``."""
+    made HVPs 10-40x slower than one thread (docs/hessian.md), hence ``auto``.
+    """
     import os
 
     import torch
@@ -268,8 +271,8 @@ def hessian(
     output: Path | None = output_option(),
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
 ) -> None:
-    """Top eigenvalues, trace and spectral density of the Hessian of the mean loss over a
-    dataset."""
+    """Top eigenvalues, trace and spectral density of the Hessian of the mean loss over a dataset.
+    """
     from spectracli.device import resolve_device
     from spectracli.errors import SpectraError
     from spectracli.hessian import HessianConfig, analyze

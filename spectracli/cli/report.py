@@ -34,7 +34,8 @@ def report(
 ) -> None:
     """Re-render a saved report (table, markdown, html, csv, json) without recomputing.
 
-    Markdown suits $GITHUB_STEP_SUMMARY; html is one self-contained file with the figures."""
+    Markdown suits $GITHUB_STEP_SUMMARY; html is one self-contained file with the figures.
+    """
     from spectracli.errors import SpectraError
     from spectracli.report import render
 

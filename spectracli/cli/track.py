@@ -80,7 +80,8 @@ def _track(
     **analyze_options: Any,
 ) -> None:
     """Follow a training run: per-checkpoint weight spectra (cached by content) and, with
-    --hessian, warm-started Hessian eigenvalues; ordered by step."""
+    --hessian, warm-started Hessian eigenvalues; ordered by step.
+    """
     from spectracli.errors import SpectraError
     from spectracli.track import TrackConfig, track_run
 

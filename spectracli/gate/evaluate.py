@@ -277,7 +277,8 @@ def _fit_not_ok(
     rule: Rule, config: GateConfig, owner: Subject, name: str, whose: str
 ) -> list[Finding] | None:
     """The finding for a fit metric whose fit (``owner``'s: the layer or its baseline) is not
-    ok, at the severity ``fit_not_ok`` sets; None when the fit is ok or not a fit metric."""
+    ok, at the severity ``fit_not_ok`` sets; None when the fit is ok or not a fit metric.
+    """
     bad = fit_status_of(owner, rule.metric)
     if bad is None:
         return None
@@ -308,7 +309,8 @@ def evaluate(
     baseline_source: str | None = None,
 ) -> GateResult:
     """Apply every rule of ``config`` to ``report`` (and ``baseline``); raises ConfigError when
-    a rule needs a baseline and none is given, BaselineError for a baseline of another model."""
+    a rule needs a baseline and none is given, BaselineError for a baseline of another model.
+    """
     kind = str(report.get("kind"))
     if kind == "track":  # last step, consecutive steps and runs of steps: gate/trends.py
         from spectracli.gate.trends import evaluate_track
@@ -416,7 +418,8 @@ def _no_value(
 ) -> list[Finding]:
     """The finding for layer ``name`` when ``owner`` (the current subject or its baseline) has
     no value of the rule's metric, at the severity ``missing_value`` sets; a layer whose weights
-    hold NaN/Inf (status ``nonfinite``) is always an error: that is what a gate must catch."""
+    hold NaN/Inf (status ``nonfinite``) is always an error: that is what a gate must catch.
+    """
     nonfinite = owner.metrics.get("status") == "nonfinite"
     severity = "error" if nonfinite else _severity(config.missing_value)
     if severity is None:

@@ -34,7 +34,8 @@ def load_input(
     **overrides: Any,
 ) -> dict[str, Any]:
     """A report dict: a ``.json`` path is loaded as a report; anything else is analysed as a
-    checkpoint with ``settings`` (the config's analyze table) and ``overrides``."""
+    checkpoint with ``settings`` (the config's analyze table) and ``overrides``.
+    """
     if looks_like_report(path):
         return load_report(path)
     from spectracli.analyze import analyze_checkpoint

@@ -42,7 +42,8 @@ NUMERIC = ("value", "threshold")
 def print_table(result: GateResult, console: Any, strict: bool = False,
                 verbose: bool = False) -> None:
     """The findings table fitted to the console width, worst first, then rules that did not
-    apply, then the verdict (``verbose`` is accepted for symmetry: every finding is listed)."""
+    apply, then the verdict (``verbose`` is accepted for symmetry: every finding is listed).
+    """
     from rich.text import Text
 
     from spectracli.report.layout import Column, layout

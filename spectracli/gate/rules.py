@@ -423,7 +423,8 @@ def _policy(table: dict[str, Any], key: str, default: str, where: str) -> str:
 
 def validate_analyze(table: Any, where: str) -> dict[str, Any]:
     """Check analyze settings against :data:`ANALYZE_CHECKS`; returns them as a plain dict
-    (choices in lower case, arrays as tuples)."""
+    (choices in lower case, arrays as tuples).
+    """
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table of analyze settings, got {table!r}")
     out: dict[str, Any] = {}
@@ -573,7 +574,8 @@ DEFAULT_DRIFT: dict[str, tuple[tuple[str, str, float], ...]] = {
 
 def default_rules(report_kind: str) -> list[Rule]:
     """The default drift checks for a baseline of ``report_kind`` (:data:`DEFAULT_DRIFT`), as
-    warning rules with ids ``default.<metric>-drift``."""
+    warning rules with ids ``default.<metric>-drift``.
+    """
     return [
         Rule(id=f"default.{metric}-drift", metric=metric, severity="warning",
              report=report_kind, origin="default drift checks (docs/ci.md)",

@@ -63,7 +63,8 @@ def _baseline_views(baseline: dict[str, Any] | None) -> dict[str, dict[str, Any]
 
 def steps_below(values: list[tuple[int, float | None]], limit: float) -> tuple[int, int, int]:
     """The longest run of consecutive steps with a value below ``limit``: ``(length, first
-    step, last step)``; a step without a value ends a run."""
+    step, last step)``; a step without a value ends a run.
+    """
     best = (0, 0, 0)
     run: list[int] = []
     for step, value in values:
@@ -85,7 +86,8 @@ def evaluate_track(
     baseline_source: str | None = None,
 ) -> GateResult:
     """Apply ``config``'s rules to a track report (module doc); same result type as
-    :func:`spectracli.gate.evaluate.evaluate`."""
+    :func:`spectracli.gate.evaluate.evaluate`.
+    """
     steps = report.get("steps") or []
     if not steps:
         raise SpectraError(f"{source or 'the track report'} has no steps to gate")

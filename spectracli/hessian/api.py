@@ -245,7 +245,8 @@ def basis_cap(n: int, k: int, which: str, memory_bytes: float) -> int:
     with ``w`` wanted pairs (``k``, ``2k`` for ``both``): 40 vectors while they take at most
     256 MiB (no restart in practice), otherwise ``2w + 10`` (thick restarts keep ``w`` Ritz
     vectors and half the rest, so convergence stays close), and never more than a quarter of the
-    free memory. At least ``w + 1`` where memory allows (else the run is refused)."""
+    free memory. At least ``w + 1`` where memory allows (else the run is refused).
+    """
     want = n_wanted(k, which)
     small = min(40, int(SMALL_BASIS_BYTES // (8 * n)))
     by_memory = int(memory_bytes // (4 * 8 * n))
@@ -343,7 +344,8 @@ def _operator(problem: CurvatureProblem, config: HessianConfig, params: Sequence
 
 def _groups(names: list[str], by: str) -> list[tuple[str, list[str]]]:
     """Parameter names grouped per owning module (``a.b.weight`` -> ``a.b``) or per tensor,
-    in model order."""
+    in model order.
+    """
     groups: dict[str, list[str]] = {}
     for name in names:
         key = name if by == "parameter" else (name.rpartition(".")[0] or "(root)")

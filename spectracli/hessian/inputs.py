@@ -205,7 +205,8 @@ def move_batch(batch: Batch, device: torch.device, dtype: torch.dtype) -> Batch:
 
 def repeat_batch(batch: Batch) -> Batch | None:
     """The batch stacked twice along dim 0 (a mean loss is unchanged, a sum doubles), or None
-    when some item is not a tensor with the batch dimension first."""
+    when some item is not a tensor with the batch dimension first.
+    """
     ok = True
 
     def twice(t: torch.Tensor) -> torch.Tensor:
@@ -258,7 +259,8 @@ def _index(obj: Any, idx: torch.Tensor) -> Any:
 
 def _is_tensor_dataset(data: Any) -> bool:
     """A whole dataset given as tensors: ``x``, ``(x, y, ...)`` or ``{name: tensor}`` with one
-    first dimension."""
+    first dimension.
+    """
     if isinstance(data, torch.Tensor):
         return data.dim() > 0
     if isinstance(data, Mapping):

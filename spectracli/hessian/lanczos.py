@@ -143,7 +143,8 @@ def n_wanted(k: int, which: str) -> int:
 def default_max_basis(n: int, k: int, which: str, memory_bytes: float = 48 * 2**30) -> int:
     """Basis cap: room for fast convergence (2 * wanted + 10, at least 40) but at most
     ``memory_bytes`` of float64 vectors (48 GiB: 6 vectors of a 10^9-parameter model, which
-    leaves 32 GB of an 80 GB GPU for the model and its HVP), and never more than ``n``."""
+    leaves 32 GB of an 80 GB GPU for the model and its HVP), and never more than ``n``.
+    """
     want = n_wanted(k, which)
     by_memory = int(memory_bytes // (8 * n))
     return max(1, min(n, max(2 * want + 10, 40), by_memory))
@@ -188,7 +189,8 @@ def _random_unit(n: int, gen: torch.Generator, device: torch.device) -> torch.Te
 
 def _combine_rows(buf: torch.Tensor, src: int, coeff: torch.Tensor, dst: int) -> None:
     """``buf[dst:dst + c] = coeff.T @ buf[src:src + r]`` in place (``coeff``: ``(r, c)``,
-    ``dst <= src``), by column chunks so the extra memory stays bounded."""
+    ``dst <= src``), by column chunks so the extra memory stays bounded.
+    """
     r, c = coeff.shape
     coeff = coeff.to(buf.device)
     step = max(1, _CHUNK // max(r, 1))
@@ -233,7 +235,8 @@ class _Run:
 @dataclass
 class _Ritz:
     """Ritz values ``theta`` (ascending), vectors ``s`` in the basis, absolute and relative
-    residuals, and the indices of the wanted ones."""
+    residuals, and the indices of the wanted ones.
+    """
 
     theta: torch.Tensor
     s: torch.Tensor
@@ -258,7 +261,8 @@ def _start_run(
     buf: torch.Tensor, n_locked: int, k: int, which: str, start: torch.Tensor
 ) -> _Run | None:
     """A run whose first basis vector is ``start`` made orthogonal to the locked vectors;
-    ``None`` when nothing of it is left (the locked vectors span the space)."""
+    ``None`` when nothing of it is left (the locked vectors span the space).
+    """
     room = buf.shape[0] - n_locked
     run = _Run(buf, n_locked, k, which,
                proj=torch.zeros(room, room, dtype=torch.float64),
@@ -275,7 +279,8 @@ def _start_run(
 
 def _expand(run: _Run, op: LinearOperator) -> torch.Tensor:
     """One product: ``A`` times the last basis vector, orthogonalised against the locked
-    vectors and the basis (its coefficients fill ``cross`` and ``proj``); the new direction."""
+    vectors and the basis (its coefficients fill ``cross`` and ``proj``); the new direction.
+    """
     j, lk = run.j, run.n_locked
     w = apply(op, run.basis[j])
     h = _orthogonalise(w, run.buf[: lk + j + 1]).cpu()
@@ -289,7 +294,8 @@ def _expand(run: _Run, op: LinearOperator) -> torch.Tensor:
 
 def _ritz(run: _Run, scale_floor: float) -> _Ritz:
     """Ritz pairs of ``proj`` and their true residuals: ``||A u - theta u||^2 =
-    (beta s_last)^2 + ||L^T A u||^2``, relative to ``max(|theta|, ABS_FLOOR * scale)``."""
+    (beta s_last)^2 + ||L^T A u||^2``, relative to ``max(|theta|, ABS_FLOOR * scale)``.
+    """
     j = run.j
     theta, s = torch.linalg.eigh(run.proj[:j, :j])
     res2 = (run.beta * s[-1, :]) ** 2
@@ -303,9 +309,11 @@ def _ritz(run: _Run, scale_floor: float) -> _Ritz:
 
 
 def _next_direction(run: _Run, w: torch.Tensor, scale: float, gen: torch.Generator) -> bool:
-    """Normalise ``w`` in place as the next basis direction. On an invariant subspace (``beta``
-    ~ 0) the basis continues with a fresh random direction (its coupling is zero); False when
-    no direction is left."""
+    """Normalise ``w`` in place as the next basis direction.
+
+    On an invariant subspace (``beta`` ~ 0) the basis continues with a fresh random direction (its
+    coupling is zero); False when no direction is left.
+    """
     if run.beta > 1e-13 * max(scale, 1e-300):
         w /= run.beta
         return True
@@ -321,7 +329,8 @@ def _next_direction(run: _Run, w: torch.Tensor, scale: float, gen: torch.Generat
 
 def _thick_restart(run: _Run, ritz: _Ritz, w: torch.Tensor) -> None:
     """Shrink a full basis to the wanted Ritz vectors and their neighbours plus the new
-    direction ``w``; ``T`` becomes ``diag(theta_keep)`` with an arrow row (Wu & Simon 2000)."""
+    direction ``w``; ``T`` becomes ``diag(theta_keep)`` with an arrow row (Wu & Simon 2000).
+    """
     room = run.buf.shape[0] - run.n_locked
     n_keep = min(room - 1, run.want + max(1, (room - run.want) // 2))
     keep = _keep_for_restart(ritz.theta, run.k, run.which, n_keep)
@@ -360,7 +369,8 @@ def _solve(
 ) -> tuple[_Ritz, bool]:
     """Expand, take Ritz pairs, restart when full, until the wanted pairs meet ``tol`` (or
     ``settled(ritz)``), the complement is exhausted or the budget is spent; the last Ritz pairs
-    and whether the run settled (as opposed to stopped by the budget)."""
+    and whether the run settled (as opposed to stopped by the budget).
+    """
     room = run.buf.shape[0] - run.n_locked
     while True:
         w = _expand(run, op)
@@ -395,7 +405,8 @@ def _select(values: list[float], k: int, which: str) -> list[int]:
 
 def _edges(locked: _Locked, k: int, which: str) -> tuple[float, float]:
     """The k-th locked value of each wanted end widened by its error bar: anything above the
-    first (or below the second) is new; +-inf for an end not wanted or not yet filled."""
+    first (or below the second) is new; +-inf for an end not wanted or not yet filled.
+    """
     vals = locked.values
     top, bottom = float("inf"), float("-inf")
     if len(vals) < n_wanted(k, which):
@@ -410,7 +421,8 @@ def _edges(locked: _Locked, k: int, which: str) -> tuple[float, float]:
 
 def _extends(locked: _Locked, value: float, err: float, k: int, which: str) -> bool:
     """Whether ``value`` (+- ``err``) lies beyond the k-th locked value of a wanted end by more
-    than both error bars (a new eigenvalue, or one more copy of a repeated one)."""
+    than both error bars (a new eigenvalue, or one more copy of a repeated one).
+    """
     top, bottom = _edges(locked, k, which)
     return value - err > top or value + err < bottom
 
@@ -419,7 +431,8 @@ def _kw_failure(j: int, dim: int, eps: float) -> float:
     """Kuczynski & Wozniakowski (1992), Thm 4.2(a) shifted to an indefinite spectrum: the
     probability that ``j`` Lanczos steps from a random start leave the top Ritz value more than
     ``eps * (lambda_max - lambda_min)`` below ``lambda_max``: at most
-    ``1.648 sqrt(dim) exp(-sqrt(eps) (2j - 1))``."""
+    ``1.648 sqrt(dim) exp(-sqrt(eps) (2j - 1))``.
+    """
     if eps <= 0 or j < 1:
         return 1.0
     return min(1.0, 1.648 * math.sqrt(dim) * math.exp(-math.sqrt(eps) * (2 * j - 1)))
@@ -430,7 +443,8 @@ def _nothing_new(locked: _Locked, k: int, which: str) -> Callable[[_Ritz, _Run],
     bar, inside the locked k-th values, and either its residual is within ``VERIFY_TOL`` or a
     missed eigenvalue beyond the locked ones would have shown by now with probability
     ``1 - KW_DELTA`` (:func:`_kw_failure`, spread from the Ritz and locked values). Converging
-    the pair to ``tol`` would not change the answer."""
+    the pair to ``tol`` would not change the answer.
+    """
     top, bottom = _edges(locked, k, which)
 
     def settled(ritz: _Ritz, run: _Run) -> bool:
@@ -457,7 +471,8 @@ def _lock(
     run: _Run, ritz: _Ritz, locked: _Locked, idx: list[int], k: int, which: str
 ) -> _Locked:
     """Merge the run's Ritz pairs ``idx`` into the locked set, keep the wanted ones (rows of
-    ``buf`` rewritten in place, descending values)."""
+    ``buf`` rewritten in place, descending values).
+    """
     n_old = run.n_locked
     values = locked.values + [float(ritz.theta[i]) for i in idx]
     res = locked.res + [float(ritz.res[i]) for i in idx]
@@ -475,7 +490,8 @@ def _lock(
 @dataclass
 class _Check:
     """Outcome of the deflated restarts: the locked pairs, whether a run found nothing new,
-    runs and thick restarts spent, and the largest |Ritz value| seen."""
+    runs and thick restarts spent, and the largest |Ritz value| seen.
+    """
 
     locked: _Locked
     verified: bool = False
@@ -490,7 +506,8 @@ def _check_multiplicities(
 ) -> _Check:
     """Deflated restarts (module doc): runs from fresh random vectors orthogonal to the locked
     pairs, each locking what it finds beyond the k-th values, until one finds nothing new
-    (verified), the room or the budget runs out (not verified)."""
+    (verified), the room or the budget runs out (not verified).
+    """
     check = _Check(locked, scale=scale)
     m, n = buf.shape
     while True:
@@ -518,7 +535,8 @@ def _check_multiplicities(
 def _start_vector(v0: torch.Tensor | None, n: int, gen: torch.Generator,
                   device: torch.device) -> torch.Tensor:
     """The first run's start: ``v0`` (a vector, or the sum of a block of previous Ritz
-    vectors), else a seeded Gaussian."""
+    vectors), else a seeded Gaussian.
+    """
     if v0 is None:
         return _random_unit(n, gen, device)
     v = v0.detach().to(device, torch.float64)

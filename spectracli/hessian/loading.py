@@ -159,7 +159,8 @@ def resolve_hook(ref: str | None, what: str) -> Callable[..., Any] | None:
 def call_data(ref: str) -> Any:
     """Call the ``file.py:callable`` (or ``package.module:callable``) ``ref`` and return what it
     gives: tensors, a Dataset, a DataLoader or batches (:mod:`spectracli.hessian.inputs`). Data
-    files are read by ``spectracli.io.read_xy``."""
+    files are read by ``spectracli.io.read_xy``.
+    """
     fn = resolve_callable(ref, "data")
     try:
         with _on_sys_path(_ref_folder(ref)):
@@ -182,9 +183,11 @@ def make_batches(
     max_samples: int | None = None,
     seed: int = 0,
 ) -> list[Batch]:
-    """Cut ``(x, y)`` into batches of ``batch_size`` (the last one may be smaller). With
-    ``max_samples`` below the size, a seeded random subset (kept in data order) is used, so a
-    class-sorted file still gives a representative sample."""
+    """Cut ``(x, y)`` into batches of ``batch_size`` (the last one may be smaller).
+
+    With ``max_samples`` below the size, a seeded random subset (kept in data order) is used, so a
+    class-sorted file still gives a representative sample.
+    """
     if batch_size < 1:
         raise SpectraError(f"batch_size must be >= 1, got {batch_size}")
     n = x.shape[0]

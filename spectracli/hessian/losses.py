@@ -186,7 +186,8 @@ class _MSE(Loss):
 
 class ModelLoss(Loss):
     """The model's own ``.loss``; ``shift`` (set on the first batch) says whether the model
-    drops the first label of each row (causal LM: token t predicts label t+1)."""
+    drops the first label of each row (causal LM: token t predicts label t+1).
+    """
 
     def __init__(self, shift: bool | None = None) -> None:
         super().__init__(lambda out, t: out, "model", "samples", reads="loss")

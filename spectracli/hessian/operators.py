@@ -187,7 +187,8 @@ class CurvatureProblem:
 
     def _summed(self, values: list[float], error: Exception | None = None) -> list[float]:
         """``values`` summed over the ranks (themselves when one process), in float64; a rank's
-        ``error`` is raised on every rank (as it is when one process)."""
+        ``error`` is raised on every rank (as it is when one process).
+        """
         if self.world_size == 1:
             if error is not None:
                 raise error
@@ -196,9 +197,11 @@ class CurvatureProblem:
         return distributed.all_reduce_checked(t, error).tolist()
 
     def _detect_label_shift(self) -> None:
-        """Does the model's own loss drop the first label of each row (causal LM)? Decided by
-        recomputing the loss from the logits both ways on the first batch with labels; when that
-        is impossible, by the class name (``...CausalLM``, ``...LMHeadModel``)."""
+        """Does the model's own loss drop the first label of each row (causal LM)?
+
+        Decided by recomputing the loss from the logits both ways on the first batch with labels;
+        when that is impossible, by the class name (``...CausalLM``, ``...LMHeadModel``).
+        """
         assert isinstance(self.loss, ModelLoss)
         first = next((b for b in self.batches if isinstance(b.target, torch.Tensor)), None)
         if first is None or self.loss.shift is not None:
@@ -460,7 +463,8 @@ class _CurvatureOperator:
 class ReverseOverReverse:
     """HVP by double backward; keeps the first backward's graph of every batch when its saved
     tensors (measured on the first batch, scaled to the dataset) fit ``graph_cache_bytes`` and a
-    quarter of the device's available memory."""
+    quarter of the device's available memory.
+    """
 
     name = "reverse-over-reverse"
 

@@ -87,7 +87,8 @@ def lanczos_tridiagonal(
     op: LinearOperator, q: torch.Tensor, n_steps: int, on_matvec: Callable[[], None] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_steps`` Lanczos steps from unit ``q`` with full reorthogonalisation; returns the
-    Ritz values and the squared first components of the Ritz vectors (the quadrature)."""
+    Ritz values and the squared first components of the Ritz vectors (the quadrature).
+    """
     n = q.numel()
     steps = min(n_steps, n)
     basis = torch.zeros(steps, n, dtype=torch.float64, device=q.device)
@@ -141,7 +142,8 @@ def _clusters(
     nodes: list[torch.Tensor], weights: list[torch.Tensor], n: int, sigma: float
 ) -> list[tuple[float, float, float]]:
     """Probe nodes merged when within ``sigma`` of each other, descending: ``(top, bottom,
-    estimated eigenvalue count = n * mean_probe(weight))``."""
+    estimated eigenvalue count = n * mean_probe(weight))``.
+    """
     all_nodes = torch.cat(nodes)
     all_w = torch.cat(weights) / len(nodes)
     order = torch.argsort(all_nodes, descending=True)
@@ -158,7 +160,8 @@ def _clusters(
 
 def _walk(clusters: list[tuple[float, float, float]]) -> tuple[int | None, list[float]]:
     """From the first cluster on, those counting fewer than ``BULK_COUNT`` eigenvalues are
-    outliers; the index of the first bulk cluster (None: no bulk) and the outliers."""
+    outliers; the index of the first bulk cluster (None: no bulk) and the outliers.
+    """
     out: list[float] = []
     for i, (top, bottom, cnt) in enumerate(clusters):
         if cnt >= BULK_COUNT:

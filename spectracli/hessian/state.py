@@ -48,7 +48,8 @@ def math_attention() -> Iterator[None]:
 @contextlib.contextmanager
 def curvature_mode(model: nn.Module) -> Iterator[None]:
     """``model`` in eval mode with math attention inside; training flags and ``requires_grad``
-    restored on exit (also when the body raises)."""
+    restored on exit (also when the body raises).
+    """
     flags = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     try:

@@ -122,7 +122,8 @@ class SpectralMonitor:
     def step(self, step: int | None = None, model: Any = None) -> dict[str, Any] | None:
         """Call once per optimizer step; measures (and returns the record) every ``every`` steps.
 
-        A step already measured is not measured again (gradient accumulation repeats steps)."""
+        A step already measured is not measured again (gradient accumulation repeats steps).
+        """
         if step is None:
             self._count += 1
             step = self._count
@@ -234,8 +235,7 @@ class SpectralMonitor:
         self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer (the other files are closed after each
-        write)."""
+        """Flush and close the TensorBoard writer (the other files are closed after each write)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -243,7 +243,8 @@ class SpectralMonitor:
 
 def analyze_module(model: Any, config: Any) -> dict[str, Any]:
     """The analyze report dict of a live module's weights, as ``analyze`` gives for its saved
-    state dict (:func:`spectracli.io.memory.memory_checkpoint`: nothing is copied or written)."""
+    state dict (:func:`spectracli.io.memory.memory_checkpoint`: nothing is copied or written).
+    """
     from spectracli.analyze import analyze_checkpoint
     from spectracli.io.memory import memory_checkpoint
 

@@ -29,7 +29,8 @@ from spectracli.monitor.core import SpectralMonitor
 
 class SpectralTrainerCallback(TrainerCallback):
     """``SpectralMonitor`` inside ``transformers.Trainer`` (same keyword arguments, without
-    ``model``: the Trainer's model is measured)."""
+    ``model``: the Trainer's model is measured).
+    """
 
     def __init__(self, every: int = 100, *, log_dir: str | None = None, **options: Any) -> None:
         self.every = every

@@ -33,7 +33,8 @@ from spectracli.monitor.core import SpectralMonitor
 
 class SpectralLightningCallback(Callback):
     """``SpectralMonitor`` inside a Lightning ``Trainer`` (same keyword arguments, without
-    ``model``: the LightningModule is measured)."""
+    ``model``: the LightningModule is measured).
+    """
 
     def __init__(self, every: int = 100, *, log_dir: str | None = None, **options: Any) -> None:
         super().__init__()

@@ -86,7 +86,8 @@ def _fit_widths(columns: list[Column], natural: list[int]) -> list[int]:
 def _fill(candidates: list[int], natural: list[int], room: int,
           alone: bool = True) -> tuple[list[int], list[int]]:
     """Greedy in priority order: the columns that fit in ``room``, and the rest (with
-    ``alone``, a first column wider than the room is taken anyway, to stand alone)."""
+    ``alone``, a first column wider than the room is taken anyway, to stand alone).
+    """
     taken, rest = [], []
     for i in candidates:
         if GAP + natural[i] <= room:
@@ -103,7 +104,8 @@ def _groups(natural: list[int], columns: list[Column], width: int | None, min_ke
             key: int) -> tuple[list[list[int]], list[int]]:
     """Column indices per table (each holding the key column, in the given order) and the
     dropped ones. Wrap columns are placed first with the key at its minimum; the others only
-    in the room left once the key has its full width (a name beats an optional column)."""
+    in the room left once the key has its full width (a name beats an optional column).
+    """
     n = len(columns)
     if width is None or n <= 1:
         return [list(range(n))], []

@@ -51,7 +51,8 @@ def _ok(status: Any) -> bool:
 def flag_reasons(layer: dict[str, Any]) -> list[str]:
     """Why a layer deserves a look: not ok, failed fits, rank deficiency, alpha outside [2, 6],
     and the warnings analyze attached. A rule whose finding a warning already states is not
-    repeated (reports from analyze carry them; hand-made or older ones may not)."""
+    repeated (reports from analyze carry them; hand-made or older ones may not).
+    """
     warnings = [str(w) for w in layer.get("warnings") or []]
 
     def said(test: Any) -> bool:

@@ -85,7 +85,8 @@ def report_html(report: dict[str, Any]) -> str:
 
 def figures(report: dict[str, Any]) -> list[Any]:
     """The figures of a report (alpha and norms by depth, then the ESDs, as in
-    :func:`spectracli.report.plots.render_figures`) as matplotlib ``Figure`` objects."""
+    :func:`spectracli.report.plots.render_figures`) as matplotlib ``Figure`` objects.
+    """
     from spectracli.report import plots
 
     layers = [layer for layer in report.get("layers") or [] if isinstance(layer, dict)]

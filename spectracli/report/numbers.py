@@ -54,7 +54,8 @@ def ci_half_width(block: dict[str, Any] | None) -> float | None:
 
 def fmt_alpha(block: dict[str, Any] | None) -> str:
     """A fit's alpha as the table shows it: ``3.49 ± 0.41`` (half-width of alpha_ci), in
-    parentheses when the fit is not ok (its status says why), ``-`` when there is none."""
+    parentheses when the fit is not ok (its status says why), ``-`` when there is none.
+    """
     block = block or {}
     alpha = block.get("alpha")
     if alpha is None:

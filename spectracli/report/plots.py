@@ -135,7 +135,8 @@ def plain_log_axis(axis: Any, span: float) -> None:
     readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
     spanning less than two decades (``span`` = max / min) also labels minor ticks (at 2 and 5;
     at 2, 3, 5 and 7 within a decade; at every integer within a factor 4; round numbers within a
-    factor 2) so that it always carries at least three numbers."""
+    factor 2) so that it always carries at least three numbers.
+    """
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
     plain = FuncFormatter(lambda v, _pos: log_tick_text(v))
@@ -198,7 +199,8 @@ def esd_panel(
     """One ESD on log-log axes: density histogram, fitted power law from xmin (ok fits only),
     xmin, MP edge. The x range is the top ``ESD_DECADES`` decades (extended down to xmin and the
     MP edge): the tail and the bulk; the eigenvalues below are counted in a note. ``legend``:
-    a legend outside the axes on the right (a figure of panels draws one shared legend)."""
+    a legend outside the axes on the right (a figure of panels draws one shared legend).
+    """
     import numpy as np
 
     values_text = esd_values_text(fit, mp_edge)
@@ -313,7 +315,8 @@ def esd_figure(layers: list[dict[str, Any]]) -> Figure:
 
 def _esd_legend(fig: Figure) -> None:
     """One legend for every panel, above them (outside the data); the numbers are in the
-    panel titles."""
+    panel titles.
+    """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -619,7 +622,8 @@ def render_figures(report: dict[str, Any], image_format: str = "png") -> list[Re
 
 def _check_writable_dir(out_dir: Path) -> None:
     """Fail before rendering when ``out_dir`` (or the ancestor it would be created in) is not a
-    writable directory."""
+    writable directory.
+    """
     probe = out_dir
     while not probe.exists():
         if probe.parent == probe:

@@ -57,7 +57,8 @@ def _cell(layer: dict[str, Any], key: str) -> str:
 def table_layers(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The layers as the table shows them: the experts of one stacked tensor (results with a
     ``group``) as one row of pooled figures (worst cond, max sigma_max, mean alpha), in place of
-    the first member; every expert stays in the JSON/CSV report."""
+    the first member; every expert stays in the JSON/CSV report.
+    """
     pooled = {g["name"]: g for g in report.get("groups") or []}
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -102,14 +103,16 @@ _VALUE = re.compile(r" -?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?= is )")
 
 def reason_group(reason: str) -> str:
     """A skip reason without the shapes it quotes, so reasons group (``matrix 32x1 has fewer
-    than ...`` -> ``matrix has fewer than ...``)."""
+    than ...`` -> ``matrix has fewer than ...``).
+    """
     return " ".join(_SHAPES.sub("", reason).split())
 
 
 def warning_group(warning: str) -> str:
     """A warning without its value and explanation: ``alpha 6.57 is above 6 (light tail...);
     heuristic ...`` -> ``alpha is above 6``; ``rank deficient: numerical rank 3`` -> ``rank
-    deficient``."""
+    deficient``.
+    """
     short = warning.split(";")[0].split(" (")[0].split(": ")[0]
     return _VALUE.sub("", short).strip()
 
@@ -193,7 +196,8 @@ def _wrap(line: str, width: int | None, indent: str = "") -> list[str]:
 def render_plain(report: dict[str, Any], width: int | None = None,
                  verbose: bool = False) -> str:
     """Plain text: summary, the layer table (fitted to ``width`` when given), warnings and
-    skipped tensors (counted by reason unless ``verbose``)."""
+    skipped tensors (counted by reason unless ``verbose``).
+    """
     table = layout([c for c, _ in COLUMNS], rows(report), width)
     head, after = _sections(report, verbose, table.hidden)
     out = [w for line in head for w in _wrap(line, width)]
@@ -208,7 +212,8 @@ def render_plain(report: dict[str, Any], width: int | None = None,
 
 def print_rich(report: dict[str, Any], console: Any, verbose: bool = False) -> None:
     """The content of :func:`render_plain` on a terminal, fitted to ``console.width``; layers
-    that need a look in yellow."""
+    that need a look in yellow.
+    """
     from rich.text import Text
 
     layers = table_layers(report)

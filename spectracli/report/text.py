@@ -28,7 +28,8 @@ def article(word: str) -> str:
 
 def shorten_middle(text: str, width: int) -> str:
     """``text`` cut in the middle to at most ``width`` characters, keeping both ends (the
-    start of a layer name says where it is, the end what it is)."""
+    start of a layer name says where it is, the end what it is).
+    """
     if width < 1:
         return ""
     if len(text) <= width:
@@ -42,7 +43,8 @@ def shorten_middle(text: str, width: int) -> str:
 
 def display_path(path: str | os.PathLike[str] | None) -> str | None:
     """A path as the user typed it, normalised (``cfg/../baseline.json`` -> ``baseline.json``,
-    ``./a`` -> ``a``), never made absolute."""
+    ``./a`` -> ``a``), never made absolute.
+    """
     if path is None:
         return None
     text = os.fspath(path)

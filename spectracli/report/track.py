@@ -41,7 +41,8 @@ def check_track(report: Any) -> None:
 
 def hessian_step_metric(hessian: dict[str, Any] | None, metric: str) -> Any:
     """A per-step Hessian number by name (``trace`` is the Hutch++ estimate, ``overlap_min`` the
-    smallest cosine of the principal angles to the previous step's eigenspace)."""
+    smallest cosine of the principal angles to the previous step's eigenspace).
+    """
     if not isinstance(hessian, dict):
         return None
     if metric == "trace":
@@ -273,7 +274,8 @@ def alpha_heatmap_figure(report: dict[str, Any]):
 
 def sharpness_figure(report: dict[str, Any]):
     """Top Hessian eigenvalues against the step, the 2/lr line when the lr is known, and the
-    HVPs per step (hollow markers: cold starts)."""
+    HVPs per step (hollow markers: cold starts).
+    """
     from spectracli.report.plots import new_figure
 
     rows = [(s["step"], s["hessian"]) for s in report["steps"] if isinstance(s.get("hessian"),
