@@ -94,6 +94,7 @@ class LanczosResult:
 
     @property
     def all_converged(self) -> bool:
+        """Whether every returned pair met ``tol`` (and, with deflation, multiplicities)."""
         return all(self.converged)
 
     def condition_number(self) -> tuple[float | None, str | None]:
@@ -101,6 +102,7 @@ class LanczosResult:
         return condition_number(self.eigenvalues, self.converged, self.which)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON fields (docs/hessian.md); the eigenvectors are not part of it."""
         return {
             "eigenvalues": self.eigenvalues,
             "residuals": self.residuals,
@@ -123,6 +125,14 @@ def condition_number(
 
     Defined only when both ends were computed (``which="both"``), both extreme pairs converged
     and ``lambda_min > 0``; otherwise ``(None, reason)`` with the reason in words.
+
+    Args:
+        eigenvalues: descending, as in :class:`LanczosResult` (top-k then bottom-k for both).
+        converged: one flag per eigenvalue.
+        which: the ends that were computed: ``largest``, ``smallest`` or ``both``.
+
+    Returns:
+        ``(eigenvalues[0] / eigenvalues[-1], None)``, or ``(None, reason)``.
     """
     if which != "both":
         return None, f"needs both ends of the spectrum: which=both, got {which}"
@@ -137,13 +147,25 @@ def condition_number(
 
 
 def n_wanted(k: int, which: str) -> int:
+    """Eigenpairs wanted in all: ``k``, or ``2 k`` for ``which="both"``."""
     return 2 * k if which == "both" else k
 
 
 def default_max_basis(n: int, k: int, which: str, memory_bytes: float = 48 * 2**30) -> int:
-    """Basis cap: room for fast convergence (2 * wanted + 10, at least 40) but at most
+    """Basis cap: room for fast convergence, bounded by memory and by ``n``.
+
+    Room for fast convergence is ``2 * wanted + 10`` vectors (at least 40), but at most
     ``memory_bytes`` of float64 vectors (48 GiB: 6 vectors of a 10^9-parameter model, which
     leaves 32 GB of an 80 GB GPU for the model and its HVP), and never more than ``n``.
+
+    Args:
+        n: dimension of the operator (parameters).
+        k: eigenpairs per wanted end.
+        which: ``largest``, ``smallest`` or ``both``.
+        memory_bytes: memory the float64 basis may take, in bytes.
+
+    Returns:
+        The number of basis vectors, at least 1.
     """
     want = n_wanted(k, which)
     by_memory = int(memory_bytes // (8 * n))
@@ -183,13 +205,15 @@ def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 
 
 def _random_unit(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A unit Gaussian vector, float64, drawn on the CPU (one seed, one vector on any device)."""
     v = torch.randn(n, generator=gen, dtype=torch.float64).to(device)
     return v / v.norm()
 
 
 def _combine_rows(buf: torch.Tensor, src: int, coeff: torch.Tensor, dst: int) -> None:
-    """``buf[dst:dst + c] = coeff.T @ buf[src:src + r]`` in place (``coeff``: ``(r, c)``,
-    ``dst <= src``), by column chunks so the extra memory stays bounded.
+    """``buf[dst:dst + c] = coeff.T @ buf[src:src + r]`` in place, by column chunks.
+
+    ``coeff`` is ``(r, c)`` and ``dst <= src``; chunks keep the extra memory bounded.
     """
     r, c = coeff.shape
     coeff = coeff.to(buf.device)
@@ -220,6 +244,7 @@ class _Run:
 
     @property
     def basis(self) -> torch.Tensor:
+        """The rows of ``buf`` after the locked vectors (the basis ``V`` and its free room)."""
         return self.buf[self.n_locked :]
 
     @property
@@ -229,13 +254,16 @@ class _Run:
 
     @property
     def want(self) -> int:
+        """Pairs this run wants, at most the dimension of the complement."""
         return min(n_wanted(self.k, self.which), self.dim)
 
 
 @dataclass
 class _Ritz:
-    """Ritz values ``theta`` (ascending), vectors ``s`` in the basis, absolute and relative
-    residuals, and the indices of the wanted ones.
+    """Ritz pairs of a run: values, vectors in the basis, residuals, the wanted indices.
+
+    ``theta`` is ascending, ``s`` holds the vectors as columns in the basis, ``res`` and ``rel``
+    the absolute and relative residuals.
     """
 
     theta: torch.Tensor
@@ -246,6 +274,7 @@ class _Ritz:
     scale: float
 
     def worst(self) -> float:
+        """The largest relative residual of the wanted pairs (inf when none is wanted yet)."""
         return float(self.rel[self.wanted].max()) if self.wanted.numel() else float("inf")
 
 
@@ -260,8 +289,11 @@ class _Locked:
 def _start_run(
     buf: torch.Tensor, n_locked: int, k: int, which: str, start: torch.Tensor
 ) -> _Run | None:
-    """A run whose first basis vector is ``start`` made orthogonal to the locked vectors;
-    ``None`` when nothing of it is left (the locked vectors span the space).
+    """A run whose first basis vector is ``start`` made orthogonal to the locked vectors.
+
+    Returns:
+        The run with ``basis[0]`` set, or ``None`` when nothing of ``start`` is left (the
+        locked vectors span the space).
     """
     room = buf.shape[0] - n_locked
     run = _Run(buf, n_locked, k, which,
@@ -278,8 +310,13 @@ def _start_run(
 
 
 def _expand(run: _Run, op: LinearOperator) -> torch.Tensor:
-    """One product: ``A`` times the last basis vector, orthogonalised against the locked
-    vectors and the basis (its coefficients fill ``cross`` and ``proj``); the new direction.
+    """One product: ``A`` times the last basis vector, orthogonalised.
+
+    The product is orthogonalised against the locked vectors and the basis (its coefficients
+    fill ``cross`` and ``proj``); ``run.beta`` becomes its norm.
+
+    Returns:
+        The new direction, not yet normalised, ``(n,)`` float64.
     """
     j, lk = run.j, run.n_locked
     w = apply(op, run.basis[j])
@@ -293,8 +330,13 @@ def _expand(run: _Run, op: LinearOperator) -> torch.Tensor:
 
 
 def _ritz(run: _Run, scale_floor: float) -> _Ritz:
-    """Ritz pairs of ``proj`` and their true residuals: ``||A u - theta u||^2 =
-    (beta s_last)^2 + ||L^T A u||^2``, relative to ``max(|theta|, ABS_FLOOR * scale)``.
+    """Ritz pairs of ``proj`` and their true residuals.
+
+    ``||A u - theta u||^2 = (beta s_last)^2 + ||L^T A u||^2``, relative to
+    ``max(|theta|, ABS_FLOOR * scale)``.
+
+    Returns:
+        The Ritz pairs, values ascending, with the indices of the wanted ones.
     """
     j = run.j
     theta, s = torch.linalg.eigh(run.proj[:j, :j])
@@ -312,7 +354,10 @@ def _next_direction(run: _Run, w: torch.Tensor, scale: float, gen: torch.Generat
     """Normalise ``w`` in place as the next basis direction.
 
     On an invariant subspace (``beta`` ~ 0) the basis continues with a fresh random direction (its
-    coupling is zero); False when no direction is left.
+    coupling is zero).
+
+    Returns:
+        False when no direction is left (the basis spans the space), else True.
     """
     if run.beta > 1e-13 * max(scale, 1e-300):
         w /= run.beta
@@ -328,8 +373,10 @@ def _next_direction(run: _Run, w: torch.Tensor, scale: float, gen: torch.Generat
 
 
 def _thick_restart(run: _Run, ritz: _Ritz, w: torch.Tensor) -> None:
-    """Shrink a full basis to the wanted Ritz vectors and their neighbours plus the new
-    direction ``w``; ``T`` becomes ``diag(theta_keep)`` with an arrow row (Wu & Simon 2000).
+    """Shrink a full basis to the wanted Ritz vectors, their neighbours and ``w``.
+
+    ``w`` is the new direction; ``T`` becomes ``diag(theta_keep)`` with an arrow row (Wu &
+    Simon 2000, thick-restart Lanczos).
     """
     room = run.buf.shape[0] - run.n_locked
     n_keep = min(room - 1, run.want + max(1, (room - run.want) // 2))
@@ -358,6 +405,7 @@ class _Budget:
     progress: LanczosProgress | None = None
 
     def tick(self, worst: float) -> None:
+        """Count one product and report it with the worst wanted residual ``worst``."""
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.limit, worst)
@@ -367,9 +415,13 @@ def _solve(
     op: LinearOperator, run: _Run, tol: float, budget: _Budget, gen: torch.Generator,
     scale_floor: float = 0.0, settled: Callable[[_Ritz, _Run], bool] | None = None,
 ) -> tuple[_Ritz, bool]:
-    """Expand, take Ritz pairs, restart when full, until the wanted pairs meet ``tol`` (or
-    ``settled(ritz)``), the complement is exhausted or the budget is spent; the last Ritz pairs
-    and whether the run settled (as opposed to stopped by the budget).
+    """Expand, take Ritz pairs, restart when full, until the run settles or the budget ends.
+
+    The run settles when the wanted pairs meet ``tol`` (or ``settled(ritz)``) or the complement
+    is exhausted.
+
+    Returns:
+        The last Ritz pairs, and whether the run settled (False: stopped by the budget).
     """
     room = run.buf.shape[0] - run.n_locked
     while True:
@@ -404,8 +456,11 @@ def _select(values: list[float], k: int, which: str) -> list[int]:
 
 
 def _edges(locked: _Locked, k: int, which: str) -> tuple[float, float]:
-    """The k-th locked value of each wanted end widened by its error bar: anything above the
-    first (or below the second) is new; +-inf for an end not wanted or not yet filled.
+    """The k-th locked value of each wanted end, widened by its error bar.
+
+    Returns:
+        ``(top, bottom)``: a value above ``top`` (or below ``bottom``) is new; +inf / -inf for
+        an end not wanted, and ``(-inf, inf)`` while the locked set is not yet full.
     """
     vals = locked.values
     top, bottom = float("inf"), float("-inf")
@@ -420,18 +475,25 @@ def _edges(locked: _Locked, k: int, which: str) -> tuple[float, float]:
 
 
 def _extends(locked: _Locked, value: float, err: float, k: int, which: str) -> bool:
-    """Whether ``value`` (+- ``err``) lies beyond the k-th locked value of a wanted end by more
-    than both error bars (a new eigenvalue, or one more copy of a repeated one).
+    """Whether ``value`` (+- ``err``) lies beyond the k-th locked value of a wanted end.
+
+    Returns:
+        True when it lies beyond by more than both error bars (a new eigenvalue, or one more
+        copy of a repeated one).
     """
     top, bottom = _edges(locked, k, which)
     return value - err > top or value + err < bottom
 
 
 def _kw_failure(j: int, dim: int, eps: float) -> float:
-    """Kuczynski & Wozniakowski (1992), Thm 4.2(a) shifted to an indefinite spectrum: the
+    """A bound on the chance that ``j`` Lanczos steps missed the top by ``eps``.
+
+    Kuczynski & Wozniakowski (1992), Thm 4.2(a) shifted to an indefinite spectrum: the
     probability that ``j`` Lanczos steps from a random start leave the top Ritz value more than
-    ``eps * (lambda_max - lambda_min)`` below ``lambda_max``: at most
-    ``1.648 sqrt(dim) exp(-sqrt(eps) (2j - 1))``.
+    ``eps * (lambda_max - lambda_min)`` below ``lambda_max``.
+
+    Returns:
+        ``min(1, 1.648 sqrt(dim) exp(-sqrt(eps) (2j - 1)))``; 1 when ``eps <= 0`` or ``j < 1``.
     """
     if eps <= 0 or j < 1:
         return 1.0
@@ -439,11 +501,15 @@ def _kw_failure(j: int, dim: int, eps: float) -> float:
 
 
 def _nothing_new(locked: _Locked, k: int, which: str) -> Callable[[_Ritz, _Run], bool]:
-    """Early end of a deflated run: each extreme Ritz pair of the complement lies, with its error
-    bar, inside the locked k-th values, and either its residual is within ``VERIFY_TOL`` or a
-    missed eigenvalue beyond the locked ones would have shown by now with probability
-    ``1 - KW_DELTA`` (:func:`_kw_failure`, spread from the Ritz and locked values). Converging
-    the pair to ``tol`` would not change the answer.
+    """Early end of a deflated run, when converging further would not change the answer.
+
+    Each extreme Ritz pair of the complement lies, with its error bar, inside the locked k-th
+    values, and either its residual is within ``VERIFY_TOL`` or a missed eigenvalue beyond the
+    locked ones would have shown by now with probability ``1 - KW_DELTA`` (:func:`_kw_failure`,
+    spread from the Ritz and locked values).
+
+    Returns:
+        ``settled(ritz, run)`` for :func:`_solve`.
     """
     top, bottom = _edges(locked, k, which)
 
@@ -470,8 +536,11 @@ def _nothing_new(locked: _Locked, k: int, which: str) -> Callable[[_Ritz, _Run],
 def _lock(
     run: _Run, ritz: _Ritz, locked: _Locked, idx: list[int], k: int, which: str
 ) -> _Locked:
-    """Merge the run's Ritz pairs ``idx`` into the locked set, keep the wanted ones (rows of
-    ``buf`` rewritten in place, descending values).
+    """Merge the run's Ritz pairs ``idx`` into the locked set and keep the wanted ones.
+
+    Returns:
+        The new locked set, values descending; the rows of ``buf`` are rewritten in place to
+        match.
     """
     n_old = run.n_locked
     values = locked.values + [float(ritz.theta[i]) for i in idx]
@@ -489,8 +558,10 @@ def _lock(
 
 @dataclass
 class _Check:
-    """Outcome of the deflated restarts: the locked pairs, whether a run found nothing new,
-    runs and thick restarts spent, and the largest |Ritz value| seen.
+    """Outcome of the deflated restarts.
+
+    The locked pairs, whether a run found nothing new (``verified``), runs and thick restarts
+    spent, and the largest |Ritz value| seen.
     """
 
     locked: _Locked
@@ -504,9 +575,14 @@ def _check_multiplicities(
     op: LinearOperator, buf: torch.Tensor, locked: _Locked, k: int, which: str, tol: float,
     budget: _Budget, gen: torch.Generator, scale: float,
 ) -> _Check:
-    """Deflated restarts (module doc): runs from fresh random vectors orthogonal to the locked
-    pairs, each locking what it finds beyond the k-th values, until one finds nothing new
-    (verified), the room or the budget runs out (not verified).
+    """Deflated restarts (module doc) until one finds nothing new or resources run out.
+
+    Runs start from fresh random vectors orthogonal to the locked pairs, each locking what it
+    finds beyond the k-th values, until one finds nothing new (verified), or the room or the
+    budget runs out (not verified).
+
+    Returns:
+        The locked pairs and the outcome.
     """
     check = _Check(locked, scale=scale)
     m, n = buf.shape
@@ -534,8 +610,16 @@ def _check_multiplicities(
 
 def _start_vector(v0: torch.Tensor | None, n: int, gen: torch.Generator,
                   device: torch.device) -> torch.Tensor:
-    """The first run's start: ``v0`` (a vector, or the sum of a block of previous Ritz
-    vectors), else a seeded Gaussian.
+    """The first run's start: ``v0``, else a seeded Gaussian.
+
+    ``v0`` is a vector, or a block of previous Ritz vectors (summed).
+
+    Returns:
+        A unit float64 vector ``(n,)`` on ``device``.
+
+    Raises:
+        ValueError: when ``v0`` is not a finite nonzero vector of length ``n`` or a block
+            ``(n, b)`` / ``(b, n)`` of them.
     """
     if v0 is None:
         return _random_unit(n, gen, device)
@@ -567,8 +651,9 @@ def lanczos(
     return_vectors: bool = False,
     progress: LanczosProgress | None = None,
 ) -> LanczosResult:
-    """Top (``largest``), bottom (``smallest``) or both ``k`` eigenpairs of the symmetric
-    operator ``op`` (``op.n``-dimensional; basis and ``T`` in float64 on ``op.device``).
+    """Top (``largest``), bottom (``smallest``) or both ``k`` eigenpairs of a symmetric operator.
+
+    ``op`` is ``op.n``-dimensional; the basis and ``T`` are float64 on ``op.device``.
 
     Args:
         op: the operator (:class:`~spectracli.hessian.linop.LinearOperator`).
