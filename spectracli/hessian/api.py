@@ -28,7 +28,7 @@ from spectracli import distributed
 from spectracli.errors import SpectraError
 from spectracli.hessian.hutchpp import TraceEstimate, hutchpp
 from spectracli.hessian.inputs import BatchFn, OutputFn, collect_batches, repeat_batch
-from spectracli.hessian.lanczos import lanczos, n_wanted
+from spectracli.hessian.lanczos import LanczosResult, lanczos, n_wanted
 from spectracli.hessian.losses import Loss, LossFn, resolve_loss
 from spectracli.hessian.memory import available_bytes
 from spectracli.hessian.operators import (
@@ -76,9 +76,15 @@ class HessianConfig:
     blocks: str | None = None  # None | "module" | "parameter": block-diagonal per group
 
     def resolved_tol(self) -> float:
+        """``tol``, or the default of the working dtype (1e-6 float64, 1e-4 float32)."""
         return self.tol if self.tol is not None else DEFAULT_TOL[self.dtype]
 
     def validate(self) -> None:
+        """Check every setting; choices are stored as their plain string values.
+
+        Raises:
+            SpectraError: the first invalid setting, naming its field (a ``ValueError``).
+        """
         # Choices (spectracli/options.py) are checked and stored as their plain values.
         for attr, choice in (("which", Which), ("operator", Operator), ("dtype", Dtype),
                              ("hvp_mode", HvpMode)):
@@ -120,6 +126,7 @@ class BlockResult:
     hvp_count: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The block's fields as JSON (``blocks`` of the Hessian report)."""
         return asdict(self)
 
 
@@ -161,7 +168,11 @@ class HessianResult:
     blocks: list[BlockResult] | None = None
 
     def eigenvectors_by_name(self) -> dict[str, torch.Tensor]:
-        """``{parameter name: (k, *shape)}`` float64 Ritz vectors (needs return_vectors).
+        """The Ritz vectors split by parameter (needs ``return_vectors``).
+
+        Returns:
+            ``{parameter name: (k, *shape)}`` float64 tensors; row ``i`` of each is the part of
+            eigenvector ``i`` (the order of ``eigenvalues``).
 
         Raises:
             ValueError: when the run kept no eigenvectors.
@@ -175,6 +186,7 @@ class HessianResult:
                 in zip(self.param_names, parts, self.param_shapes, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON report (fields in docs/hessian.md); eigenvectors are not in it."""
         from spectracli import __version__
         from spectracli.results import SCHEMA_VERSION
 
@@ -225,7 +237,14 @@ DataArg = Any
 
 
 def as_batches(data: DataArg, batch_size: int, max_samples: int | None, seed: int) -> list[Any]:
-    """Any dataset (see :func:`spectracli.hessian.inputs.collect_batches`) -> raw batches."""
+    """Any dataset (see :func:`spectracli.hessian.inputs.collect_batches`) -> raw batches.
+
+    Returns:
+        The batches as given or cut from ``data`` (at most ``max_samples`` samples in all).
+
+    Raises:
+        SpectraError: ``data`` is of no supported kind or has no samples (a ``ValueError``).
+    """
     try:
         return collect_batches(data, batch_size, max_samples, seed)
     except ValueError as exc:
@@ -238,7 +257,9 @@ SMALL_BASIS_BYTES = 256 * 2**20
 
 
 def basis_cap(n: int, k: int, which: str, memory_bytes: float) -> int:
-    """Lanczos basis cap (float64 vectors of length ``n``) from k, n and free memory:
+    """Lanczos basis cap (float64 vectors of length ``n``) from k, n and free memory.
+
+    The cap is::
 
         m = min(n, max(2 w + 10, min(40, SMALL_BASIS_BYTES // (8 n))), memory_bytes // (4 * 8 n))
 
@@ -246,6 +267,15 @@ def basis_cap(n: int, k: int, which: str, memory_bytes: float) -> int:
     256 MiB (no restart in practice), otherwise ``2w + 10`` (thick restarts keep ``w`` Ritz
     vectors and half the rest, so convergence stays close), and never more than a quarter of the
     free memory. At least ``w + 1`` where memory allows (else the run is refused).
+
+    Args:
+        n: parameters (the vector length).
+        k: eigenpairs per wanted end.
+        which: ``largest``, ``smallest`` or ``both``.
+        memory_bytes: free memory of the device, in bytes.
+
+    Returns:
+        The number of basis vectors ``m``, at least 1.
     """
     want = n_wanted(k, which)
     small = min(40, int(SMALL_BASIS_BYTES // (8 * n)))
@@ -254,7 +284,12 @@ def basis_cap(n: int, k: int, which: str, memory_bytes: float) -> int:
 
 
 def _check_first_batch(problem: CurvatureProblem, check_determinism: bool) -> None:
-    """First batch: the loss runs and is finite, deterministic, and a mean (not a sum)."""
+    """First batch: the loss runs and is finite, deterministic, and a mean (not a sum).
+
+    Raises:
+        SpectraError: the loss of batch 0 is not finite, differs between two evaluations
+            (random layers), or doubles on the batch repeated twice (a sum, not a mean).
+    """
     b0 = problem.batches[0]
     params = problem.all_params
     with curvature_mode(problem.model), torch.no_grad():
@@ -288,6 +323,14 @@ def _check_first_batch(problem: CurvatureProblem, check_determinism: bool) -> No
 
 
 def _wrap_value_error(fn: Callable[[], Any]) -> Any:
+    """``fn()``, with a ``ValueError``/``TypeError`` raised as a one-line SpectraError.
+
+    Returns:
+        What ``fn`` returns.
+
+    Raises:
+        SpectraError: the message of the ``ValueError``/``TypeError`` that ``fn`` raised.
+    """
     try:
         return fn()
     except (ValueError, TypeError) as exc:
@@ -303,7 +346,24 @@ def build_problem(
     batch_fn: BatchFn | None = None,
     output_fn: OutputFn | None = None,
 ) -> CurvatureProblem:
-    """Data + loss -> a checked :class:`CurvatureProblem` (first batch checked)."""
+    """Data + loss -> a checked :class:`CurvatureProblem` (first batch checked).
+
+    Args:
+        model: the network.
+        data: any dataset :func:`as_batches` takes.
+        loss: a loss name, a :class:`~spectracli.hessian.losses.Loss` or a callable.
+        config: the settings (validated here).
+        batch_fn: hook that turns a raw batch into ``(inputs, targets)``.
+        output_fn: hook that picks the model output the loss reads.
+
+    Returns:
+        The problem, on ``config.device`` in ``config.dtype``; under torchrun every rank has
+        checked its first batch.
+
+    Raises:
+        SpectraError: invalid settings, loss, data or first batch (a ``ValueError``); the GGN
+            asked with the model's own loss.
+    """
     config.validate()
     loss_spec = _wrap_value_error(lambda: resolve_loss(loss))
     if config.operator == "ggn" and loss_spec.reads == "loss":
@@ -329,12 +389,18 @@ def build_operator(
     model: nn.Module, data: DataArg, loss: str | Loss | LossFn, config: HessianConfig,
     **hooks: Any,
 ) -> tuple[HessianOperator, str]:
-    """Batches + loss -> a checked operator of kind ``config.operator`` and the loss name."""
+    """Batches + loss -> a checked operator of kind ``config.operator`` and the loss name.
+
+    Returns:
+        ``(operator, loss name)``; the operator covers ``config.params`` (all trainable
+        parameters when None).
+    """
     problem = build_problem(model, data, loss, config, **hooks)
     return _operator(problem, config, config.params), problem.loss.name
 
 
 def _operator(problem: CurvatureProblem, config: HessianConfig, params: Sequence[str] | None):
+    """The operator of kind ``config.operator`` over ``params`` (SpectraError if invalid)."""
     cls = OPERATORS[config.operator]
     kwargs: dict[str, Any] = {"params": params}
     if cls is HessianOperator:
@@ -343,8 +409,11 @@ def _operator(problem: CurvatureProblem, config: HessianConfig, params: Sequence
 
 
 def _groups(names: list[str], by: str) -> list[tuple[str, list[str]]]:
-    """Parameter names grouped per owning module (``a.b.weight`` -> ``a.b``) or per tensor,
-    in model order.
+    """Parameter names grouped per owning module (``a.b.weight`` -> ``a.b``) or per tensor.
+
+    Returns:
+        ``[(group name, parameter names)]`` in model order; module-less parameters group as
+        ``(root)``.
     """
     groups: dict[str, list[str]] = {}
     for name in names:
@@ -354,7 +423,11 @@ def _groups(names: list[str], by: str) -> list[tuple[str, list[str]]]:
 
 
 def _exact_or_hutchpp(op: Any, budget: int, seed: int) -> tuple[float, float, int]:
-    """Trace of a block: exact by ``n`` unit products when ``n <= budget``, else Hutch++."""
+    """Trace of a block: exact by ``n`` unit products when ``n <= budget``, else Hutch++.
+
+    Returns:
+        ``(trace, standard error, products)``; the error is 0 for the exact trace.
+    """
     if op.n <= budget:
         eye = torch.zeros(op.n, dtype=torch.float64, device=op.device)
         total = 0.0
@@ -370,6 +443,11 @@ def _exact_or_hutchpp(op: Any, budget: int, seed: int) -> tuple[float, float, in
 def _block_results(problem: CurvatureProblem, names: list[str], config: HessianConfig,
                    tol: float, memory: float,
                    progress: Progress | None) -> tuple[list[BlockResult], int]:
+    """Eigenvalues and trace of each diagonal block (``config.blocks``: per module or tensor).
+
+    Returns:
+        The blocks in model order, and the products they took in all.
+    """
     out, total = [], 0
     groups = _groups(names, config.blocks or "module")
     for gi, (name, members) in enumerate(groups):
@@ -399,8 +477,11 @@ def analyze(
     output_fn: OutputFn | None = None,
     v0: torch.Tensor | None = None,
 ) -> HessianResult:
-    """Top/bottom-k eigenpairs (Lanczos), optional trace (Hutch++), density (SLQ) and per-block
-    eigenvalues and traces of the Hessian or GGN of the mean loss over all of ``data``.
+    """Eigenpairs, trace, density and blocks of the Hessian or GGN of the mean loss.
+
+    Top/bottom-k eigenpairs by Lanczos, optional trace (Hutch++, Meyer et al. 2021), density
+    (stochastic Lanczos quadrature, Ghorbani et al. 2019) and per-block eigenvalues and traces,
+    of the Hessian or GGN of the mean loss over all of ``data`` (batches weighted by size).
 
     Args:
         model: the network (left as it was: training flags and ``requires_grad`` restored).
@@ -412,14 +493,16 @@ def analyze(
         progress: ``progress(stage, done, total, residual)``.
         return_vectors: keep the Ritz vectors (``result.eigenvectors``, ``(k, n)`` float64).
         source: what the inputs were (goes to the report).
-        batch_fn, output_fn: hooks for batches and outputs of other shapes.
+        batch_fn: hook that turns a raw batch into ``(inputs, targets)``.
+        output_fn: hook that picks the model output the loss reads (``.logits``...).
         v0: a start vector of length ``n`` (parameter order of ``model.named_parameters()``,
             selected parameters only), or a block of earlier Ritz vectors (``(n, b)``, or the
             ``(b, n)`` rows of a previous ``result.eigenvectors``): a warm start instead of a
             seeded random vector (``spectracli.track``).
 
     Returns:
-        :class:`HessianResult`.
+        :class:`HessianResult`: eigenvalues descending with their relative residuals; the
+        eigenvalues are in loss units per (parameter unit)^2.
 
     Raises:
         SpectraError: bad data, loss, parameters or settings (one line, the batch index when a
@@ -446,55 +529,25 @@ def analyze(
             params=("k", "max_basis"),
         )
 
-    def lanczos_progress(done: int, total: int, res: float) -> None:
-        if progress is not None:
-            progress("lanczos", done, total, res)
-
     t1 = time.perf_counter()
-    try:
-        eig = lanczos(
-            op, config.k, which=config.which, tol=tol,
-            max_matvecs=config.max_hvps, max_basis=basis, seed=config.seed,
-            return_vectors=return_vectors, progress=lanczos_progress, v0=v0,
-        )
-    except FloatingPointError as exc:
-        raise SpectraError(f"Hessian-vector products became non-finite ({exc})") from None
-    except ValueError as exc:
-        raise SpectraError(str(exc)) from None
+    eig = _eigenpairs(op, config, tol, basis, return_vectors, v0, progress)
     t_lanczos = time.perf_counter() - t1
     counts = {"lanczos": eig.n_matvecs}
 
-    trace_est = None
-    t_trace = 0.0
-    if config.trace:
-        t2 = time.perf_counter()
-        trace_est = hutchpp(
-            op, config.trace_hvps, seed=config.seed + 1,
-            progress=(lambda d, t: progress("trace", d, t, None)) if progress else None,
-        )
+    t2 = time.perf_counter()
+    trace_est = _trace(op, config, progress) if config.trace else None
+    if trace_est is not None:
         counts["trace"] = trace_est.n_matvecs
-        t_trace = time.perf_counter() - t2
-
-    dens = None
-    t_density = 0.0
-    if config.density:
-        t3 = time.perf_counter()
-        dens = slq_density(
-            op, config.density_probes, config.density_steps,
-            grid_size=config.density_grid, sigma_rel=config.density_sigma,
-            seed=config.seed + 2,
-            progress=(lambda d, t: progress("density", d, t, None)) if progress else None,
-        )
+    t3 = time.perf_counter()
+    dens = _density(op, config, progress) if config.density else None
+    if dens is not None:
         counts["density"] = dens.n_matvecs
-        t_density = time.perf_counter() - t3
-
+    t4 = time.perf_counter()
     blocks = None
-    t_blocks = 0.0
     if config.blocks:
-        t4 = time.perf_counter()
         blocks, counts["blocks"] = _block_results(problem, op.names, config, tol, memory,
                                                   progress)
-        t_blocks = time.perf_counter() - t4
+    t5 = time.perf_counter()
 
     values = eig.eigenvalues
     lam_max = values[0] if config.which in ("largest", "both") and values else None
@@ -537,8 +590,10 @@ def analyze(
         trace=trace_est,
         density=dens,
         timing={
-            "setup_s": t_setup, "lanczos_s": t_lanczos, "trace_s": t_trace,
-            "density_s": t_density, "blocks_s": t_blocks,
+            "setup_s": t_setup, "lanczos_s": t_lanczos,
+            "trace_s": t3 - t2 if config.trace else 0.0,
+            "density_s": t4 - t3 if config.density else 0.0,
+            "blocks_s": t5 - t4 if config.blocks else 0.0,
             "total_s": time.perf_counter() - t0,
         },
         source=source or {},
@@ -551,6 +606,53 @@ def analyze(
         n_tokens=problem.total_weight if token_loss else None,
         loss_weighting=problem.weighting,
         blocks=blocks,
+    )
+
+
+def _eigenpairs(
+    op: Any, config: HessianConfig, tol: float, basis: int, return_vectors: bool,
+    v0: torch.Tensor | None, progress: Progress | None,
+) -> LanczosResult:
+    """The Lanczos stage of :func:`analyze` (progress stage ``lanczos``).
+
+    Returns:
+        The Lanczos result, eigenvalues descending.
+
+    Raises:
+        SpectraError: a product was not finite, or a setting (``v0``, ``max_basis``) invalid.
+    """
+
+    def lanczos_progress(done: int, total: int, res: float) -> None:
+        if progress is not None:
+            progress("lanczos", done, total, res)
+
+    try:
+        return lanczos(
+            op, config.k, which=config.which, tol=tol,
+            max_matvecs=config.max_hvps, max_basis=basis, seed=config.seed,
+            return_vectors=return_vectors, progress=lanczos_progress, v0=v0,
+        )
+    except FloatingPointError as exc:
+        raise SpectraError(f"Hessian-vector products became non-finite ({exc})") from None
+    except ValueError as exc:
+        raise SpectraError(str(exc)) from None
+
+
+def _trace(op: Any, config: HessianConfig, progress: Progress | None) -> TraceEstimate:
+    """The Hutch++ stage of :func:`analyze`: ``config.trace_hvps`` products, seed + 1."""
+    return hutchpp(
+        op, config.trace_hvps, seed=config.seed + 1,
+        progress=(lambda d, t: progress("trace", d, t, None)) if progress else None,
+    )
+
+
+def _density(op: Any, config: HessianConfig, progress: Progress | None) -> Density:
+    """The SLQ stage of :func:`analyze`: ``density_probes`` runs of ``density_steps``, seed + 2."""
+    return slq_density(
+        op, config.density_probes, config.density_steps,
+        grid_size=config.density_grid, sigma_rel=config.density_sigma,
+        seed=config.seed + 2,
+        progress=(lambda d, t: progress("density", d, t, None)) if progress else None,
     )
 
 
@@ -567,11 +669,17 @@ def eigenpairs(
     v0: torch.Tensor | None = None,
     **settings: Any,
 ) -> HessianResult:
-    """Top-``k`` eigenpairs (``which=``, ``operator=``, ``dtype=``, ``params=``, ``blocks=``,
-    ... as in :class:`HessianConfig`); see :func:`analyze` for the rest.
+    """Top-``k`` eigenpairs, settings as keywords; see :func:`analyze` for the rest.
+
+    ``settings`` are fields of :class:`HessianConfig` (``which=``, ``operator=``, ``dtype=``,
+    ``params=``, ``blocks=``...).
+
+    Returns:
+        The :class:`HessianResult` of :func:`analyze`.
 
     Raises:
-        SpectraError: as :func:`analyze`; TypeError for an unknown setting.
+        SpectraError: as :func:`analyze`.
+        TypeError: an unknown setting.
     """
     config = HessianConfig(k=k, **settings)
     return analyze(model, data, loss, config, progress=progress, return_vectors=return_vectors,

@@ -42,6 +42,7 @@ class TraceEstimate:
     n_probes: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The estimate's fields as JSON."""
         return asdict(self)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -69,6 +69,7 @@ class Layout:
     @classmethod
     def of(cls, model: nn.Module, batch_fn: BatchFn | None = None,
            output_fn: OutputFn | None = None, pass_labels: bool = False) -> Layout:
+        """The layout of ``model.forward``'s signature (any arity when it cannot be read)."""
         n_pos: int | None = 0
         keywords: set[str] | None = set()
         try:
@@ -101,6 +102,16 @@ def _first_dim(items: Iterable[Any]) -> int:
 
 def to_batch(raw: Any, layout: Layout) -> Batch:
     """One raw batch -> :class:`Batch` (weight 1 until the loss counts it).
+
+    Args:
+        raw: a tensor ``x``, an ``(x, y, ...)`` tuple or list, or a dict of tensors (the target
+            under one of :data:`TARGET_KEYS`); anything when ``layout.batch_fn`` is set.
+        layout: the forward's signature and hooks; items the forward does not take are
+            dropped and noted in ``layout.notes``.
+
+    Returns:
+        The batch: positional and keyword arguments of the forward, the target (None when the
+        batch has none) and the number of samples (the first dimension).
 
     Raises:
         TypeError: for a batch of a kind not listed in the module doc, or a ``batch_fn`` that
@@ -146,6 +157,15 @@ def to_batch(raw: Any, layout: Layout) -> Batch:
 def select_output(out: Any, reads: str, output_fn: OutputFn | None = None) -> torch.Tensor:
     """The model's output -> the tensor the loss reads (``reads``: ``"logits"`` or ``"loss"``).
 
+    Args:
+        out: what the forward returned: a tensor, a mapping or output object with ``.logits`` /
+            ``.loss``, or a tuple (the first tensor of the right kind: scalar for a loss).
+        reads: ``"logits"`` or ``"loss"``.
+        output_fn: the user's hook; when given, its tensor is taken as it is.
+
+    Returns:
+        The logits (any shape) or the scalar loss.
+
     Raises:
         TypeError: when no such tensor is found (the message names what the output holds).
     """
@@ -169,6 +189,15 @@ def select_output(out: Any, reads: str, output_fn: OutputFn | None = None) -> to
         want = [t for t in tensors if (t.dim() == 0) == (reads == "loss")]
         if want:
             return want[0]
+    _raise_no_output(out, reads)
+
+
+def _raise_no_output(out: Any, reads: str) -> NoReturn:
+    """Refuse an output without the tensor the loss reads.
+
+    Raises:
+        TypeError: always, naming what the output holds.
+    """
     if isinstance(out, Mapping):
         has = f"keys {', '.join(map(str, out))}"
     elif isinstance(out, (tuple, list)):
@@ -204,8 +233,11 @@ def move_batch(batch: Batch, device: torch.device, dtype: torch.dtype) -> Batch:
 
 
 def repeat_batch(batch: Batch) -> Batch | None:
-    """The batch stacked twice along dim 0 (a mean loss is unchanged, a sum doubles), or None
-    when some item is not a tensor with the batch dimension first.
+    """The batch stacked twice along dim 0 (a mean loss is unchanged, a sum doubles).
+
+    Returns:
+        The doubled batch, or None when some item is not a tensor with the batch dimension
+        first.
     """
     ok = True
 
@@ -258,8 +290,10 @@ def _index(obj: Any, idx: torch.Tensor) -> Any:
 
 
 def _is_tensor_dataset(data: Any) -> bool:
-    """A whole dataset given as tensors: ``x``, ``(x, y, ...)`` or ``{name: tensor}`` with one
-    first dimension.
+    """Whether ``data`` is a whole dataset given as tensors.
+
+    Returns:
+        True for ``x``, ``(x, y, ...)`` or ``{name: tensor}`` with one first dimension.
     """
     if isinstance(data, torch.Tensor):
         return data.dim() > 0
@@ -284,6 +318,15 @@ def collect_batches(data: Any, batch_size: int, max_samples: int | None = None,
     batches taken as they come. ``max_samples`` below the size: a seeded random subset (kept in
     order) of tensors and datasets; the first ``max_samples`` samples of given batches.
 
+    Args:
+        data: the dataset, of one of the kinds above.
+        batch_size: samples per batch for tensors and datasets (given batches keep theirs).
+        max_samples: the number of samples to keep (None: all).
+        seed: seed of the random subset.
+
+    Returns:
+        The raw batches, in order (tensors sliced, dataset items collated).
+
     Raises:
         ValueError: for an empty dataset, ``batch_size < 1``, ``max_samples < 1``, tensors
             without a sample dimension or of different lengths, items that do not collate.
@@ -295,16 +338,7 @@ def collect_batches(data: Any, batch_size: int, max_samples: int | None = None,
     from torch.utils.data import DataLoader, Dataset
 
     if _is_tensor_dataset(data):
-        first = data if isinstance(data, torch.Tensor) else next(iter(
-            data.values() if isinstance(data, Mapping) else data))
-        n = int(first.shape[0])
-        if max_samples is not None and max_samples < n:
-            gen = torch.Generator().manual_seed(seed)
-            data = _index(data, torch.randperm(n, generator=gen)[:max_samples].sort().values)
-            n = max_samples
-        if n == 0:
-            raise ValueError("the dataset is empty (0 samples)")
-        return [_slice(data, i, i + batch_size) for i in range(0, n, batch_size)]
+        return _tensor_batches(data, batch_size, max_samples, seed)
     if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor)
                                                         for t in data):
         shapes = ", ".join(str(tuple(t.shape)) for t in data)
@@ -319,19 +353,44 @@ def collect_batches(data: Any, batch_size: int, max_samples: int | None = None,
     batches = list(data)
     if not batches:
         raise ValueError("the dataset is empty (0 batches)")
-    if max_samples is not None:
-        kept, total = [], 0
-        for raw in batches:
-            size = _first_dim(_flat_items(raw))
-            if total + size > max_samples:
-                kept.append(_slice(raw, 0, max_samples - total))
-                break
-            kept.append(raw)
-            total += size
-            if total >= max_samples:
-                break
-        batches = kept
-    return batches
+    return batches if max_samples is None else _first_samples(batches, max_samples)
+
+
+def _tensor_batches(data: Any, batch_size: int, max_samples: int | None,
+                    seed: int) -> list[Any]:
+    """Tensors cut into ``batch_size`` batches, after a seeded subset of ``max_samples``.
+
+    Returns:
+        Slices of ``data`` (same structure), in sample order.
+
+    Raises:
+        ValueError: the tensors have no samples.
+    """
+    first = data if isinstance(data, torch.Tensor) else next(iter(
+        data.values() if isinstance(data, Mapping) else data))
+    n = int(first.shape[0])
+    if max_samples is not None and max_samples < n:
+        gen = torch.Generator().manual_seed(seed)
+        data = _index(data, torch.randperm(n, generator=gen)[:max_samples].sort().values)
+        n = max_samples
+    if n == 0:
+        raise ValueError("the dataset is empty (0 samples)")
+    return [_slice(data, i, i + batch_size) for i in range(0, n, batch_size)]
+
+
+def _first_samples(batches: list[Any], max_samples: int) -> list[Any]:
+    """The first ``max_samples`` samples of given batches (the last one cut when needed)."""
+    kept, total = [], 0
+    for raw in batches:
+        size = _first_dim(_flat_items(raw))
+        if total + size > max_samples:
+            kept.append(_slice(raw, 0, max_samples - total))
+            break
+        kept.append(raw)
+        total += size
+        if total >= max_samples:
+            break
+    return kept
 
 
 def _flat_items(raw: Any) -> list[Any]:

@@ -54,6 +54,9 @@ class LinearOperator(Protocol):
 def matmul_by_columns(op: LinearOperator, x: torch.Tensor) -> torch.Tensor:
     """``A x`` for ``x`` of shape ``(n,)`` or ``(n, b)`` by ``b`` calls of ``op.matvec``.
 
+    Returns:
+        ``A x``, of the shape of ``x``, in the dtype and on the device of ``op.matvec``.
+
     Raises:
         ValueError: when ``x`` is not ``(n,)`` or ``(n, b)``.
     """
@@ -157,6 +160,15 @@ def as_operator(
     ``op`` itself when it is one, else a :class:`FunctionOperator` wrapping the function ``op``
     with dimension ``n``.
 
+    Args:
+        op: a :class:`LinearOperator`, or a function ``v -> A v`` on ``(n,)`` tensors.
+        n: the dimension (needed for a function).
+        dtype: the dtype the function takes.
+        device: where the function's vectors live.
+
+    Returns:
+        The operator.
+
     Raises:
         TypeError: when ``op`` is neither an operator nor a callable, or is a callable without
             ``n``.
@@ -176,8 +188,12 @@ def as_operator(
 def check_operator(op: object) -> LinearOperator:
     """``op`` when it conforms to :class:`LinearOperator`, else a TypeError naming the fix.
 
+    Returns:
+        ``op`` itself.
+
     Raises:
         TypeError: when ``op`` lacks ``n``, ``dtype``, ``device``, ``matvec`` or ``@``.
+        ValueError: when ``op.n < 1``.
     """
     if not isinstance(op, LinearOperator):
         hint = " (wrap a function with as_operator(f, n))" if callable(op) else ""
@@ -194,8 +210,11 @@ def apply(op: LinearOperator, v: torch.Tensor) -> torch.Tensor:
     """``A v`` for a float64 ``v``, in float64 on ``v``'s device.
 
     ``v`` is cast to the operator's dtype and device and the product cast back (the solvers'
-    one call site). The result never shares memory
-    with ``v`` (the solvers update it in place).
+    one call site). The result never shares memory with ``v`` (the solvers update it in
+    place).
+
+    Returns:
+        ``A v``, ``(n,)`` float64 on ``v``'s device.
 
     Raises:
         FloatingPointError: when the product is not finite.

@@ -157,9 +157,17 @@ def resolve_hook(ref: str | None, what: str) -> Callable[..., Any] | None:
 
 
 def call_data(ref: str) -> Any:
-    """Call the ``file.py:callable`` (or ``package.module:callable``) ``ref`` and return what it
-    gives: tensors, a Dataset, a DataLoader or batches (:mod:`spectracli.hessian.inputs`). Data
-    files are read by ``spectracli.io.read_xy``.
+    """Call the ``file.py:callable`` (or ``package.module:callable``) ``ref``.
+
+    Data files are read by ``spectracli.io.read_xy``; this only runs the user's callable (with
+    its folder on ``sys.path``).
+
+    Returns:
+        What the callable gives: tensors, a Dataset, a DataLoader or batches
+        (:mod:`spectracli.hessian.inputs`).
+
+    Raises:
+        SpectraError: the callable cannot be found, raised, or gave something that is not data.
     """
     fn = resolve_callable(ref, "data")
     try:
@@ -187,6 +195,19 @@ def make_batches(
 
     With ``max_samples`` below the size, a seeded random subset (kept in data order) is used, so a
     class-sorted file still gives a representative sample.
+
+    Args:
+        x: inputs, samples along dim 0.
+        y: targets, samples along dim 0.
+        batch_size: samples per batch.
+        max_samples: samples to keep (None: all).
+        seed: seed of the random subset.
+
+    Returns:
+        ``[(x_batch, y_batch)]`` in data order.
+
+    Raises:
+        SpectraError: ``batch_size < 1`` or ``max_samples < 1``.
     """
     if batch_size < 1:
         raise SpectraError(f"batch_size must be >= 1, got {batch_size}")

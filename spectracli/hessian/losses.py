@@ -80,6 +80,7 @@ class Loss:
         self.reads = reads
 
     def __call__(self, outputs: torch.Tensor, targets: Any) -> torch.Tensor:
+        """The batch mean of the loss (a scalar tensor)."""
         return self.fn(outputs, targets)
 
     def weight(self, targets: Any, outputs: Any = None) -> float:
@@ -185,8 +186,10 @@ class _MSE(Loss):
 
 
 class ModelLoss(Loss):
-    """The model's own ``.loss``; ``shift`` (set on the first batch) says whether the model
-    drops the first label of each row (causal LM: token t predicts label t+1).
+    """The model's own ``.loss``, weighted by the labels it counts.
+
+    ``shift`` (set on the first batch) says whether the model drops the first label of each row
+    (causal LM: token t predicts label t+1).
     """
 
     def __init__(self, shift: bool | None = None) -> None:
@@ -194,12 +197,14 @@ class ModelLoss(Loss):
         self.shift = shift
 
     def weight(self, targets: Any, outputs: Any = None) -> float:
+        """Labels that are not -100 (after the shift), else the batch size."""
         if isinstance(targets, torch.Tensor) and not targets.is_floating_point():
             labels = targets[..., 1:] if self.shift and targets.dim() >= 2 else targets
             return float((labels != IGNORE_INDEX).sum())
         return _batch_size(targets, outputs)
 
     def describe(self, has_labels: bool) -> str:
+        """What the batch mean is over, in words (``loss_weighting`` of the report)."""
         if not has_labels:
             return "samples (the batch has no labels)"
         if self.shift:
@@ -224,6 +229,9 @@ _BUILTIN: dict[str, Callable[[], Loss]] = {
 def builtin_loss(name: str) -> Loss:
     """A fresh instance of the builtin loss ``name`` (one of ``BUILTIN_LOSSES``).
 
+    Returns:
+        The :class:`Loss` (fresh: ``model`` keeps per-run state).
+
     Raises:
         ValueError: for an unknown name.
     """
@@ -239,8 +247,12 @@ def resolve_loss(loss: str | Loss | LossFn) -> Loss:
     A plain callable is weighted by the batch size unless it has a ``weight(targets, outputs)``
     attribute.
 
+    Returns:
+        The :class:`Loss`.
+
     Raises:
-        ValueError: for an unknown name; TypeError for something not callable.
+        ValueError: for an unknown name.
+        TypeError: for something neither a name nor callable.
     """
     if isinstance(loss, Loss):
         return loss

@@ -14,8 +14,11 @@ FALLBACK_BYTES = 8 * 2**30
 
 
 def available_bytes(device: str | torch.device = "cpu") -> int:
-    """Free bytes on ``device``: CUDA's ``mem_get_info``; on CPU ``MemAvailable`` of
-    ``/proc/meminfo`` (Linux), else 8 GiB (a conservative guess).
+    """Free bytes on ``device``.
+
+    Returns:
+        CUDA's ``mem_get_info`` free bytes; on CPU ``MemAvailable`` of ``/proc/meminfo``
+        (Linux), else 8 GiB (a conservative guess).
     """
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():

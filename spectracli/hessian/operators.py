@@ -89,8 +89,10 @@ def _first_layer(model: nn.Module) -> str:
 
 
 class CurvatureProblem:
-    """Model + batches + loss, prepared once (batches on ``device``, floating ones in ``dtype``,
-    weights counted) and shared by every operator built on it (e.g. one per block).
+    """Model + batches + loss, prepared once and shared by every operator built on it.
+
+    Batches are moved to ``device`` (floating ones in ``dtype``) and their weights counted once;
+    every operator built on the problem (e.g. one per block) shares them.
 
     Args:
         model: the network; not modified (see the module doc).
@@ -98,7 +100,8 @@ class CurvatureProblem:
         loss: a builtin name, a :class:`~spectracli.hessian.losses.Loss` or a callable.
         dtype: float32 or float64: the precision of the model evaluation.
         device: where batches and parameters live.
-        batch_fn, output_fn: hooks for batches and outputs of other shapes.
+        batch_fn: hook that turns a raw batch into ``(args, kwargs, target)``.
+        output_fn: hook that picks the model output the loss reads.
 
     Raises:
         SpectraError: empty data, a batch of an unknown kind (with its index), no parameters.
@@ -186,8 +189,13 @@ class CurvatureProblem:
                 "no batch has anything to average over (every target is padding, -100)")
 
     def _summed(self, values: list[float], error: Exception | None = None) -> list[float]:
-        """``values`` summed over the ranks (themselves when one process), in float64; a rank's
-        ``error`` is raised on every rank (as it is when one process).
+        """``values`` summed over the ranks, in float64.
+
+        Returns:
+            The sums (``values`` themselves when one process).
+
+        Raises:
+            Exception: a rank's ``error`` on every rank (as it is when one process).
         """
         if self.world_size == 1:
             if error is not None:
@@ -244,6 +252,7 @@ class CurvatureProblem:
 
     def batch_loss(self, params: dict[str, torch.Tensor], batch: Batch,
                    constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The batch-mean loss at ``params`` (``constants``: parameters held fixed)."""
         out = self.outputs(params, batch, constants)
         if self.loss.reads == "loss":
             return out
@@ -288,6 +297,9 @@ class CurvatureProblem:
 
     def select(self, params: Sequence[str] | None) -> list[str]:
         """Parameter names matching the globs ``params`` (None: every trainable one).
+
+        Returns:
+            The names in model order.
 
         Raises:
             SpectraError: when nothing matches or a glob matches nothing.
@@ -371,6 +383,10 @@ class _CurvatureOperator:
         """Dataset-mean loss and its gradient (float64, flat); not counted as a matvec.
 
         Every batch is checked here (targets fit the loss, forward runs): errors name the batch.
+
+        Returns:
+            ``(loss, gradient)``: the loss weighted by batch weights (summed over ranks), and
+            its gradient ``(n,)`` float64 over the selected parameters.
         """
         total = 0.0
         g = torch.zeros(self.n, dtype=torch.float64, device=self.device)
@@ -416,11 +432,16 @@ class _CurvatureOperator:
         raise NotImplementedError
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """The operator applied to ``v`` (shape ``(n,)``, any float dtype); float64 result.
+        """The operator applied to ``v`` (shape ``(n,)``, any float dtype).
+
+        Returns:
+            ``A v``, ``(n,)`` float64: the batch products weighted by batch weight over the
+            total (summed over ranks).
 
         Raises:
-            ValueError: for a wrong shape. SpectraError: when a product fails (an op without
-                a second derivative is named, with the batch index).
+            ValueError: for a wrong shape.
+            SpectraError: when a product fails (an op without a second derivative is named,
+                with the batch index).
         """
         if v.shape != (self.n,):
             raise ValueError(f"v must have shape ({self.n},), got {tuple(v.shape)}")
@@ -461,9 +482,10 @@ class _CurvatureOperator:
 
 # -- HVP strategies --------------------------------------------------------------------------
 class ReverseOverReverse:
-    """HVP by double backward; keeps the first backward's graph of every batch when its saved
-    tensors (measured on the first batch, scaled to the dataset) fit ``graph_cache_bytes`` and a
-    quarter of the device's available memory.
+    """HVP by double backward, with the first backward's graphs kept when they fit.
+
+    The graph of every batch is kept when its saved tensors (measured on the first batch, scaled
+    to the dataset) fit ``graph_cache_bytes`` and a quarter of the device's available memory.
     """
 
     name = "reverse-over-reverse"
@@ -475,6 +497,7 @@ class ReverseOverReverse:
         self._leaves: list[torch.Tensor] | None = None
 
     def bind(self, op: _CurvatureOperator) -> None:
+        """Decide whether the graphs of ``op``'s batches are cached (``cached``)."""
         budget = min(self.graph_cache_bytes, available_bytes(op.device) / 4)
         b0 = op.batches[0]
         per_weight = self._graph_bytes(op, b0) / max(b0.weight, 1e-300)
@@ -503,6 +526,7 @@ class ReverseOverReverse:
 
     def product(self, op: _CurvatureOperator, vd: dict[str, torch.Tensor], i: int,
                 b: Batch) -> Sequence[torch.Tensor]:
+        """The HVP of batch ``i`` (``b``) with the tangents ``vd``, one tensor per parameter."""
         tangents = list(vd.values())
         if self.cached:
             if self._graphs is None:
@@ -544,6 +568,12 @@ class ForwardOverReverse:
     cached = False
 
     def bind(self, op: _CurvatureOperator) -> None:
+        """Check one product on the first batch against double backward.
+
+        Raises:
+            SpectraError: forward mode fails on the model, or its product disagrees with
+                double backward (use hvp_mode reverse-over-reverse).
+        """
         b = op.batches[0]
         gen = torch.Generator().manual_seed(12345)
         v = torch.randn(op.n, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
@@ -567,6 +597,7 @@ class ForwardOverReverse:
 
     def product(self, op: _CurvatureOperator, vd: dict[str, torch.Tensor], i: int,
                 b: Batch) -> Any:
+        """The HVP of batch ``b`` with the tangents ``vd``, one tensor per parameter."""
         grad_fn = grad(lambda p: op._loss(p, b))
         return jvp(grad_fn, (op.params,), (vd,))[1]
 
@@ -622,6 +653,7 @@ class HessianOperator(_CurvatureOperator):
 
     @property
     def graph_cached(self) -> bool:
+        """Whether the double-backward graphs of the batches are kept between products."""
         return bool(self.hvp.cached)
 
     def _batch_product(self, vd: dict[str, torch.Tensor], i: int, b: Batch):

@@ -66,6 +66,7 @@ class Density:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON fields (``density`` of the Hessian report, docs/hessian.md)."""
         return {
             "grid": self.grid,
             "values": self.values,
@@ -86,8 +87,21 @@ class Density:
 def lanczos_tridiagonal(
     op: LinearOperator, q: torch.Tensor, n_steps: int, on_matvec: Callable[[], None] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n_steps`` Lanczos steps from unit ``q`` with full reorthogonalisation; returns the
-    Ritz values and the squared first components of the Ritz vectors (the quadrature).
+    """``n_steps`` Lanczos steps from unit ``q`` with full reorthogonalisation.
+
+    Golub & Welsch (1969) quadrature of the spectral measure of ``q``: nodes are the eigenvalues
+    of the tridiagonal ``T``, weights the squared first components of its eigenvectors.
+
+    Args:
+        op: the symmetric operator.
+        q: the probe ``(n,)`` float64 (normalised here).
+        n_steps: Lanczos steps (at most ``n``; fewer on an invariant subspace, where the
+            quadrature is exact).
+        on_matvec: called after every product (progress).
+
+    Returns:
+        ``(nodes, weights)``: Ritz values ascending and their weights (summing to 1), float64
+        on the CPU.
     """
     n = q.numel()
     steps = min(n_steps, n)
@@ -135,14 +149,18 @@ class Outliers:
 
     @property
     def count(self) -> int:
+        """Outliers at both ends, one per estimated eigenvalue."""
         return len(self.above) + len(self.below)
 
 
 def _clusters(
     nodes: list[torch.Tensor], weights: list[torch.Tensor], n: int, sigma: float
 ) -> list[tuple[float, float, float]]:
-    """Probe nodes merged when within ``sigma`` of each other, descending: ``(top, bottom,
-    estimated eigenvalue count = n * mean_probe(weight))``.
+    """Probe nodes merged when within ``sigma`` of each other.
+
+    Returns:
+        Clusters, descending: ``(top, bottom, estimated eigenvalue count)`` with the count
+        ``n * mean_probe(weight)``.
     """
     all_nodes = torch.cat(nodes)
     all_w = torch.cat(weights) / len(nodes)
@@ -159,8 +177,11 @@ def _clusters(
 
 
 def _walk(clusters: list[tuple[float, float, float]]) -> tuple[int | None, list[float]]:
-    """From the first cluster on, those counting fewer than ``BULK_COUNT`` eigenvalues are
-    outliers; the index of the first bulk cluster (None: no bulk) and the outliers.
+    """Walk the clusters in order; those before the first holding ``BULK_COUNT`` are outliers.
+
+    Returns:
+        The index of the first bulk cluster (None: no bulk) and the outliers, one entry per
+        estimated eigenvalue at its cluster's centre.
     """
     out: list[float] = []
     for i, (top, bottom, cnt) in enumerate(clusters):
@@ -173,15 +194,21 @@ def _walk(clusters: list[tuple[float, float, float]]) -> tuple[int | None, list[
 def find_outliers(
     nodes: list[torch.Tensor], weights: list[torch.Tensor], n: int, sigma: float
 ) -> Outliers:
-    """Outliers above and below the bulk of an SLQ quadrature (module doc): clusters of probe
-    nodes within ``sigma`` holding fewer than ``BULK_COUNT`` eigenvalues, walked in from each
-    end to the first bulk cluster. Without any bulk cluster every cluster counts as above.
+    """Outliers above and below the bulk of an SLQ quadrature (module doc).
+
+    Outliers are clusters of probe nodes within ``sigma`` holding fewer than ``BULK_COUNT``
+    eigenvalues, walked in from each end to the first bulk cluster (the bulk-plus-outliers
+    picture of Sagun et al. 2017 and Papyan 2019). Without any bulk cluster every cluster counts
+    as above.
 
     Args:
         nodes: per probe, the quadrature nodes (Ritz values).
         weights: per probe, their weights (summing to 1).
         n: the operator's dimension (weights times ``n`` estimate eigenvalue counts).
         sigma: the merge distance (the density's smoothing width).
+
+    Returns:
+        The outliers at both ends and the bulk edges.
     """
     clusters = _clusters(nodes, weights, n, sigma)
     first, above = _walk(clusters)

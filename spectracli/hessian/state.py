@@ -1,5 +1,7 @@
-"""Run a model for curvature products without changing it: eval mode and twice-differentiable
-attention inside, the caller's state restored on every exit path.
+"""Run a model for curvature products without changing it.
+
+Eval mode and twice-differentiable attention inside, the caller's state restored on every exit
+path.
 
 - Training flags: every module's ``training`` is saved, the model is put in ``eval()`` (BatchNorm
   uses running statistics, dropout is off), and the flags are restored afterwards, even when the
@@ -47,8 +49,10 @@ def math_attention() -> Iterator[None]:
 
 @contextlib.contextmanager
 def curvature_mode(model: nn.Module) -> Iterator[None]:
-    """``model`` in eval mode with math attention inside; training flags and ``requires_grad``
-    restored on exit (also when the body raises).
+    """``model`` in eval mode with math attention inside, its state restored on exit.
+
+    Training flags and ``requires_grad`` are restored also when the body raises; the context
+    yields nothing.
     """
     flags = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
