@@ -73,7 +73,18 @@ def diff_layers(
 ) -> tuple[LayerDiff, dict[str, Subject]]:
     """Match layers by name; refuse a baseline of another kind or with no layer in common.
 
-    Returns the diff and the baseline's subjects by name.
+    Args:
+        report: the report dict being gated.
+        baseline: the baseline report dict.
+        baseline_origin: how messages name the baseline (its path).
+
+    Returns:
+        The diff (common, missing, new layers and shape changes) and the baseline's subjects by
+        name.
+
+    Raises:
+        BaselineError: the baseline is of another report kind, or shares no layer with the
+            report.
     """
     kind, base_kind = report.get("kind"), baseline.get("kind")
     if kind != base_kind:

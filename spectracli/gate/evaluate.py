@@ -71,6 +71,7 @@ class Finding:
     how_far: str = ""
 
     def sort_key(self) -> tuple:
+        """Worst first: errors, then by kind group, then by excess, layer and rule id."""
         excess = self.excess if self.excess is not None else -1.0
         return (
             0 if self.severity == "error" else 1,
@@ -97,6 +98,7 @@ class Finding:
         return fmt(t)
 
     def to_dict(self) -> dict[str, Any]:
+        """The finding as JSON (``findings`` of the gate report, docs/ci.md)."""
         return {
             "rule": self.rule_id,
             "severity": self.severity,
@@ -128,6 +130,8 @@ class Check:
 
 @dataclass
 class GateResult:
+    """The outcome of a gate run: findings, one check per (rule, layer), the rules that applied."""
+
     findings: list[Finding]
     checks: list[Check]
     rules: list[Rule]  # the rules that applied to this report kind
@@ -139,13 +143,16 @@ class GateResult:
 
     @property
     def n_errors(self) -> int:
+        """Findings of severity ``error``."""
         return sum(1 for f in self.findings if f.severity == "error")
 
     @property
     def n_warnings(self) -> int:
+        """Findings of severity ``warning``."""
         return sum(1 for f in self.findings if f.severity == "warning")
 
     def passed(self, strict: bool = False) -> bool:
+        """No error finding (and, with ``strict``, no warning)."""
         return self.n_errors == 0 and not (strict and self.n_warnings)
 
     def exit_code(self, strict: bool = False, exit_zero: bool = False) -> int:
@@ -155,6 +162,7 @@ class GateResult:
         return EXIT_PASS if self.passed(strict) else EXIT_FAIL
 
     def to_dict(self, strict: bool = False) -> dict[str, Any]:
+        """The gate report as JSON (``kind: "gate"``, docs/ci.md)."""
         return {
             "schema_version": 1,
             "kind": "gate",
@@ -186,6 +194,14 @@ def excess_of(value: float, limit: float, side: str = "max") -> float:
     For positive value and limit it is the ratio beyond 1 (value/limit - 1 above a max,
     limit/value - 1 below a min), so 10x over a max ranks with 10x under a min; otherwise
     |value - limit| / |limit| (inf for a zero limit with a nonzero gap, or an infinite value).
+
+    Args:
+        value: the judged value.
+        limit: the rule's threshold.
+        side: ``max`` (value above a maximum) or ``min`` (value below a minimum).
+
+    Returns:
+        The excess, >= 0 for a value past the limit.
     """
     gap = abs(value - limit)
     if math.isinf(gap):
@@ -214,6 +230,7 @@ def how_far(value: float, limit: float, side: str) -> str:
 
 
 def relative_increase(value: float, base: float) -> float:
+    """``(value - base) / |base|``; +-inf from a zero base, -1 from an infinite one to finite."""
     if value == base:
         return 0.0
     if base == 0 or math.isinf(base):
@@ -224,6 +241,7 @@ def relative_increase(value: float, base: float) -> float:
 
 
 def absolute_change(value: float, base: float) -> float:
+    """``|value - base|`` (0 for equal values, infinities included)."""
     if value == base:
         return 0.0
     return abs(value - base)
@@ -238,12 +256,14 @@ def _glob(name: str, pattern: str) -> bool:
 
 
 def rule_matches(rule: Rule, subject: Subject) -> bool:
+    """Whether a name or alias of ``subject`` matches the rule's globs and none of its excludes."""
     names = [subject.name, *subject.aliases]
     hit = any(_glob(n, g) for n in names for g in rule.match)
     return hit and not any(_glob(n, g) for n in names for g in rule.exclude)
 
 
 def applies(rule: Rule, kind: str) -> bool:
+    """Whether ``rule`` applies to a report of ``kind`` (``any``: when it has the metric)."""
     if rule.report == "any":
         return rule.metric in metric_names(kind)
     return rule.report == kind
@@ -276,8 +296,11 @@ def fit_status_of(subject: Subject, metric: str) -> tuple[str, str | None] | Non
 def _fit_not_ok(
     rule: Rule, config: GateConfig, owner: Subject, name: str, whose: str
 ) -> list[Finding] | None:
-    """The finding for a fit metric whose fit (``owner``'s: the layer or its baseline) is not
-    ok, at the severity ``fit_not_ok`` sets; None when the fit is ok or not a fit metric.
+    """The finding for a fit metric whose fit (``owner``'s: the layer or its baseline) is not ok.
+
+    Returns:
+        One finding at the severity ``fit_not_ok`` sets (none when it is ``ignore``); None when
+        the fit is ok or the metric is not a fit metric.
     """
     bad = fit_status_of(owner, rule.metric)
     if bad is None:
@@ -308,8 +331,21 @@ def evaluate(
     source: str = "",
     baseline_source: str | None = None,
 ) -> GateResult:
-    """Apply every rule of ``config`` to ``report`` (and ``baseline``); raises ConfigError when
-    a rule needs a baseline and none is given, BaselineError for a baseline of another model.
+    """Apply every rule of ``config`` to ``report`` (and ``baseline``).
+
+    Args:
+        config: the rules and policies.
+        report: an analyze, hessian or track report dict.
+        baseline: the baseline report dict, for drift rules.
+        source: how the report is named in messages and outputs.
+        baseline_source: how the baseline is named.
+
+    Returns:
+        The findings (worst first), the checks and the rules that applied.
+
+    Raises:
+        ConfigError: a rule needs a baseline and none is given.
+        BaselineError: the baseline is of another kind or shares no layer with the report.
     """
     kind = str(report.get("kind"))
     if kind == "track":  # last step, consecutive steps and runs of steps: gate/trends.py
@@ -319,39 +355,15 @@ def evaluate(
                               baseline_source=baseline_source)
     subs = subjects(report)
     findings: list[Finding] = []
-    checks: list[Check] = []
-
     base_by_name: dict[str, Subject] = {}
     shape_changes: dict[str, tuple] = {}
     if baseline is not None:
         diff, base_by_name = diff_layers(report, baseline, baseline_source or "the baseline")
         shape_changes = diff.shape_changes
-        for name, (old, cur) in diff.shape_changes.items():
-            findings.append(Finding(
-                SHAPE_CHANGE, "error", "shape_change",
-                f"{name}: shape {old} in the baseline, {cur} now",
-                layer=name, how_far=f"{old} -> {cur}",
-            ))
-        for names, policy, kind_, rid, text in (
-            (diff.missing, config.missing_layers, "missing_layer", MISSING_LAYER,
-             "in the baseline but missing now"),
-            (diff.new, config.new_layers, "new_layer", NEW_LAYER, "new: not in the baseline"),
-        ):
-            severity = _severity(policy)
-            if severity is None:
-                continue
-            for name in names:
-                findings.append(Finding(rid, severity, kind_, f"{name}: {text}", layer=name,
-                                        how_far=text.split(":")[0]))
-        for text in settings_differences(report, baseline):
-            findings.append(Finding(
-                SETTINGS_DIFFER, "warning", "settings_differ",
-                f"settings differ, numbers may not be comparable: {text}", how_far=text,
-            ))
-        for f in findings:
-            checks.append(Check(f.rule_id, f.layer, None, None,
-                                "fail" if f.severity == "error" else "warning", [f.message],
-                                f.severity))
+        findings = _layer_set_findings(config, diff, settings_differences(report, baseline))
+    checks = [Check(f.rule_id, f.layer, None, None,
+                    "fail" if f.severity == "error" else "warning", [f.message], f.severity)
+              for f in findings]
 
     # max_steps_below needs a run of steps: it applies to track reports only.
     applicable = [r for r in config.rules if applies(r, kind) and r.max_steps_below is None]
@@ -376,23 +388,7 @@ def evaluate(
             found = _check_one(rule, subject, base_by_name.get(subject.name),
                                subject.name in shape_changes, config)
             findings.extend(found)
-            value = subject.value(rule.metric)
-            severities = {f.severity for f in found}
-            if "error" in severities:
-                status = "fail"
-            elif "warning" in severities:
-                status = "warning"
-            elif value is None or fit_status_of(subject, rule.metric) is not None:
-                status = "skipped"  # no value, or one from a fit that is not ok: not judged
-            else:
-                status = "pass"
-            messages = [f.message for f in found]
-            if status == "skipped":
-                messages = [f"{subject.name}: {rule.metric} "
-                            + ("has no value" if value is None else "is not judged")
-                            + _why_missing(subject, rule.metric)]
-            sev = "error" if "error" in severities else "warning" if severities else rule.severity
-            checks.append(Check(rule.id, subject.name, rule.metric, value, status, messages, sev))
+            checks.append(_layer_check(rule, subject, found))
 
     findings.sort(key=Finding.sort_key)
     return GateResult(
@@ -416,9 +412,13 @@ def _no_value(
     how_far: str,
     value: float | None = None,
 ) -> list[Finding]:
-    """The finding for layer ``name`` when ``owner`` (the current subject or its baseline) has
-    no value of the rule's metric, at the severity ``missing_value`` sets; a layer whose weights
-    hold NaN/Inf (status ``nonfinite``) is always an error: that is what a gate must catch.
+    """The finding for layer ``name`` when ``owner`` has no value of the rule's metric.
+
+    ``owner`` is the current subject or its baseline. A layer whose weights hold NaN/Inf (status
+    ``nonfinite``) is always an error: that is what a gate must catch.
+
+    Returns:
+        One finding at the severity ``missing_value`` sets (none when it is ``ignore``).
     """
     nonfinite = owner.metrics.get("status") == "nonfinite"
     severity = "error" if nonfinite else _severity(config.missing_value)
@@ -430,6 +430,69 @@ def _no_value(
     )]
 
 
+def _layer_set_findings(config: GateConfig, diff: Any, differences: list[str]) -> list[Finding]:
+    """Findings on the layer set against the baseline and on the settings that differ.
+
+    Args:
+        config: the policies for missing and new layers.
+        diff: the :class:`~spectracli.gate.baseline.LayerDiff` of report and baseline.
+        differences: the settings that differ, in words.
+
+    Returns:
+        Shape changes (errors), missing and new layers (at their policies' severity), then the
+        settings that differ (warnings).
+    """
+    findings = [
+        Finding(SHAPE_CHANGE, "error", "shape_change",
+                f"{name}: shape {old} in the baseline, {cur} now",
+                layer=name, how_far=f"{old} -> {cur}")
+        for name, (old, cur) in diff.shape_changes.items()
+    ]
+    for names, policy, kind_, rid, text in (
+        (diff.missing, config.missing_layers, "missing_layer", MISSING_LAYER,
+         "in the baseline but missing now"),
+        (diff.new, config.new_layers, "new_layer", NEW_LAYER, "new: not in the baseline"),
+    ):
+        severity = _severity(policy)
+        if severity is None:
+            continue
+        for name in names:
+            findings.append(Finding(rid, severity, kind_, f"{name}: {text}", layer=name,
+                                    how_far=text.split(":")[0]))
+    for text in differences:
+        findings.append(Finding(
+            SETTINGS_DIFFER, "warning", "settings_differ",
+            f"settings differ, numbers may not be comparable: {text}", how_far=text,
+        ))
+    return findings
+
+
+def _layer_check(rule: Rule, subject: Subject, found: list[Finding]) -> Check:
+    """The JUnit check of ``rule`` on ``subject`` from its findings ``found``.
+
+    Returns:
+        The check: ``fail`` on an error, ``warning`` on a warning, ``skipped`` when the value
+        is missing or comes from a fit that is not ok (not judged), else ``pass``.
+    """
+    value = subject.value(rule.metric)
+    severities = {f.severity for f in found}
+    if "error" in severities:
+        status = "fail"
+    elif "warning" in severities:
+        status = "warning"
+    elif value is None or fit_status_of(subject, rule.metric) is not None:
+        status = "skipped"  # no value, or one from a fit that is not ok: not judged
+    else:
+        status = "pass"
+    messages = [f.message for f in found]
+    if status == "skipped":
+        messages = [f"{subject.name}: {rule.metric} "
+                    + ("has no value" if value is None else "is not judged")
+                    + _why_missing(subject, rule.metric)]
+    sev = "error" if "error" in severities else "warning" if severities else rule.severity
+    return Check(rule.id, subject.name, rule.metric, value, status, messages, sev)
+
+
 def _check_one(
     rule: Rule,
     subject: Subject,
@@ -437,7 +500,11 @@ def _check_one(
     shape_changed: bool,
     config: GateConfig,
 ) -> list[Finding]:
-    out: list[Finding] = []
+    """The findings of ``rule`` on one layer: its limits, then its drift from ``base``.
+
+    Returns:
+        The findings (empty when the layer passes).
+    """
     name, metric = subject.name, rule.metric
     not_ok = _fit_not_ok(rule, config, subject, name, "the")
     if not_ok is not None:  # a number from a failed fit neither passes nor fails a rule
@@ -453,6 +520,42 @@ def _check_one(
             return _no_value(rule, config, subject, name,
                              f"{name}: {metric} has no {field} (confidence rule)", "no interval",
                              value=value)
+    out = _limit_findings(rule, name, value, interval)
+    if not rule.needs_baseline or base is None or shape_changed:
+        # New layers and shape changes are reported once, as layer-set findings.
+        return out
+    return out + _against_baseline(rule, config, base, name, value)
+
+
+def _against_baseline(rule: Rule, config: GateConfig, base: Subject, name: str,
+                      value: float) -> list[Finding]:
+    """The drift findings of ``rule`` on layer ``name`` against its baseline subject ``base``.
+
+    Returns:
+        The baseline's fit-not-ok or no-value finding when its number cannot be compared, else
+        the drift findings.
+    """
+    base_not_ok = _fit_not_ok(rule, config, base, name, "the baseline's")
+    if base_not_ok is not None:
+        return base_not_ok
+    before = base.value(rule.metric)
+    if before is None:
+        return _no_value(
+            rule, config, base, name, f"{name}: the baseline has no value of {rule.metric}",
+            "no baseline value", value=value,
+        )
+    return _drift_findings(rule, name, value, before)
+
+
+def _limit_findings(rule: Rule, name: str, value: float,
+                    interval: tuple[float, float] | None) -> list[Finding]:
+    """The min/max findings of ``rule`` on layer ``name`` (``interval``: a confidence rule).
+
+    Returns:
+        One finding per limit passed; with an interval, only when the whole of it is past.
+    """
+    out: list[Finding] = []
+    metric = rule.metric
     for side, limit in (("min", rule.min), ("max", rule.max)):
         if limit is None:
             continue
@@ -471,18 +574,17 @@ def _check_one(
                 layer=name, metric=metric, value=value, threshold=limit,
                 excess=excess_of(judged, limit, side), how_far=far,
             ))
-    if not rule.needs_baseline or base is None or shape_changed:
-        # New layers and shape changes are reported once, as layer-set findings.
-        return out
-    base_not_ok = _fit_not_ok(rule, config, base, name, "the baseline's")
-    if base_not_ok is not None:
-        return out + base_not_ok
-    before = base.value(metric)
-    if before is None:
-        return out + _no_value(
-            rule, config, base, name, f"{name}: the baseline has no value of {metric}",
-            "no baseline value", value=value,
-        )
+    return out
+
+
+def _drift_findings(rule: Rule, name: str, value: float, before: float) -> list[Finding]:
+    """The drift findings of ``rule`` on layer ``name`` from ``before`` (the baseline) to ``value``.
+
+    Returns:
+        One finding per drift limit passed (relative increase, absolute change).
+    """
+    out: list[Finding] = []
+    metric = rule.metric
     if rule.max_rel_increase is not None:
         rel = relative_increase(value, before)
         if rel > rule.max_rel_increase:

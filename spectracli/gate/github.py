@@ -20,10 +20,12 @@ LEVELS = {"error": "error", "warning": "warning"}
 
 
 def escape_data(text: str) -> str:
+    """``text`` escaped for a workflow command's message (``%``, CR, LF)."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def escape_property(text: str) -> str:
+    """``text`` escaped for a workflow command's property (also ``:`` and ``,``)."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 

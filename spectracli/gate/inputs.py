@@ -33,8 +33,12 @@ def load_input(
     progress: Callable[[int, int, str], None] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """A report dict: a ``.json`` path is loaded as a report; anything else is analysed as a
-    checkpoint with ``settings`` (the config's analyze table) and ``overrides``.
+    """A report dict: a saved report is loaded, anything else analysed as a checkpoint.
+
+    A checkpoint is analysed with ``settings`` (the config's analyze table) and ``overrides``.
+
+    Returns:
+        The report dict (``kind`` analyze, hessian or track).
     """
     if looks_like_report(path):
         return load_report(path)

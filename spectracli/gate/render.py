@@ -41,8 +41,10 @@ NUMERIC = ("value", "threshold")
 
 def print_table(result: GateResult, console: Any, strict: bool = False,
                 verbose: bool = False) -> None:
-    """The findings table fitted to the console width, worst first, then rules that did not
-    apply, then the verdict (``verbose`` is accepted for symmetry: every finding is listed).
+    """The findings table fitted to the console width, worst first.
+
+    Then the rules that did not apply, then the verdict (``verbose`` is accepted for symmetry:
+    every finding is listed).
     """
     from rich.text import Text
 
@@ -69,6 +71,7 @@ def print_table(result: GateResult, console: Any, strict: bool = False,
 
 
 def to_json(result: GateResult, strict: bool = False) -> str:
+    """The gate report as JSON text (non-finite numbers as null)."""
     from spectracli.results import _clean
 
     return json.dumps(_clean(result.to_dict(strict)), indent=2, allow_nan=False)

@@ -160,6 +160,7 @@ class Rule:
 
     @property
     def needs_baseline(self) -> bool:
+        """Whether the rule compares with a baseline (a drift rule)."""
         return self.max_rel_increase is not None or self.max_abs_change is not None
 
     def describe(self) -> str:
@@ -185,6 +186,7 @@ class Rule:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON (``rules`` of the gate report)."""
         return {
             "id": self.id,
             "metric": self.metric,
@@ -389,6 +391,7 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
 
 
 def check_unique_ids(rules: list[Rule]) -> None:
+    """Refuse two rules with one id (ConfigError naming both origins)."""
     seen: dict[str, Rule] = {}
     for rule in rules:
         if rule.id in seen:
@@ -422,8 +425,14 @@ def _policy(table: dict[str, Any], key: str, default: str, where: str) -> str:
 
 
 def validate_analyze(table: Any, where: str) -> dict[str, Any]:
-    """Check analyze settings against :data:`ANALYZE_CHECKS`; returns them as a plain dict
-    (choices in lower case, arrays as tuples).
+    """Check analyze settings against :data:`ANALYZE_CHECKS`.
+
+    Returns:
+        The settings as a plain dict (choices in lower case, arrays as tuples).
+
+    Raises:
+        ConfigError: ``table`` is not a table, or has an unknown key or a value of the wrong
+            type or range (``where`` names the table).
     """
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table of analyze settings, got {table!r}")
@@ -449,6 +458,12 @@ def config_from_tables(
     """Build a :class:`GateConfig` from the ``gate`` and ``analyze`` tables of one file.
 
     ``prefix`` is the tables' path in the file (``tool.spectracli`` or empty), for messages.
+
+    Returns:
+        The config: rules (ids unique and consistent), policies and analyze settings.
+
+    Raises:
+        ConfigError: a table of the wrong type, an unknown key, an invalid policy or rule.
     """
     dot = f"{prefix}." if prefix else ""
     where_gate = f"{source}: [{dot}gate]"
@@ -494,6 +509,7 @@ def config_from_tables(
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML file (ConfigError for a missing, unreadable or malformed file)."""
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -573,8 +589,10 @@ DEFAULT_DRIFT: dict[str, tuple[tuple[str, str, float], ...]] = {
 
 
 def default_rules(report_kind: str) -> list[Rule]:
-    """The default drift checks for a baseline of ``report_kind`` (:data:`DEFAULT_DRIFT`), as
-    warning rules with ids ``default.<metric>-drift``.
+    """The default drift checks for a baseline of ``report_kind`` (:data:`DEFAULT_DRIFT`).
+
+    Returns:
+        Warning rules with ids ``default.<metric>-drift``.
     """
     return [
         Rule(id=f"default.{metric}-drift", metric=metric, severity="warning",
@@ -592,6 +610,14 @@ def parse_quick_rule(kind: str, text: str, confident: bool = False) -> Rule:
     ``METRIC@GLOB=VALUE`` restricts the rule to layers matching GLOB. ``confident``
     (``--confident``) makes a min/max rule on a metric with an interval (alpha, farms.alpha)
     fail only when the whole interval is past the limit; other rules are left as they are.
+
+    Returns:
+        The rule, id ``cli.<kind>.<metric>[@<glob>]``, applying to any report kind that has
+        the metric.
+
+    Raises:
+        ConfigError: ``text`` is not ``METRIC[@GLOB]=VALUE``, or the rule is invalid (unknown
+            metric, value not a number).
     """
     option = "--" + kind.replace("_", "-")
     if "=" not in text:

@@ -35,6 +35,7 @@ def artifact_uri(path: str) -> str:
 
 
 def to_sarif(result: GateResult) -> dict[str, Any]:
+    """The findings as a SARIF 2.1.0 log (one run; rule ids stable across runs)."""
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     for rule in result.rules:
@@ -109,6 +110,7 @@ def to_sarif(result: GateResult) -> dict[str, Any]:
 
 
 def to_sarif_json(result: GateResult) -> str:
+    """:func:`to_sarif` as JSON text."""
     from spectracli.results import _clean
 
     return json.dumps(_clean(to_sarif(result)), indent=2, allow_nan=False)

@@ -39,6 +39,7 @@ class Subject:
 
 
 def as_float(value: Any) -> float | None:
+    """A JSON number (or bool) as a float; None for null, NaN and anything else."""
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, (int, float)) and not math.isnan(value):
@@ -59,6 +60,9 @@ def hessian_metrics(report: dict[str, Any]) -> dict[str, Any]:
     ``lambda_min`` are the largest/smallest computed eigenvalue, ``trace`` is
     ``trace.estimate``, ``trace_stderr`` is ``trace.stderr``, ``bulk_edge``/``n_outliers``
     come from ``density``, ``max_residual`` is the largest Lanczos residual norm.
+
+    Returns:
+        ``{metric name: value}`` for every name of :data:`HESSIAN_METRICS` the report allows.
     """
     eig = _finite_list(report.get("eigenvalues"))
     trace = report.get("trace") if isinstance(report.get("trace"), dict) else {}
@@ -118,4 +122,5 @@ def subjects(report: dict[str, Any]) -> list[Subject]:
 
 
 def metric_names(kind: str) -> tuple[str, ...]:
+    """The metrics a rule may name for a report of ``kind``."""
     return HESSIAN_METRICS if kind == "hessian" else LAYER_METRICS

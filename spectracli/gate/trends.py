@@ -62,8 +62,11 @@ def _baseline_views(baseline: dict[str, Any] | None) -> dict[str, dict[str, Any]
 
 
 def steps_below(values: list[tuple[int, float | None]], limit: float) -> tuple[int, int, int]:
-    """The longest run of consecutive steps with a value below ``limit``: ``(length, first
-    step, last step)``; a step without a value ends a run.
+    """The longest run of consecutive steps with a value below ``limit``.
+
+    Returns:
+        ``(length, first step, last step)``, ``(0, 0, 0)`` for none; a step without a value
+        ends a run.
     """
     best = (0, 0, 0)
     run: list[int] = []
@@ -85,35 +88,74 @@ def evaluate_track(
     source: str = "",
     baseline_source: str | None = None,
 ) -> GateResult:
-    """Apply ``config``'s rules to a track report (module doc); same result type as
-    :func:`spectracli.gate.evaluate.evaluate`.
+    """Apply ``config``'s rules to a track report (module doc).
+
+    Returns:
+        The same result type as :func:`spectracli.gate.evaluate.evaluate`.
+
+    Raises:
+        SpectraError: the track report has no steps.
     """
     steps = report.get("steps") or []
     if not steps:
         raise SpectraError(f"{source or 'the track report'} has no steps to gate")
     last = steps[-1]
-    findings: list[Finding] = []
-    checks: dict[tuple[str, str | None], Check] = {}
-    applied: dict[str, Rule] = {}
+    acc = _Collected()
+    below = [r for r in config.rules if r.max_steps_below is not None]
+    plain = [r for r in config.rules if r.max_steps_below is None]
+    trend = [dataclasses.replace(r, min=None, max=None) for r in plain if r.needs_baseline]
 
-    def merge(result: GateResult) -> None:
-        findings.extend(result.findings)
+    _gate_last_step(acc, config, plain, report, baseline, source, baseline_source)
+    if trend:
+        _gate_consecutive(acc, dataclasses.replace(config, rules=trend), report, source)
+    for rule in below:
+        _steps_below(rule, report, steps, acc.findings, acc.checks, acc.applied)
+
+    n_layers = len(subjects(analyze_view(report, last)))
+    n_layers += isinstance(last.get("hessian"), dict)
+    acc.findings.sort(key=Finding.sort_key)
+    return GateResult(
+        findings=acc.findings,
+        checks=list(acc.checks.values()),
+        rules=list(acc.applied.values()),
+        not_applicable=[r for r in config.rules if r.id not in acc.applied],
+        report_kind="track",
+        n_layers=n_layers,
+        source=source,
+        baseline_source=baseline_source,
+    )
+
+
+@dataclasses.dataclass
+class _Collected:
+    """Findings, checks (one per rule and layer) and the rules applied, over sub-evaluations."""
+
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    checks: dict[tuple[str, str | None], Check] = dataclasses.field(default_factory=dict)
+    applied: dict[str, Rule] = dataclasses.field(default_factory=dict)
+
+    def merge(self, result: GateResult) -> None:
+        """Add a sub-result; a check seen before keeps its worst status and all messages."""
+        self.findings.extend(result.findings)
         for rule in result.rules:
-            applied.setdefault(rule.id, rule)
+            self.applied.setdefault(rule.id, rule)
         for c in result.checks:
             key = (c.rule_id, c.layer)
-            old = checks.get(key)
+            old = self.checks.get(key)
             if old is None:
-                checks[key] = c
+                self.checks[key] = c
                 continue
             old.messages += [m for m in c.messages if m not in old.messages]
             if _STATUS_ORDER[c.status] > _STATUS_ORDER[old.status]:
                 old.status, old.severity, old.value = c.status, c.severity, c.value
 
-    below = [r for r in config.rules if r.max_steps_below is not None]
-    plain = [r for r in config.rules if r.max_steps_below is None]
-    trend = [dataclasses.replace(r, min=None, max=None) for r in plain if r.needs_baseline]
 
+def _gate_last_step(
+    acc: _Collected, config: GateConfig, plain: list[Rule], report: dict[str, Any],
+    baseline: dict[str, Any] | None, source: str, baseline_source: str | None,
+) -> None:
+    """Limits on the last step, and drift from the baseline where one is given for its view."""
+    last = report["steps"][-1]
     base_views = _baseline_views(baseline)
     for view in _views(report, last):
         with_base = view["kind"] in base_views
@@ -123,34 +165,22 @@ def evaluate_track(
         if not rules:
             continue
         sub = dataclasses.replace(config, rules=rules)
-        merge(_prefixed(evaluate(sub, view, base_views.get(view["kind"]), source=source,
-                                 baseline_source=baseline_source), f"step {last['step']}"))
-    if trend:
-        sub = dataclasses.replace(config, rules=trend)
-        for prev, cur in zip(steps, steps[1:], strict=False):
-            before = {v["kind"]: v for v in _views(report, prev)}
-            for view in _views(report, cur):
-                if view["kind"] not in before:
-                    continue
-                merge(_prefixed(evaluate(sub, view, before[view["kind"]], source=source,
+        acc.merge(_prefixed(evaluate(sub, view, base_views.get(view["kind"]), source=source,
+                                     baseline_source=baseline_source), f"step {last['step']}"))
+
+
+def _gate_consecutive(acc: _Collected, config: GateConfig, report: dict[str, Any],
+                      source: str) -> None:
+    """Drift rules between consecutive steps (``config`` holds the drift rules only)."""
+    steps = report["steps"]
+    for prev, cur in zip(steps, steps[1:], strict=False):
+        before = {v["kind"]: v for v in _views(report, prev)}
+        for view in _views(report, cur):
+            if view["kind"] not in before:
+                continue
+            acc.merge(_prefixed(evaluate(config, view, before[view["kind"]], source=source,
                                          baseline_source=f"step {prev['step']}"),
                                 f"steps {prev['step']} -> {cur['step']}"))
-    for rule in below:
-        _steps_below(rule, report, steps, findings, checks, applied)
-
-    n_layers = len(subjects(analyze_view(report, last)))
-    n_layers += isinstance(last.get("hessian"), dict)
-    findings.sort(key=Finding.sort_key)
-    return GateResult(
-        findings=findings,
-        checks=list(checks.values()),
-        rules=list(applied.values()),
-        not_applicable=[r for r in config.rules if r.id not in applied],
-        report_kind="track",
-        n_layers=n_layers,
-        source=source,
-        baseline_source=baseline_source,
-    )
 
 
 def _steps_below(
