@@ -73,8 +73,13 @@ def _one_sided(result: ComparisonResult, verbose: bool) -> list[str]:
 
 def render_comparison_plain(result: ComparisonResult, verbose: bool = False,
                             width: int | None = None) -> str:
-    """An aligned plain-text table, largest relative change first, then the one-sided layers
-    (the first five unless ``verbose``); fitted to ``width`` when given.
+    """An aligned plain-text table, largest relative change first, then the one-sided layers.
+
+    One-sided layers (only in A or only in B) are listed by name, the first five unless
+    ``verbose``; the table is fitted to ``width`` when given.
+
+    Returns:
+        The text, lines joined by newlines.
     """
     table = layout(_columns(), [_summary_row(layer) for layer in result.layers], width)
     lines = _preamble(result) + [""] + [line.text for line in table.lines()]

@@ -22,6 +22,7 @@ def _ci_end(block: dict[str, Any], end: int) -> Any:
 
 
 def render_csv(report: dict[str, Any]) -> str:
+    """The analyze report as CSV: one row per layer, FARMS and interval columns prefixed."""
     metrics = [m for m in LAYER_METRICS if not m.startswith("farms.")]
     farms = [m.split(".", 1)[1] for m in LAYER_METRICS if m.startswith("farms.")]
     header = [*_LEADING, *metrics, "rank_deficient", "fit_status", "fit_method",

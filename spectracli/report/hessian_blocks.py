@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 def blocks_figure(report: dict[str, Any]) -> Figure:
     """Figure of ``report["blocks"]`` (a Hessian report run with blocks).
 
+    Returns:
+        Two panels over the blocks: the top eigenvalue of each, and its trace with a two
+        standard-error bar.
+
     Raises:
         SpectraError: when the report has no blocks.
     """

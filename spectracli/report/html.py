@@ -1,5 +1,6 @@
-"""The HTML report: one self-contained file (figures base64-embedded, no network, no external
-scripts), readable without JavaScript.
+"""The HTML report: one self-contained file, readable without JavaScript.
+
+Figures are base64-embedded; there is no network load and no external script.
 
 Order of reading: what was analysed and with which settings, the summary, the flagged layers and
 why (same rules as the Markdown report, :func:`spectracli.report.markdown.flag_reasons`), the

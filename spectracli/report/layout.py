@@ -59,6 +59,7 @@ class Layout:
     hidden: list[str] = field(default_factory=list)
 
     def lines(self) -> list[Line]:
+        """Every table's lines, tables separated by a blank line."""
         out: list[Line] = []
         for i, block in enumerate(self.blocks):
             if i:
@@ -67,6 +68,7 @@ class Layout:
         return out
 
     def text(self) -> str:
+        """:meth:`lines` as text."""
         return "\n".join(line.text for line in self.lines())
 
 
@@ -85,8 +87,12 @@ def _fit_widths(columns: list[Column], natural: list[int]) -> list[int]:
 
 def _fill(candidates: list[int], natural: list[int], room: int,
           alone: bool = True) -> tuple[list[int], list[int]]:
-    """Greedy in priority order: the columns that fit in ``room``, and the rest (with
-    ``alone``, a first column wider than the room is taken anyway, to stand alone).
+    """Greedy in priority order: the columns that fit in ``room``, and the rest.
+
+    With ``alone``, a first column wider than the room is taken anyway, to stand alone.
+
+    Returns:
+        ``(taken, rest)``: column indices, each in the order given.
     """
     taken, rest = [], []
     for i in candidates:
@@ -102,9 +108,14 @@ def _fill(candidates: list[int], natural: list[int], room: int,
 
 def _groups(natural: list[int], columns: list[Column], width: int | None, min_key: int,
             key: int) -> tuple[list[list[int]], list[int]]:
-    """Column indices per table (each holding the key column, in the given order) and the
-    dropped ones. Wrap columns are placed first with the key at its minimum; the others only
-    in the room left once the key has its full width (a name beats an optional column).
+    """Split the columns into tables that fit ``width``.
+
+    Wrap columns are placed first with the key at its minimum; the others only in the room left
+    once the key has its full width (a name beats an optional column).
+
+    Returns:
+        ``(groups, dropped)``: column indices per table (each holding the key column, in the
+        given order), and the columns left out.
     """
     n = len(columns)
     if width is None or n <= 1:
@@ -128,9 +139,19 @@ def layout(columns: list[Column], rows: list[list[str]], width: int | None = Non
     """Lay out ``rows`` (cells as text, in ``columns`` order) within ``width`` characters.
 
     Every table has a header line and a rule line; the key column (index ``key``, repeated in
-    every table) is shortened in the middle
-    (never below ``min_key`` characters unless one column alone needs the room) and the other
-    cells are printed whole. With ``width=None`` it is one table with every column.
+    every table) is shortened in the middle (never below ``min_key`` characters unless one
+    column alone needs the room) and the other cells are printed whole. With ``width=None`` it
+    is one table with every column.
+
+    Args:
+        columns: the columns, in priority order after the key.
+        rows: the cells as text, one list per row in ``columns`` order.
+        width: characters available (None: unlimited).
+        min_key: the narrowest the key column may be cut to.
+        key: the index of the key column.
+
+    Returns:
+        The tables, and the headers of the columns that did not fit (``hidden``).
     """
     natural = _widths(columns, rows)
     groups, dropped = _groups(_fit_widths(columns, natural), columns, width, min_key, key)

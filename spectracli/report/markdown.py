@@ -26,6 +26,7 @@ MISSING = "-"
 
 
 def format_bytes(n: Any) -> str:
+    """A byte count in binary units (``512 B``, ``1.5 MiB``); ``-`` for a non-number."""
     if not isinstance(n, (int, float)) or isinstance(n, bool):
         return MISSING
     size = float(n)
@@ -37,6 +38,7 @@ def format_bytes(n: Any) -> str:
 
 
 def format_shape(shape: Any) -> str:
+    """A shape as ``768x3072`` (``scalar`` for ``()``); ``-`` for a non-shape."""
     if not isinstance(shape, (list, tuple)):
         return MISSING
     if not shape:
@@ -49,9 +51,14 @@ def _ok(status: Any) -> bool:
 
 
 def flag_reasons(layer: dict[str, Any]) -> list[str]:
-    """Why a layer deserves a look: not ok, failed fits, rank deficiency, alpha outside [2, 6],
-    and the warnings analyze attached. A rule whose finding a warning already states is not
-    repeated (reports from analyze carry them; hand-made or older ones may not).
+    """Why a layer deserves a look, in words.
+
+    Not ok, failed fits, rank deficiency, alpha outside [2, 6], and the warnings analyze
+    attached. A rule whose finding a warning already states is not repeated (reports from
+    analyze carry them; hand-made or older ones may not).
+
+    Returns:
+        The reasons; empty when the layer is not flagged.
     """
     warnings = [str(w) for w in layer.get("warnings") or []]
 
@@ -119,6 +126,7 @@ def _cell(value: Any) -> str:
 
 
 def md_table(headers: list[str], rows: list[list[Any]], align_right: set[int] | None = None) -> str:
+    """A Markdown table; cells formatted and escaped, ``align_right`` column indices right."""
     align_right = align_right or set()
     lines = ["| " + " | ".join(_cell(h) for h in headers) + " |"]
     lines.append(
@@ -130,6 +138,7 @@ def md_table(headers: list[str], rows: list[list[Any]], align_right: set[int] | 
 
 
 def source_line(source: dict[str, Any]) -> str:
+    """The report's ``source`` in one line: path, (format, size, tensors), base, the rest."""
     if not source:
         return MISSING
     parts = []
@@ -173,6 +182,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The Hessian summary as (label, value) pairs, in reading order."""
     eig = report.get("eigenvalues") or []
     converged = report.get("converged") or []
     rows: list[tuple[str, Any]] = [
@@ -258,6 +268,7 @@ def _header(report: dict[str, Any], title: str) -> list[str]:
 
 
 def render_analyze_markdown(report: dict[str, Any]) -> str:
+    """The analyze report as Markdown: summary, flagged layers, layers, skipped tensors."""
     layers = report.get("layers") or []
     lines = _header(report, "spectracli weight spectra")
     lines += ["## Summary", ""]
@@ -301,6 +312,7 @@ def render_analyze_markdown(report: dict[str, Any]) -> str:
 
 
 def render_hessian_markdown(report: dict[str, Any]) -> str:
+    """The Hessian report as Markdown: summary, eigenvalues with residuals, SLQ density."""
     lines = _header(report, "spectracli Hessian spectrum")
     lines += ["## Summary", ""]
     lines.append(md_table(["metric", "value"], [list(r) for r in hessian_summary_rows(report)],

@@ -20,9 +20,14 @@ PANDAS_HINT = 'to_pandas() needs pandas: pip install "spectracli[pandas]" (or pi
 
 
 def flatten_layer(layer: dict[str, Any], esd: bool = False) -> dict[str, Any]:
-    """A layer's JSON object with nested objects flattened: ``{"farms": {"alpha": a}}`` ->
-    ``{"farms_alpha": a}`` (a ``None`` object stays one column: ``farms: None``), and a
-    confidence interval ``alpha_ci: [low, high]`` as ``alpha_ci_low``, ``alpha_ci_high``.
+    """A layer's JSON object with nested objects flattened, one column per number.
+
+    ``{"farms": {"alpha": a}}`` -> ``{"farms_alpha": a}`` (a ``None`` object stays one column:
+    ``farms: None``), and a confidence interval ``alpha_ci: [low, high]`` as ``alpha_ci_low``,
+    ``alpha_ci_high``. The ESD arrays are left out unless ``esd``.
+
+    Returns:
+        The flat dict, keys in the layer's order.
 
     Example::
 
@@ -48,6 +53,9 @@ def flatten_layer(layer: dict[str, Any], esd: bool = False) -> dict[str, Any]:
 
 def layers_frame(report: dict[str, Any], esd: bool = False) -> Any:
     """One row per analysed matrix of an analyze report dict, flat columns (see module doc).
+
+    Returns:
+        A ``pandas.DataFrame``, columns in first-seen order (:func:`flatten_layer`).
 
     Raises:
         ImportError: pandas is not installed.
@@ -84,8 +92,11 @@ def report_html(report: dict[str, Any]) -> str:
 
 
 def figures(report: dict[str, Any]) -> list[Any]:
-    """The figures of a report (alpha and norms by depth, then the ESDs, as in
-    :func:`spectracli.report.plots.render_figures`) as matplotlib ``Figure`` objects.
+    """The figures of a report as matplotlib ``Figure`` objects.
+
+    Returns:
+        Alpha and norms by depth, then the ESDs, as in
+        :func:`spectracli.report.plots.render_figures`; empty without layers.
     """
     from spectracli.report import plots
 

@@ -21,11 +21,14 @@ MISSING = "-"
 
 
 def fmt_num(value: Any, digits: int = 4, *, integral: bool = False) -> str:
-    """``-`` for missing, ``inf``/``nan`` spelled out, ints as ints, floats to ``digits``
-    significant digits (``%g``), booleans as yes/no, strings unchanged.
+    """The one number formatter of every report and message.
 
     ``integral=True`` writes an integer-valued float below 1e6 as an integer (``100000``, not
     ``1e+05``): for thresholds that people typed.
+
+    Returns:
+        ``-`` for missing, ``inf``/``nan`` spelled out, ints as ints, floats to ``digits``
+        significant digits (``%g``), booleans as yes/no, strings unchanged.
     """
     if value is None:
         return MISSING
@@ -34,14 +37,19 @@ def fmt_num(value: Any, digits: int = 4, *, integral: bool = False) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        if integral and value == int(value) and abs(value) < 1e6:
-            return str(int(value))
-        return f"{value:.{digits}g}"
+        return _fmt_float(value, digits, integral)
     return str(value)
+
+
+def _fmt_float(value: float, digits: int, integral: bool) -> str:
+    """A float for :func:`fmt_num`: ``nan``, ``inf``/``-inf``, an integer or ``%g``."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if integral and value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.{digits}g}"
 
 
 def ci_half_width(block: dict[str, Any] | None) -> float | None:
@@ -53,8 +61,11 @@ def ci_half_width(block: dict[str, Any] | None) -> float | None:
 
 
 def fmt_alpha(block: dict[str, Any] | None) -> str:
-    """A fit's alpha as the table shows it: ``3.49 ± 0.41`` (half-width of alpha_ci), in
-    parentheses when the fit is not ok (its status says why), ``-`` when there is none.
+    """A fit's alpha as the table shows it.
+
+    Returns:
+        ``3.49 ± 0.41`` (half-width of alpha_ci), in parentheses when the fit is not ok (its
+        status says why), ``-`` when there is none.
     """
     block = block or {}
     alpha = block.get("alpha")

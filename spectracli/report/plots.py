@@ -73,6 +73,7 @@ class RenderedFigure:
 
     @property
     def mime(self) -> str:
+        """The MIME type of ``data``."""
         return "image/png" if self.image_format == "png" else "image/svg+xml"
 
 
@@ -131,11 +132,12 @@ def log_tick_text(value: float) -> str:
 
 
 def plain_log_axis(axis: Any, span: float) -> None:
-    """At most ~6 labelled decades on a log axis, labelled in plain text ("0.001", "1e-5"):
-    readable, and fast to lay out (mathtext superscripts cost more than the plot itself). An axis
-    spanning less than two decades (``span`` = max / min) also labels minor ticks (at 2 and 5;
-    at 2, 3, 5 and 7 within a decade; at every integer within a factor 4; round numbers within a
-    factor 2) so that it always carries at least three numbers.
+    """At most ~6 labelled decades on a log axis, labelled in plain text ("0.001", "1e-5").
+
+    Plain text is readable, and fast to lay out (mathtext superscripts cost more than the plot
+    itself). An axis spanning less than two decades (``span`` = max / min) also labels minor
+    ticks (at 2 and 5; at 2, 3, 5 and 7 within a decade; at every integer within a factor 4;
+    round numbers within a factor 2) so that it always carries at least three numbers.
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
@@ -196,10 +198,12 @@ def esd_panel(
     mp_edge: float | None = None,
     legend: bool = True,
 ) -> None:
-    """One ESD on log-log axes: density histogram, fitted power law from xmin (ok fits only),
-    xmin, MP edge. The x range is the top ``ESD_DECADES`` decades (extended down to xmin and the
-    MP edge): the tail and the bulk; the eigenvalues below are counted in a note. ``legend``:
-    a legend outside the axes on the right (a figure of panels draws one shared legend).
+    """One ESD on log-log axes: density histogram, fitted power law from xmin, xmin, MP edge.
+
+    The power law is drawn for ok fits only. The x range is the top ``ESD_DECADES`` decades
+    (extended down to xmin and the MP edge): the tail and the bulk; the eigenvalues below are
+    counted in a note. ``legend``: a legend outside the axes on the right (a figure of panels
+    draws one shared legend).
     """
     import numpy as np
 
@@ -209,8 +213,7 @@ def esd_panel(
     ax.set_title(title + (f"\n{values_text}" if values_text else ""), fontsize=9, loc="left")
     values = (esd or {}).get("values") if isinstance(esd, dict) else None
     if not values:
-        ax.text(0.5, 0.5, "ESD not stored in the report", ha="center", va="center",
-                transform=ax.transAxes, fontsize=10, color="#555555")
+        _panel_note(ax, "ESD not stored in the report")
         ax.set_xticks([])
         ax.set_yticks([])
         return
@@ -218,23 +221,12 @@ def esd_panel(
     lam = lam[np.isfinite(lam)]
     pos = lam[lam > 0]
     if pos.size == 0:
-        ax.text(0.5, 0.5, "no positive eigenvalues", ha="center", va="center",
-                transform=ax.transAxes, fontsize=10, color="#555555")
+        _panel_note(ax, "no positive eigenvalues")
         return
-    hi = float(pos.max())
-    # The part of the spectrum that matters: the top ESD_DECADES decades, reaching down to xmin
-    # and the MP edge. Below it is near-zero mass (rank deficiency, small FARMS windows, float
-    # rounding) that would stretch the axis over up to a dozen decades and shrink the tail.
     fit = fit or {}
-    floor = hi * 10.0 ** -ESD_DECADES
-    for anchor in (_finite_float(fit.get("xmin")), _finite_float(mp_edge)):
-        if anchor is not None and 0 < anchor < floor * 3:
-            floor = anchor / 3
+    floor, lo, hi = _shown_range(pos, fit, mp_edge)
     n_tiny = int(np.sum(pos < floor))
     pos = pos[pos >= floor]
-    lo = float(pos.min())
-    if hi <= lo * (1 + 1e-12):
-        lo, hi = lo / 2, hi * 2
     n_bins = int(min(60, max(10, 2 * math.sqrt(pos.size))))
     edges = np.logspace(math.log10(lo), math.log10(hi), n_bins + 1)
     counts, _ = np.histogram(pos, bins=edges)
@@ -249,6 +241,60 @@ def esd_panel(
     ax.set_xlabel("eigenvalue \u03bb = \u03c3\u00b2", fontsize=9)
     ax.set_ylabel("density", fontsize=9)
     ax.set_xlim(lo / 1.3, hi * 1.3)
+    notes = _draw_fit(ax, fit, mp_edge, int(lam.size), lo, hi)
+    n_zero = int(lam.size - pos.size) - n_tiny
+    if n_zero or n_tiny:
+        notes.append(f"{n_zero + n_tiny} near-zero (< {log_tick_text(float(f'{floor:.2g}'))}) "
+                     "not shown")
+    if notes:  # in the x label: never over the data
+        ax.set_xlabel("\u03bb = \u03c3\u00b2  (" + "; ".join(notes) + ")", fontsize=9)
+    if legend:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.tick_params(labelsize=8)
+    _few_log_ticks(ax, hi / lo)
+
+
+def _panel_note(ax: Axes, text: str) -> None:
+    """A grey note in the middle of an empty panel."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10,
+            color="#555555")
+
+
+def _shown_range(pos: Any, fit: dict[str, Any],
+                 mp_edge: float | None) -> tuple[float, float, float]:
+    """The part of a positive ESD ``pos`` that an ESD panel shows.
+
+    The top ``ESD_DECADES`` decades, reaching down to xmin and the MP edge. Below it is
+    near-zero mass (rank deficiency, small FARMS windows, float rounding) that would stretch the
+    axis over up to a dozen decades and shrink the tail.
+
+    Returns:
+        ``(floor, lo, hi)``: eigenvalues below ``floor`` are not drawn; ``[lo, hi]`` is the
+        range of the histogram (widened by 2x each way for a single value).
+    """
+    hi = float(pos.max())
+    floor = hi * 10.0 ** -ESD_DECADES
+    for anchor in (_finite_float(fit.get("xmin")), _finite_float(mp_edge)):
+        if anchor is not None and 0 < anchor < floor * 3:
+            floor = anchor / 3
+    lo = float(pos[pos >= floor].min())
+    if hi <= lo * (1 + 1e-12):
+        lo, hi = lo / 2, hi * 2
+    return floor, lo, hi
+
+
+def _draw_fit(ax: Axes, fit: dict[str, Any], mp_edge: float | None, n: int, lo: float,
+              hi: float) -> list[str]:
+    """The fitted power law (ok fits only), xmin and the MP edge on an ESD panel.
+
+    The law is the fitted density ``(alpha - 1) / xmin (x / xmin)^-alpha`` (Clauset et al.
+    2009) scaled by the tail's share ``tail_size / n`` of the ``n`` eigenvalues.
+
+    Returns:
+        Notes for the x label (a marker outside ``[lo, hi]``).
+    """
+    import numpy as np
+
     alpha, xmin = _finite_float(fit.get("alpha")), _finite_float(fit.get("xmin"))
     tail = fit.get("tail_size")
     notes = []
@@ -257,7 +303,7 @@ def esd_panel(
     if alpha is not None and xmin is not None and xmin > 0 and alpha > 1 and tail:
         start = max(xmin, lo)
         x = np.logspace(math.log10(start), math.log10(max(hi, start * 1.01)), 60)
-        share = float(tail) / lam.size
+        share = float(tail) / n
         ax.plot(x, share * (alpha - 1) / xmin * (x / xmin) ** (-alpha), color="#d62728", lw=1.8,
                 label=f"power law \u03b1={alpha:.3g}")
     for value, style, label in (
@@ -270,16 +316,7 @@ def esd_panel(
             ax.axvline(value, label=f"{label}={value:.3g}", **style)
         else:
             notes.append(f"{label}={value:.3g} outside the shown range")
-    n_zero = int(lam.size - pos.size) - n_tiny
-    if n_zero or n_tiny:
-        notes.append(f"{n_zero + n_tiny} near-zero (< {log_tick_text(float(f'{floor:.2g}'))}) "
-                     "not shown")
-    if notes:  # in the x label: never over the data
-        ax.set_xlabel("\u03bb = \u03c3\u00b2  (" + "; ".join(notes) + ")", fontsize=9)
-    if legend:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.tick_params(labelsize=8)
-    _few_log_ticks(ax, hi / lo)
+    return notes
 
 
 def esd_figure(layers: list[dict[str, Any]]) -> Figure:
@@ -314,8 +351,9 @@ def esd_figure(layers: list[dict[str, Any]]) -> Figure:
 
 
 def _esd_legend(fig: Figure) -> None:
-    """One legend for every panel, above them (outside the data); the numbers are in the
-    panel titles.
+    """One legend for every panel, above them (outside the data).
+
+    The numbers are in the panel titles.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -350,14 +388,13 @@ def _fit_alpha(block: dict[str, Any] | None) -> float | None:
     return _finite_float(block.get("alpha")) if status in (None, "ok") else None
 
 
-def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
-    """alpha (filled) and FARMS alpha (hollow) by depth, markers per kind, [2, 6] band."""
-    from matplotlib.lines import Line2D
+def _alpha_range(layers: list[dict[str, Any]]) -> tuple[float, float]:
+    """The y range of the alpha figure: every ok alpha and interval end, and the [2, 6] band.
 
-    fig = new_figure(WIDTH_IN, 5.5)
-    ax = fig.add_subplot()
-    names = [str(layer.get("name")) for layer in layers]
-    ax.axhspan(*ALPHA_BAND, color="#2ca02c", alpha=0.10, lw=0)
+    Returns:
+        ``(bottom, top)``; top is capped at 20 (a few wild fits should not flatten the rest:
+        they are clipped and marked).
+    """
     values = []
     for layer in layers:
         for block in (layer, layer.get("farms") or {}):
@@ -367,10 +404,45 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
                 values += [_fit_alpha(block)] + [_finite_float(v) for v in ends]
     finite = [v for v in values if v is not None]
     top = max([ALPHA_BAND[1] + 1.0] + finite) * 1.05
-    top = min(top, 20.0)  # a few wild fits should not flatten the rest: clip and mark them
+    top = min(top, 20.0)
     bottom = min([1.0] + finite) * 0.95
+    return bottom, top
+
+
+def _alpha_marker(ax: Axes, x_bar: float, i: int, value: float, block: dict[str, Any] | None,
+                  style: tuple[str, str], filled: bool, y_range: tuple[float, float],
+                  clipped: list[tuple[int, float]]) -> None:
+    """One alpha marker at layer ``i`` with its ``alpha_ci`` bar at ``x_bar``.
+
+    Both are clipped to ``y_range``; a clipped value is appended to ``clipped``, to be annotated.
+    """
+    (marker, colour), (bottom, top) = style, y_range
+    ci = (block or {}).get("alpha_ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        # alpha_ci as an error bar beside the marker (full left, FARMS right), clipped
+        lo_ci, hi_ci = max(float(ci[0]), bottom), min(float(ci[1]), top * 0.98)
+        if lo_ci < hi_ci:
+            ax.plot([x_bar, x_bar], [lo_ci, hi_ci], color=colour, lw=1.2,
+                    alpha=0.8 if filled else 0.5, solid_capstyle="butt")
+    y = min(value, top * 0.98)
+    if value > top:
+        clipped.append((i, value))
+    ax.plot([i], [y], marker=marker, ms=8, ls="none", color=colour,
+            mfc=colour if filled else "white", mew=1.6)
+
+
+def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
+    """alpha (filled) and FARMS alpha (hollow) by depth, markers per kind, [2, 6] band."""
+    from matplotlib.lines import Line2D
+
+    fig = new_figure(WIDTH_IN, 5.5)
+    ax = fig.add_subplot()
+    names = [str(layer.get("name")) for layer in layers]
+    ax.axhspan(*ALPHA_BAND, color="#2ca02c", alpha=0.10, lw=0)
+    bottom, top = _alpha_range(layers)
     kinds_seen: dict[str, tuple[str, str]] = {}
-    failed_x, clipped = [], []
+    failed_x: list[int] = []
+    clipped: list[tuple[int, float]] = []
     for i, layer in enumerate(layers):
         kind = str(layer.get("kind"))
         marker, colour = KIND_STYLE.get(kind, OTHER_STYLE)
@@ -379,20 +451,9 @@ def alpha_figure(layers: list[dict[str, Any]]) -> Figure:
         fa = _fit_alpha(layer.get("farms"))
         for value, filled, block, dx in ((a, True, layer, -0.12),
                                          (fa, False, layer.get("farms"), 0.12)):
-            if value is None:
-                continue
-            ci = (block or {}).get("alpha_ci")
-            if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
-                # alpha_ci as an error bar beside the marker (full left, FARMS right), clipped
-                lo_ci, hi_ci = max(float(ci[0]), bottom), min(float(ci[1]), top * 0.98)
-                if lo_ci < hi_ci:
-                    ax.plot([i + dx, i + dx], [lo_ci, hi_ci], color=colour, lw=1.2,
-                            alpha=0.8 if filled else 0.5, solid_capstyle="butt")
-            y = min(value, top * 0.98)
-            if value > top:
-                clipped.append((i, value))
-            ax.plot([i], [y], marker=marker, ms=8, ls="none", color=colour,
-                    mfc=colour if filled else "white", mew=1.6)
+            if value is not None:
+                _alpha_marker(ax, i + dx, i, value, block, (marker, colour), filled,
+                              (bottom, top), clipped)
         if a is not None and fa is not None:
             ax.plot([i, i], [min(a, top * 0.98), min(fa, top * 0.98)], color=colour, lw=0.8,
                     alpha=0.5)
@@ -621,8 +682,11 @@ def render_figures(report: dict[str, Any], image_format: str = "png") -> list[Re
 
 
 def _check_writable_dir(out_dir: Path) -> None:
-    """Fail before rendering when ``out_dir`` (or the ancestor it would be created in) is not a
-    writable directory.
+    """Fail before rendering when ``out_dir`` cannot take the plots.
+
+    Raises:
+        SpectraError: ``out_dir`` (or the ancestor it would be created in) is not a writable
+            directory.
     """
     probe = out_dir
     while not probe.exists():
@@ -642,6 +706,18 @@ def write_plots(report: dict[str, Any], out_dir: Path, image_format: str = "png"
     All figures are rendered before anything is written and each file is written atomically; a
     directory that cannot be created or written raises :class:`SpectraError` before any file
     lands, and a failure midway removes the files this call wrote.
+
+    Args:
+        report: an analyze, Hessian or track report dict.
+        out_dir: the directory to write into.
+        image_format: ``png`` or ``svg``.
+
+    Returns:
+        The paths written, in figure order.
+
+    Raises:
+        SpectraError: an unknown format, a report of no known kind, or a directory that cannot
+            be created or written.
     """
     out_dir = Path(out_dir)
     fmt = _check_format(image_format)

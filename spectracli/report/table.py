@@ -1,5 +1,6 @@
-"""The per-layer table of an analyze report: a summary first, then the table, fitted to the
-terminal (rich) or plain aligned text when piped.
+"""The per-layer table of an analyze report: a summary first, then the table.
+
+The table is fitted to the terminal (rich), or plain aligned text when piped.
 
 On a terminal the columns come in priority order (name, kind, shape, sigma_max, condition
 number, alpha, FARMS alpha, status, then the rest); what does not fit the width wraps into a
@@ -55,9 +56,14 @@ def _cell(layer: dict[str, Any], key: str) -> str:
 
 
 def table_layers(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The layers as the table shows them: the experts of one stacked tensor (results with a
-    ``group``) as one row of pooled figures (worst cond, max sigma_max, mean alpha), in place of
-    the first member; every expert stays in the JSON/CSV report.
+    """The layers as the table shows them, the experts of one stacked tensor pooled.
+
+    The experts of one stacked tensor (results with a ``group``) become one row of pooled
+    figures (worst cond, max sigma_max, mean alpha), in place of the first member; every expert
+    stays in the JSON/CSV report.
+
+    Returns:
+        The layer dicts of the table rows, in report order.
     """
     pooled = {g["name"]: g for g in report.get("groups") or []}
     out: list[dict[str, Any]] = []
@@ -88,6 +94,7 @@ def table_layers(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def rows(report: dict[str, Any]) -> list[list[str]]:
+    """The table's cells as text, one list per row of :func:`table_layers`."""
     return [[_cell(layer, key) for _, key in COLUMNS] for layer in table_layers(report)]
 
 
@@ -102,16 +109,20 @@ _VALUE = re.compile(r" -?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?= is )")
 
 
 def reason_group(reason: str) -> str:
-    """A skip reason without the shapes it quotes, so reasons group (``matrix 32x1 has fewer
-    than ...`` -> ``matrix has fewer than ...``).
+    """A skip reason without the shapes it quotes, so reasons group.
+
+    Returns:
+        The reason, e.g. ``matrix 32x1 has fewer than ...`` -> ``matrix has fewer than ...``.
     """
     return " ".join(_SHAPES.sub("", reason).split())
 
 
 def warning_group(warning: str) -> str:
-    """A warning without its value and explanation: ``alpha 6.57 is above 6 (light tail...);
-    heuristic ...`` -> ``alpha is above 6``; ``rank deficient: numerical rank 3`` -> ``rank
-    deficient``.
+    """A warning without its value and explanation, so warnings group.
+
+    Returns:
+        The group: ``alpha 6.57 is above 6 (light tail...); heuristic ...`` -> ``alpha is
+        above 6``; ``rank deficient: numerical rank 3`` -> ``rank deficient``.
     """
     short = warning.split(";")[0].split(" (")[0].split(": ")[0]
     return _VALUE.sub("", short).strip()
@@ -160,6 +171,7 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def means_line(report: dict[str, Any]) -> str:
+    """The fit method, mean alpha, mean FARMS alpha and worst condition number, in one line."""
     s = report.get("summary", {})
     settings = report.get("settings", {})
     return (
@@ -195,8 +207,11 @@ def _wrap(line: str, width: int | None, indent: str = "") -> list[str]:
 
 def render_plain(report: dict[str, Any], width: int | None = None,
                  verbose: bool = False) -> str:
-    """Plain text: summary, the layer table (fitted to ``width`` when given), warnings and
-    skipped tensors (counted by reason unless ``verbose``).
+    """The analyze report as plain text.
+
+    Returns:
+        The summary, the layer table (fitted to ``width`` when given), warnings and skipped
+        tensors (counted by reason unless ``verbose``).
     """
     table = layout([c for c, _ in COLUMNS], rows(report), width)
     head, after = _sections(report, verbose, table.hidden)
@@ -211,8 +226,9 @@ def render_plain(report: dict[str, Any], width: int | None = None,
 
 
 def print_rich(report: dict[str, Any], console: Any, verbose: bool = False) -> None:
-    """The content of :func:`render_plain` on a terminal, fitted to ``console.width``; layers
-    that need a look in yellow.
+    """The content of :func:`render_plain` on a terminal, fitted to ``console.width``.
+
+    Layers that need a look are in yellow.
     """
     from rich.text import Text
 

@@ -27,8 +27,13 @@ def article(word: str) -> str:
 
 
 def shorten_middle(text: str, width: int) -> str:
-    """``text`` cut in the middle to at most ``width`` characters, keeping both ends (the
-    start of a layer name says where it is, the end what it is).
+    """``text`` cut in the middle to at most ``width`` characters, keeping both ends.
+
+    The start of a layer name says where it is, the end what it is.
+
+    Returns:
+        ``text`` itself when it fits, else its ends joined by an ellipsis (empty for
+        ``width < 1``).
     """
     if width < 1:
         return ""
@@ -42,8 +47,11 @@ def shorten_middle(text: str, width: int) -> str:
 
 
 def display_path(path: str | os.PathLike[str] | None) -> str | None:
-    """A path as the user typed it, normalised (``cfg/../baseline.json`` -> ``baseline.json``,
-    ``./a`` -> ``a``), never made absolute.
+    """A path as the user typed it, normalised, never made absolute.
+
+    Returns:
+        ``cfg/../baseline.json`` -> ``baseline.json``, ``./a`` -> ``a``; a URL unchanged;
+        None for None.
     """
     if path is None:
         return None

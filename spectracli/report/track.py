@@ -34,14 +34,20 @@ PLOTTED = (("alpha", "alpha"), ("farms.alpha", "FARMS alpha"), ("sigma_max", "si
 
 
 def check_track(report: Any) -> None:
+    """Refuse anything but a track report (a ReportError in one line)."""
     if not (isinstance(report, dict) and report.get("kind") == "track"
             and isinstance(report.get("steps"), list)):
         raise ReportError("not a track report (kind 'track' with a 'steps' list)")
 
 
 def hessian_step_metric(hessian: dict[str, Any] | None, metric: str) -> Any:
-    """A per-step Hessian number by name (``trace`` is the Hutch++ estimate, ``overlap_min`` the
-    smallest cosine of the principal angles to the previous step's eigenspace).
+    """A per-step Hessian number by name.
+
+    ``trace`` is the Hutch++ estimate, ``overlap_min`` the smallest cosine of the principal
+    angles to the previous step's eigenspace.
+
+    Returns:
+        The number, or None when the step has no Hessian or no such number.
     """
     if not isinstance(hessian, dict):
         return None
@@ -106,6 +112,7 @@ def _footer(report: dict[str, Any]) -> list[str]:
 
 
 def render_track_plain(report: dict[str, Any]) -> str:
+    """The per-step table as aligned plain text, then the footer notes."""
     header, rows = step_rows(report)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -130,6 +137,7 @@ def print_track_rich(report: dict[str, Any], console: Any) -> None:
 
 
 def render_track_markdown(report: dict[str, Any]) -> str:
+    """The per-step table as Markdown, with the run and the footer notes."""
     header, rows = step_rows(report)
     lines = ["# spectracli track", "", f"- **Run**: `{(report.get('source') or {}).get('run')}`",
              f"- **Created**: {report.get('created')} by spectracli {report.get('tool_version')}",
@@ -156,14 +164,21 @@ def long_rows(report: dict[str, Any]) -> list[tuple[int, str, str, Any]]:
                 out.append((t, "summary", metric, summary[metric]))
         h = step.get("hessian")
         if isinstance(h, dict):
-            for metric in HESSIAN_STEP_METRICS:
-                value = hessian_step_metric(h, metric)
-                if value is not None:
-                    out.append((t, "hessian", metric, value))
-            for i, value in enumerate(h.get("eigenvalues") or [], 1):
-                out.append((t, "hessian", f"eigenvalue_{i}", value))
-            for i, value in enumerate(h.get("overlap") or [], 1):
-                out.append((t, "hessian", f"overlap_{i}", value))
+            out += [(t, "hessian", metric, value) for metric, value in _hessian_numbers(h)]
+    return out
+
+
+def _hessian_numbers(h: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A step's Hessian numbers, None values left out.
+
+    Returns:
+        ``(metric, value)``: the named ones, then each eigenvalue and overlap
+        (``eigenvalue_1``..., ``overlap_1``...).
+    """
+    out = [(metric, hessian_step_metric(h, metric)) for metric in HESSIAN_STEP_METRICS]
+    out = [(metric, value) for metric, value in out if value is not None]
+    out += [(f"eigenvalue_{i}", v) for i, v in enumerate(h.get("eigenvalues") or [], 1)]
+    out += [(f"overlap_{i}", v) for i, v in enumerate(h.get("overlap") or [], 1)]
     return out
 
 
@@ -273,8 +288,13 @@ def alpha_heatmap_figure(report: dict[str, Any]):
 
 
 def sharpness_figure(report: dict[str, Any]):
-    """Top Hessian eigenvalues against the step, the 2/lr line when the lr is known, and the
-    HVPs per step (hollow markers: cold starts).
+    """Top Hessian eigenvalues against the step, and the HVPs per step.
+
+    The 2/lr line (edge of stability, Cohen et al. 2021) is drawn when the lr is known; hollow
+    HVP markers are cold starts.
+
+    Returns:
+        The figure (eigenvalues left, HVPs right).
     """
     from spectracli.report.plots import new_figure
 
