@@ -62,8 +62,14 @@ class MetricChange:
 
     @classmethod
     def of(cls, metric: str, a: Any, b: Any, rtol: float = 0.0) -> MetricChange:
-        """The change from ``a`` to ``b``; a relative change of at most ``rtol`` is no change
-        (delta 0, ratio 1, rel_change 0), so recomputation noise never shows as -4.4e-16.
+        """The change from ``a`` to ``b`` of ``metric``.
+
+        A relative change of at most ``rtol`` is no change (delta 0, ratio 1, rel_change 0), so
+        recomputation noise never shows as -4.4e-16.
+
+        Returns:
+            The change; its delta, ratio and relative change are None when a side has no value,
+            the ratio None from 0 and the relative change inf from 0 or inf.
         """
         a, b = _number(a), _number(b)
         if a is None or b is None:
@@ -78,6 +84,7 @@ class MetricChange:
         return cls(metric, a, b, delta, ratio, rel)
 
     def to_dict(self) -> dict[str, Any]:
+        """The change as JSON (``metrics`` of a compared layer)."""
         return {
             "a": self.a,
             "b": self.b,
@@ -100,6 +107,7 @@ class LayerComparison:
 
     @property
     def shape_changed(self) -> bool:
+        """Whether the matrix shape differs between A and B."""
         return self.shape_a != self.shape_b
 
     @property
@@ -110,6 +118,7 @@ class LayerComparison:
 
     @property
     def largest_metric(self) -> str | None:
+        """The metric with the largest relative change, None when nothing changed."""
         best: tuple[float, str] | None = None
         for metric, change in self.changes.items():
             if change.rel_change is not None and (best is None or change.rel_change > best[0]):
@@ -117,6 +126,7 @@ class LayerComparison:
         return best[1] if best and best[0] > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
+        """The compared layer as JSON."""
         return {
             "name": self.name,
             "kind": self.kind,
@@ -145,9 +155,11 @@ class ComparisonResult:
 
     @property
     def changed(self) -> list[LayerComparison]:
+        """The common layers with a metric changed beyond ``rtol``."""
         return [layer for layer in self.layers if layer.changed]
 
     def to_dict(self) -> dict[str, Any]:
+        """The comparison as JSON (``kind: "compare"``)."""
         return {
             "kind": "compare",
             "source_a": self.source_a,
@@ -184,8 +196,17 @@ def compare_reports(
 ) -> ComparisonResult:
     """Compare analyze report dicts ``a`` (before) and ``b`` (after), matching layers by name.
 
-    Raises :class:`SpectraError` when either is not an analyze report or when no layer name is
-    common to both.
+    Args:
+        a: the analyze report before.
+        b: the analyze report after.
+        rtol: relative changes up to this are no change (recomputation noise).
+
+    Returns:
+        The common layers, largest relative change first, and the layers of one side only.
+
+    Raises:
+        SpectraError: ``rtol`` is not a finite number >= 0, either report is not an analyze
+            report, or no layer name is common to both.
     """
     if not (isinstance(rtol, (int, float)) and rtol >= 0 and math.isfinite(rtol)):
         raise SpectraError(f"rtol must be a finite number >= 0, got {rtol!r}")

@@ -114,8 +114,10 @@ _joined = False  # whether init() (not the caller) joined the group: then shutdo
 
 
 def shutdown() -> None:
-    """Leave the process group that :func:`init` joined, after a barrier (a rank that leaves
-    while another still talks to it makes gloo abort that one); a caller's own group stays.
+    """Leave the process group that :func:`init` joined, after a barrier.
+
+    The barrier matters: a rank that leaves while another still talks to it makes gloo abort
+    that one. A group the caller set up itself stays.
     """
     global _joined
     if _joined and is_initialized():
@@ -162,8 +164,12 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum over ranks of ``tensor`` (same shape, dtype and device on every rank), in place
-    and returned. Sums are formed in rank order by the backend; every rank gets the same bits.
+    """The sum over ranks of ``tensor`` (same shape, dtype and device on every rank), in place.
+
+    Sums are formed in rank order by the backend; every rank gets the same bits.
+
+    Returns:
+        ``tensor`` itself, now holding the sum (unchanged when not distributed).
     """
     if not is_distributed():
         return tensor
@@ -172,16 +178,20 @@ def all_reduce(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_checked(tensor: torch.Tensor, error: BaseException | None) -> torch.Tensor:
-    """:func:`all_reduce` of this rank's partial sum, carrying a failure flag with it, so that a
-    rank whose part failed ends the job on every rank (none waits for it) with one cause.
+    """:func:`all_reduce` of this rank's partial sum, carrying a failure flag with it.
+
+    A rank whose part failed so ends the job on every rank (none waits for it) with one cause.
 
     Args:
         tensor: this rank's part (any shape); summed in place when no rank failed.
         error: this rank's exception while forming its part, or None.
 
+    Returns:
+        ``tensor`` summed over the ranks (itself when not distributed).
+
     Raises:
-        RankError: on every rank, the first failed rank and its cause. ``error`` itself, as it
-            is, when not distributed.
+        RankError: on every rank, the first failed rank and its cause.
+        BaseException: ``error`` itself, as it is, when not distributed.
     """
     if not is_distributed():
         if error is not None:
@@ -198,15 +208,21 @@ def all_reduce_checked(tensor: torch.Tensor, error: BaseException | None) -> tor
 
 
 def shard_indices(n: int) -> list[int]:
-    """This rank's share of ``n`` items (round robin: item i goes to rank i % world size); all
-    of them when not distributed.
+    """This rank's share of ``n`` items (round robin: item i goes to rank i % world size).
+
+    Returns:
+        The item indices, ascending; all of them when not distributed.
     """
     return list(range(rank(), n, world_size()))
 
 
 def store_add(key: str, amount: int) -> int | None:
-    """Add to a counter in the process group's key-value store (not a collective: any rank, any
-    time) and return its value; None when there is no store (not distributed).
+    """Add to a counter in the process group's key-value store.
+
+    Not a collective: any rank may call it at any time.
+
+    Returns:
+        The counter's new value; None when there is no store (not distributed).
     """
     if not is_initialized():
         return None

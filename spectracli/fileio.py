@@ -24,6 +24,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
     A failure inside the ``with`` block removes the temporary file, so no half-written
     output is ever left under the target name.
+
+    Args:
+        path: the target file.
+        mode: ``"w"`` (text, UTF-8) or ``"wb"``.
+
+    Yields:
+        The open temporary file (mode 0666 less the umask, as ``open`` would create it).
+
+    Raises:
+        SpectraError: the directory does not exist or the temporary file cannot be created.
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
@@ -47,10 +57,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_open`)."""
     with atomic_open(path, "w") as fh:
         fh.write(text)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_open`)."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)

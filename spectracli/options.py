@@ -59,6 +59,9 @@ class Choice(str, Enum):
               case_sensitive: bool = True) -> C:
         """The member spelled ``value`` (a member passes through).
 
+        Returns:
+            The member.
+
         Raises:
             SpectraError: ``value`` is none of the values; the message names ``name`` (the
                 parameter, e.g. ``fit``; in ``params`` for the CLI to say as its flag), lists
@@ -109,6 +112,9 @@ class Device(Choice):
 def check_device(value: Any, name: str = "device") -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, in lower case (any case accepted).
 
+    Returns:
+        The device string in lower case.
+
     Raises:
         SpectraError: anything else.
     """
@@ -145,8 +151,9 @@ class HvpMode(Choice):
 
 
 class BuiltinLoss(Choice):
-    """The built-in losses of the Hessian (a ``file.py:callable`` is accepted beside them;
-    spectracli/hessian/losses.py defines them).
+    """The built-in losses of the Hessian.
+
+    A ``file.py:callable`` is accepted beside them; spectracli/hessian/losses.py defines them.
     """
 
     CROSS_ENTROPY = "cross_entropy"

@@ -71,6 +71,9 @@ def step_of(name: str) -> int | None:
     In order: an explicit ``step`` marker (``epoch=2-step=300.ckpt`` -> 300, ``step_40.pt`` -> 40,
     ``global_step7`` -> 7), Hugging Face's ``checkpoint-500`` -> 500, else the last number of the
     name without its extension (``model_0005.safetensors`` -> 5, ``epoch=3.ckpt`` -> 3).
+
+    Returns:
+        The step, or None.
     """
     stem = _stem(name)
     marker = _STEP_MARKER.findall(stem)
@@ -106,6 +109,10 @@ def find_checkpoints(
     given; when one of its names has no step number, the steps are the positions 0, 1, ... in
     the given order.
 
+    Returns:
+        ``(checkpoints, ignored)``: the checkpoints by ascending step, and ``{"path", "reason"}``
+        for each entry passed over that a user may have meant as a checkpoint.
+
     Raises:
         SpectraError: ``run`` does not exist, holds no checkpoint, or two checkpoints share a
             step.
@@ -115,36 +122,9 @@ def find_checkpoints(
         root = Path(run)
         if not root.exists():
             raise SpectraError(f"run {root} does not exist")
-        if not root.is_dir():
-            paths: list[Path] = [root]
-        else:
-            found: list[RunCheckpoint] = []
-            for entry in sorted(root.iterdir()):
-                if entry.name.startswith("."):
-                    continue
-                if glob is not None and not fnmatch(entry.name, glob):
-                    continue
-                if entry.name.startswith("tmp-checkpoint-"):
-                    ignored.append({"path": str(entry), "reason": "still being written (the "
-                                    "Trainer renames tmp-checkpoint-<step> when done)"})
-                    continue
-                if not _looks_like_checkpoint(entry):
-                    if glob is not None:
-                        ignored.append({"path": str(entry), "reason": "not a checkpoint file"})
-                    continue
-                step = step_of(entry.name)
-                if step is None:
-                    if glob is not None or entry.is_file():
-                        ignored.append({"path": str(entry), "reason": "no step number in the name"})
-                    continue
-                found.append(RunCheckpoint(step, entry))
-            if not found:
-                what = f"matching {glob!r} " if glob else ""
-                raise SpectraError(
-                    f"run directory {root} holds no checkpoint {what}with a step number in its "
-                    "name (e.g. checkpoint-500/, epoch=1-step=300.ckpt, model_0005.safetensors)"
-                )
-            return _ordered(found), ignored
+        if root.is_dir():
+            return _ordered(_scan_run_dir(root, glob, ignored)), ignored
+        paths: list[Path] = [root]
     else:
         paths = [Path(p) for p in run]
     if not paths:
@@ -156,6 +136,53 @@ def find_checkpoints(
     if any(s is None for s in steps):
         return [RunCheckpoint(i, p) for i, p in enumerate(paths)], ignored
     return _ordered([RunCheckpoint(s, p) for s, p in zip(steps, paths, strict=True)]), ignored
+
+
+def _scan_run_dir(root: Path, glob: str | None,
+                  ignored: list[dict[str, str]]) -> list[RunCheckpoint]:
+    """The checkpoints in a run directory (module doc of :func:`find_checkpoints`).
+
+    Entries passed over that the user may have meant are appended to ``ignored``.
+
+    Returns:
+        The checkpoints in name order.
+
+    Raises:
+        SpectraError: no entry is a checkpoint with a step number.
+    """
+    found: list[RunCheckpoint] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or (glob is not None and not fnmatch(entry.name, glob)):
+            continue
+        why = _passed_over(entry, glob)
+        if why is not None:
+            if why:
+                ignored.append({"path": str(entry), "reason": why})
+            continue
+        found.append(RunCheckpoint(step_of(entry.name), entry))
+    if not found:
+        what = f"matching {glob!r} " if glob else ""
+        raise SpectraError(
+            f"run directory {root} holds no checkpoint {what}with a step number in its "
+            "name (e.g. checkpoint-500/, epoch=1-step=300.ckpt, model_0005.safetensors)"
+        )
+    return found
+
+
+def _passed_over(entry: Path, glob: str | None) -> str | None:
+    """Why a run directory's entry is not a checkpoint.
+
+    Returns:
+        None for a checkpoint with a step number; else the reason, or ``""`` for an entry not
+        worth mentioning (any non-checkpoint when no glob was given).
+    """
+    if entry.name.startswith("tmp-checkpoint-"):
+        return "still being written (the Trainer renames tmp-checkpoint-<step> when done)"
+    if not _looks_like_checkpoint(entry):
+        return "not a checkpoint file" if glob is not None else ""
+    if step_of(entry.name) is None:
+        return "no step number in the name" if glob is not None or entry.is_file() else ""
+    return None
 
 
 def _ordered(found: list[RunCheckpoint]) -> list[RunCheckpoint]:
@@ -170,8 +197,10 @@ def _ordered(found: list[RunCheckpoint]) -> list[RunCheckpoint]:
 
 
 def weight_files(path: str | Path) -> list[Path]:
-    """The files a checkpoint's weights are read from (a sharded index and its shards; the one
-    weights file of a directory; the file itself), as the checkpoint readers choose them.
+    """The files a checkpoint's weights are read from, as the checkpoint readers choose them.
+
+    Returns:
+        A sharded index's shards; the one weights file of a directory; the file itself.
     """
     from spectracli.io.detect import detect
 
@@ -192,6 +221,9 @@ def content_hash(path: str | Path) -> str:
     The key is the content, not the name or the modification time: a copied or renamed
     checkpoint hits the cache, a rewritten one misses it. For several files (shards), each
     file's name and size are hashed before its bytes.
+
+    Returns:
+        The 64-character hex digest.
 
     Raises:
         SpectraError: a file cannot be read.
@@ -247,6 +279,7 @@ class TrackReport:
     tool_version: str = __version__
 
     def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON track report (docs/tracking.md)."""
         from spectracli.results import SCHEMA_VERSION
 
         return {
@@ -296,8 +329,11 @@ def _read_cached(path: Path) -> dict[str, Any] | None:
 
 
 def _write_cached(path: Path, report: dict[str, Any]) -> str | None:
-    """Write one cache entry atomically; the error text instead of raising (a read-only run
-    directory still tracks, it only cannot cache).
+    """Write one cache entry atomically.
+
+    Returns:
+        None, or the error text instead of raising (a read-only run directory still tracks, it
+        only cannot cache).
     """
     from spectracli.fileio import write_text_atomic
     from spectracli.results import dumps_report
@@ -313,8 +349,12 @@ def _write_cached(path: Path, report: dict[str, Any]) -> str | None:
 def analyze_step(
     path: Path, analyze_config: Any, cache_dir: Path | None, digest: str
 ) -> tuple[dict[str, Any], bool, str | None]:
-    """The analyze report of one checkpoint: from the cache when its content and the settings
-    match, else computed (and cached). Returns ``(report dict, from_cache, cache error)``.
+    """The analyze report of one checkpoint: from the cache, else computed (and cached).
+
+    The cache entry is used when the checkpoint's content and the settings match.
+
+    Returns:
+        ``(report dict, from_cache, cache error or None)``.
     """
     from spectracli.analyze import analyze_checkpoint
     from spectracli.device import resolve_device
@@ -435,9 +475,13 @@ def track_run(
 
 
 def unprefixed(state: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
-    """``state`` as the model names it: when its keys are the model's under one common first
-    component (a LightningModule's ``self.model`` saves ``model.fc1.weight``), that prefix is
-    removed and the other entries (loss modules, EMA copies...) left out; otherwise ``state``.
+    """``state`` as the model names it (``wanted``: the model's keys).
+
+    Returns:
+        When the model's keys are in ``state`` under one common first component (a
+        LightningModule's ``self.model`` saves ``model.fc1.weight``), the entries under that
+        prefix with it removed, the others (loss modules, EMA copies...) left out; otherwise
+        ``state`` itself.
     """
     if wanted <= set(state):
         return state
@@ -449,11 +493,14 @@ def unprefixed(state: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
 
 
 def warm_start_vector(ritz: Any) -> Any:
-    """One Lanczos starting vector from earlier Ritz vectors ``ritz`` (k, n): their sum, so the
-    Krylov space starts with an equal component along each previous eigendirection (the top
-    eigenvalue's convergence rate depends on the start's component along it: the Kaniel-Paige-Saad
-    bounds, Saad 2011, Numerical Methods for Large Eigenvalue Problems, ch. 6). Shape (n,),
-    float64.
+    """One Lanczos starting vector from earlier Ritz vectors ``ritz`` (k, n): their sum.
+
+    The sum gives the Krylov space an equal component along each previous eigendirection (the
+    top eigenvalue's convergence rate depends on the start's component along it: the
+    Kaniel-Paige-Saad bounds, Saad 2011, Numerical Methods for Large Eigenvalue Problems, ch. 6).
+
+    Returns:
+        The unit sum, shape (n,), float64; the first vector when the sum is zero or not finite.
     """
     import torch
 
@@ -465,11 +512,14 @@ def warm_start_vector(ritz: Any) -> Any:
 
 
 def subspace_overlap(prev: Any, cur: Any) -> list[float]:
-    """Singular values of ``prev @ cur.T`` for row-orthonormal ``prev`` (k1, n), ``cur`` (k2, n):
-    the cosines of the principal angles between the two spans (descending, in [0, 1]).
+    """The cosines of the principal angles between the spans of ``prev`` and ``cur``.
 
-    Björck & Golub (1973). Rows are re-orthonormalised (QR) first, so Ritz vectors that are
+    Björck & Golub (1973): the singular values of ``prev @ cur.T`` for row-orthonormal ``prev``
+    (k1, n) and ``cur`` (k2, n). Rows are re-orthonormalised (QR) first, so Ritz vectors that are
     orthonormal only to the solver's tolerance give cosines that never exceed 1.
+
+    Returns:
+        ``min(k1, k2)`` cosines, descending, in [0, 1].
     """
     import torch
 
@@ -480,8 +530,12 @@ def subspace_overlap(prev: Any, cur: Any) -> list[float]:
 
 
 def gradient_fraction(vectors: Any, grad: Any) -> float | None:
-    """``||P g|| / ||g||`` with ``P`` the orthogonal projector onto the span of the rows of
-    ``vectors`` (k, n); None for a zero gradient.
+    """The share of the gradient in the top eigenspace: ``||P g|| / ||g||``.
+
+    ``P`` is the orthogonal projector onto the span of the rows of ``vectors`` (k, n).
+
+    Returns:
+        The fraction in [0, 1]; None for a zero or non-finite gradient.
     """
     import torch
 
@@ -495,8 +549,10 @@ def gradient_fraction(vectors: Any, grad: Any) -> float | None:
 
 @dataclass
 class HessianTracker:
-    """The Hessian of consecutive checkpoints (or of a live model), each solve warm-started from
-    the previous one's Ritz vectors; keeps those vectors between calls.
+    """The Hessian of consecutive checkpoints (or of a live model), warm-started.
+
+    Each solve starts from the previous one's Ritz vectors (Li et al. 2024, amortized
+    eigendecomposition); the vectors are kept between calls.
     """
 
     config: TrackConfig
@@ -506,6 +562,7 @@ class HessianTracker:
     _model: Any = field(default=None, repr=False)
 
     def settings(self) -> dict[str, Any]:
+        """The Hessian settings of the track report, with the warm-start and gradient choices."""
         from dataclasses import asdict
 
         out = asdict(self.config.hessian)

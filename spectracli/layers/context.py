@@ -49,6 +49,9 @@ class Context:
 
         Looks in the top level, then the language sub-configs (``text_config``...), or for a
         tensor of a vision tower (name with ``vision``/``visual``) in ``vision_config`` first.
+
+        Returns:
+            The value of the first key found, or None.
         """
         configs: list[Mapping[str, Any]] = []
         subs = list(_TEXT_SUBCONFIGS)

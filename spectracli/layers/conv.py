@@ -61,6 +61,9 @@ def rule_conv_kernel(t: TensorInfo, ctx: Context) -> Outcome | None:
 
     Earlier rules take what is not: stacked experts, recurrent and fused tensors, reparametrised
     weights and tables with leading singleton axes; ``meta["kind"]`` from the format wins.
+
+    Returns:
+        The plan of the kernel (view ``ctx``'s ``conv_view``), or None for another tensor.
     """
     if not 3 <= len(t.shape) <= 5:
         return None

@@ -66,6 +66,9 @@ def module_tokens(name: str) -> set[str]:
 
     ``a.word_embeddings.weight`` -> {word, embeddings}; ``x.pos_embed`` -> {pos, embed};
     trailing layer numbers are dropped (``fc1`` stays, ``layer3`` -> layer).
+
+    Returns:
+        The tokens, with each one's digit-free form added.
     """
     prefix, leaf = split_name(name)
     if leaf in ("weight", "bias"):
@@ -94,15 +97,9 @@ def matrix_kind(t: TensorInfo, ctx: Context) -> str:
         return str(meta_kind)
     if has_bias(t, ctx):
         return "linear"
-    prefix, leaf = split_name(t.name)
-    gguf = split_name(prefix)[1] if leaf == "weight" else leaf
-    if gguf in _GGUF_TABLES:
-        return "embedding"
-    tokens = module_tokens(t.name)
-    if tokens & _LINEAR_TOKENS:
-        return "linear"
-    if tokens & _EMBEDDING_TOKENS or (tokens & {"tokens"} and tokens & {"tok", "embed"}):
-        return "embedding"
+    by_name = _kind_by_name(t.name)
+    if by_name is not None:
+        return by_name
     rows, cols = t.shape
     table_rows = {
         ctx.config_int(t.name, key)
@@ -113,6 +110,24 @@ def matrix_kind(t: TensorInfo, ctx: Context) -> str:
     if rows in table_rows and (hidden is None or cols == hidden):
         return "embedding"
     return "linear"
+
+
+def _kind_by_name(name: str) -> str | None:
+    """``linear`` or ``embedding`` from the tensor's name (GGUF tables, module tokens), if any.
+
+    Returns:
+        The kind the name says, or None when it says neither.
+    """
+    prefix, leaf = split_name(name)
+    gguf = split_name(prefix)[1] if leaf == "weight" else leaf
+    if gguf in _GGUF_TABLES:
+        return "embedding"
+    tokens = module_tokens(name)
+    if tokens & _LINEAR_TOKENS:
+        return "linear"
+    if tokens & _EMBEDDING_TOKENS or (tokens & {"tokens"} and tokens & {"tok", "embed"}):
+        return "embedding"
+    return None
 
 
 def weight_plan(

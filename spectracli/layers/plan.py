@@ -172,6 +172,9 @@ def as_stack(weight: torch.Tensor, plan: MatrixPlan) -> torch.Tensor:
 
     2-D: (1, m, n). Conv kernel (out, in, *k): ``slices`` -> (prod(k), out, in), one matrix per
     kernel position; ``unfold`` -> (1, out, in * prod(k)), the im2col matrix.
+
+    Returns:
+        The stack, a view of ``weight`` where possible (same dtype and device).
     """
     if weight.dim() == 2:
         return weight.unsqueeze(0)

@@ -53,6 +53,9 @@ def glob_match(name: str, pattern: str) -> bool:
     class; so a pattern also matches when it equals the name, or when it matches with its ``[``
     taken literally: ``*[q]`` selects every q part, ``layers.[0-3].*`` keeps its class.
 
+    Returns:
+        Whether the name matches.
+
     >>> glob_match("attn.in_proj_weight[q]", "*[q]"), glob_match("layers.2.w", "layers.[0-3].*")
     (True, True)
     """
@@ -64,6 +67,9 @@ def name_selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> 
     """Glob filters on one name: kept if it matches an include (or none is given) and no exclude.
 
     Patterns match as :func:`glob_match` says (a part name as is, or ``*[q]``).
+
+    Returns:
+        Whether the name is kept.
     """
     def hit(pat: str) -> bool:
         return glob_match(name, pat)
@@ -222,6 +228,9 @@ def base_candidates(name: str) -> list[str]:
 
     Itself, then without PEFT's wrapping (``base_model.model.`` prefix, ``.base_layer`` /
     ``.modules_to_save.<adapter>`` infixes).
+
+    Returns:
+        The candidate names, ``name`` first.
     """
     out = [name]
     bare = name[len("base_model.model."):] if name.startswith("base_model.model.") else name

@@ -102,37 +102,62 @@ def _spectral(name: str, w: TensorInfo, u: TensorInfo, v: TensorInfo, ctx: Conte
 
 
 def rule_reparam(t: TensorInfo, ctx: Context) -> Outcome | None:
-    """All ``reparam.*`` rules (see module doc), whichever stored tensor comes first."""
-    prefix, leaf = split_name(t.name)
-    tensors = ctx.tensors
+    """All ``reparam.*`` rules (see module doc), whichever stored tensor comes first.
+
+    Returns:
+        The plan (or skip) of the reparametrised weight ``t`` belongs to, or None when ``t`` is
+        not part of one.
+    """
     m = _PARAM.match(t.name)
     if m is not None:
-        base = join(m["module"], "parametrizations." + m["w"])
-        name = join(m["module"], m["w"])
-        g, v = tensors.get(base + ".original0"), tensors.get(base + ".original1")
-        if g is not None and v is not None and _g_fits(g, v):
-            return _weight_norm(name, g, v, ctx, "reparam.weight_norm_parametrization")
-        w = tensors.get(base + ".original")
-        u, v1 = tensors.get(base + ".0._u"), tensors.get(base + ".0._v")
-        if w is not None and u is not None and v1 is not None:
-            out = _spectral(name, w, u, v1, ctx, "reparam.spectral_norm_parametrization")
-            if out is not None:
-                return out
-        if m["rest"] not in ("original", "original0", "original1") and (
-                base + ".original" in tensors or base + ".original0" in tensors):
-            return Outcome(skips=[Skip(t.name, tuple(t.shape), f"a buffer of the "
-                                       f"parametrisation of {name}, not a weight",
-                                       "reparam.buffer")])
-        if t.name == base + ".original" and len(t.shape) >= 2:
-            shape = tuple(t.shape)
-            plan = weight_plan(
-                name, shape, t.dtype, ctx, rule="reparam.parametrization_unknown",
-                kind_from=Info(name, shape), sources=(t.name,), build=Cut(t.name),
-                notes=("the file stores only the parametrisation's original: analysed as "
-                       "stored, the parametrisation is not applied",),
-            )
-            return Outcome(plans=[plan])
-        return None
+        return _parametrization(t, m, ctx)
+    return _hook_reparam(t, ctx)
+
+
+def _parametrization(t: TensorInfo, m: re.Match[str], ctx: Context) -> Outcome | None:
+    """The ``torch.nn.utils.parametrize`` rules: weight norm, spectral norm, or unknown.
+
+    Returns:
+        The outcome for ``t`` (named ``<module>.parametrizations.<w>.<rest>``, matched as
+        ``m``), or None.
+    """
+    tensors = ctx.tensors
+    base = join(m["module"], "parametrizations." + m["w"])
+    name = join(m["module"], m["w"])
+    g, v = tensors.get(base + ".original0"), tensors.get(base + ".original1")
+    if g is not None and v is not None and _g_fits(g, v):
+        return _weight_norm(name, g, v, ctx, "reparam.weight_norm_parametrization")
+    w = tensors.get(base + ".original")
+    u, v1 = tensors.get(base + ".0._u"), tensors.get(base + ".0._v")
+    if w is not None and u is not None and v1 is not None:
+        out = _spectral(name, w, u, v1, ctx, "reparam.spectral_norm_parametrization")
+        if out is not None:
+            return out
+    if m["rest"] not in ("original", "original0", "original1") and (
+            base + ".original" in tensors or base + ".original0" in tensors):
+        return Outcome(skips=[Skip(t.name, tuple(t.shape), f"a buffer of the "
+                                   f"parametrisation of {name}, not a weight",
+                                   "reparam.buffer")])
+    if t.name == base + ".original" and len(t.shape) >= 2:
+        shape = tuple(t.shape)
+        plan = weight_plan(
+            name, shape, t.dtype, ctx, rule="reparam.parametrization_unknown",
+            kind_from=Info(name, shape), sources=(t.name,), build=Cut(t.name),
+            notes=("the file stores only the parametrisation's original: analysed as "
+                   "stored, the parametrisation is not applied",),
+        )
+        return Outcome(plans=[plan])
+    return None
+
+
+def _hook_reparam(t: TensorInfo, ctx: Context) -> Outcome | None:
+    """The hook-based rules: ``weight_g``/``weight_v`` and ``weight_orig``/``_u``/``_v``.
+
+    Returns:
+        The outcome for ``t``, or None.
+    """
+    prefix, leaf = split_name(t.name)
+    tensors = ctx.tensors
     for suffix in ("_g", "_v"):
         if leaf.endswith(suffix) and len(leaf) > 2:
             stem = leaf[:-2]

@@ -123,6 +123,13 @@ class SpectralMonitor:
         """Call once per optimizer step; measures (and returns the record) every ``every`` steps.
 
         A step already measured is not measured again (gradient accumulation repeats steps).
+
+        Args:
+            step: the optimizer step (None: count calls, 1, 2, ...).
+            model: the module to measure (default: the one given at construction).
+
+        Returns:
+            The step's record when it was measured, else None.
         """
         if step is None:
             self._count += 1
@@ -242,8 +249,13 @@ class SpectralMonitor:
 
 
 def analyze_module(model: Any, config: Any) -> dict[str, Any]:
-    """The analyze report dict of a live module's weights, as ``analyze`` gives for its saved
-    state dict (:func:`spectracli.io.memory.memory_checkpoint`: nothing is copied or written).
+    """The analyze report dict of a live module's weights.
+
+    The same as ``analyze`` gives for its saved state dict
+    (:func:`spectracli.io.memory.memory_checkpoint`: nothing is copied or written).
+
+    Returns:
+        The report dict (``kind: "analyze"``).
     """
     from spectracli.analyze import analyze_checkpoint
     from spectracli.io.memory import memory_checkpoint

@@ -28,8 +28,9 @@ from spectracli.monitor.core import SpectralMonitor
 
 
 class SpectralTrainerCallback(TrainerCallback):
-    """``SpectralMonitor`` inside ``transformers.Trainer`` (same keyword arguments, without
-    ``model``: the Trainer's model is measured).
+    """``SpectralMonitor`` inside ``transformers.Trainer``.
+
+    Same keyword arguments, without ``model``: the Trainer's model is measured.
     """
 
     def __init__(self, every: int = 100, *, log_dir: str | None = None, **options: Any) -> None:
@@ -45,16 +46,19 @@ class SpectralTrainerCallback(TrainerCallback):
         return self.monitor
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Open the monitor (on the main process), logging under ``args.output_dir``."""
         if state.is_world_process_zero:
             self._monitor(args)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
                     **kwargs: Any) -> None:
+        """Measure every ``every`` global steps (main process only)."""
         if state.is_world_process_zero and model is not None:
             self._monitor(args).step(state.global_step, model=_unwrap(model))
 
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None,
                      **kwargs: Any) -> None:
+        """Measure the last step if it was not measured, then close the TensorBoard writer."""
         if not state.is_world_process_zero or model is None:
             return
         monitor = self._monitor(args)

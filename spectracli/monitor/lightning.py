@@ -32,8 +32,9 @@ from spectracli.monitor.core import SpectralMonitor
 
 
 class SpectralLightningCallback(Callback):
-    """``SpectralMonitor`` inside a Lightning ``Trainer`` (same keyword arguments, without
-    ``model``: the LightningModule is measured).
+    """``SpectralMonitor`` inside a Lightning ``Trainer``.
+
+    Same keyword arguments, without ``model``: the LightningModule is measured.
     """
 
     def __init__(self, every: int = 100, *, log_dir: str | None = None, **options: Any) -> None:
@@ -50,15 +51,18 @@ class SpectralLightningCallback(Callback):
         return self.monitor
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open the monitor (on global rank 0), logging under ``trainer.default_root_dir``."""
         if trainer.is_global_zero:
             self._monitor(trainer)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        """Measure every ``every`` global steps (global rank 0 only)."""
         if trainer.is_global_zero and trainer.global_step > 0:
             self._monitor(trainer).step(trainer.global_step, model=pl_module)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Measure the last step if it was not measured, then close the TensorBoard writer."""
         if not trainer.is_global_zero:
             return
         monitor = self._monitor(trainer)
