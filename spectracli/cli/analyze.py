@@ -42,8 +42,12 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
-    """analyze's progress callback as a bar on a terminal (layers done, with an ETA estimated
-    from the layers done so far); None when piped.
+    """analyze's progress callback as a bar on a terminal; None when piped.
+
+    The bar counts layers done, with an ETA estimated from the layers done so far.
+
+    Yields:
+        ``progress(done, total, layer name)``, or None when stderr is not a terminal.
     """
     with terminal_progress("analyzing", eta=True) as update:
         if update is None:
@@ -65,9 +69,11 @@ OUTPUT_OPTIONS = ("checkpoint", "fmt", "output", "plots", "plot_format", "verbos
 
 
 def analyze_config(**options: Any) -> AnalyzeConfig:
-    """The AnalyzeConfig of analyze's number-setting options (CLI names, as in its signature):
-    choices as their plain values, ``--jobs`` (or its old spelling ``--threads``) as
-    ``threads``.
+    """The AnalyzeConfig of analyze's number-setting options (CLI names, as in its signature).
+
+    Returns:
+        The config: choices as their plain values, ``--jobs`` (or its old spelling
+        ``--threads``) as ``threads``.
     """
     from spectracli.analyze import AnalyzeConfig
 

@@ -14,13 +14,15 @@ from spectracli import __version__
 
 
 class OneLineErrors(typer.core.TyperGroup):
-    """The command group, with every parsing error (bad value, unknown option, missing argument)
-    printed as one ``spectracli: error: ...`` line on stderr and exit code 2, like the errors of
-    the commands themselves.
+    """The command group, with every parsing error as one line and exit code 2.
+
+    A bad value, unknown option or missing argument is printed as one ``spectracli: error:
+    ...`` line on stderr, like the errors of the commands themselves.
     """
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the command line; parsing errors as one line on stderr, exit code 2."""
         from spectracli.cli.common import EXIT_USAGE, usage_error_line
 
         try:
@@ -52,11 +54,13 @@ class OneLineErrors(typer.core.TyperGroup):
 
 
 class PlainUsage(typer.core.TyperCommand):
-    """A command whose usage line writes arguments plainly (``CHECKPOINT``, ``A B``): typer
-    puts required ones in braces, which read as a set of choices.
+    """A command whose usage line writes arguments plainly (``CHECKPOINT``, ``A B``).
+
+    Typer puts required ones in braces, which read as a set of choices.
     """
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """The usage line's pieces, required arguments without typer's braces."""
         pieces = []
         for piece in super().collect_usage_pieces(ctx):
             match = re.match(r"^\{(.*)\}((?:\.\.\.)?)$", piece)
@@ -134,6 +138,7 @@ command("track")(_track.track)
 
 
 def main() -> None:
+    """The ``spectracli`` console script."""
     # OpenMP threads that spin while waiting made the eigen solves 10-20x slower on a busy
     # 2-core machine and 13% slower on a quiet one (docs/benchmarks.md). It must be set before
     # torch (and its OpenMP runtime) loads; commands import torch lazily, so here is early enough.

@@ -72,6 +72,9 @@ def in_cli_words(exc: SpectraError) -> str:
     Only the parameters the error declares (``exc.params``, or the leading name of a
     ``"<name> must be ..."`` message, or a keyword spelled ``name=True``/``name=False``) are
     rewritten, as whole words.
+
+    Returns:
+        The message, e.g. ``top_k must be >= 1`` -> ``--top-k must be >= 1``.
     """
     message = str(exc)
     params = tuple(getattr(exc, "params", ()) or ())
@@ -117,8 +120,11 @@ def usage_error_line(exc: Exception, argv: list[str] | None = None) -> str:
 
     ``Invalid value for '--which': 'middle' is not one of 'largest', 'smallest', 'both'.``
     becomes ``--which must be one of 'largest', 'smallest', 'both'; got 'middle'`` (the
-    library's form, spectracli/options.py); every other
-    message keeps its text, on one line, with the option named without quotes.
+    library's form, spectracli/options.py); every other message keeps its text, on one line,
+    with the option named without quotes.
+
+    Returns:
+        The line, without the ``spectracli: error:`` prefix.
     """
     fmt = getattr(exc, "format_message", None)
     text = fmt() if callable(fmt) else str(exc)
@@ -148,6 +154,9 @@ def handle_errors(fn: F) -> F:
 
     Unexpected exceptions are bugs: one line and exit code 3, the traceback only with
     ``SPECTRACLI_DEBUG=1``.
+
+    Returns:
+        The wrapped command.
     """
 
     @functools.wraps(fn)
@@ -175,8 +184,10 @@ def handle_errors(fn: F) -> F:
 
 
 def _leave_process_group(exc: BaseException) -> None:
-    """Under torchrun, after a failure every rank learnt of (spectracli.distributed.RankError):
-    leave the group together, so no rank is killed before rank 0 has printed the one line.
+    """Under torchrun, leave the group together after a failure every rank learnt of.
+
+    The failure is a ``spectracli.distributed.RankError``; leaving together means no rank is
+    killed before rank 0 has printed the one line.
     """
     dist = sys.modules.get("spectracli.distributed")
     if dist is not None and isinstance(exc, dist.RankError):
@@ -197,10 +208,14 @@ def is_plain_output(stream: Any = None) -> bool:
 def terminal_progress(
     description: str, info: bool = False, eta: bool = False
 ) -> Iterator[Callable[..., None] | None]:
-    """A transient rich progress bar on stderr when it is a terminal; ``None`` when piped or
-    ``NO_COLOR`` is set. Yields ``update(**fields)`` for ``Progress.update`` of its one task
-    (``info=True`` adds a free-text column filled by ``update(info=...)``; ``eta=True`` adds
-    the time remaining, estimated by rich from the steps done so far).
+    """A transient rich progress bar on stderr when it is a terminal.
+
+    ``info=True`` adds a free-text column filled by ``update(info=...)``; ``eta=True`` adds the
+    time remaining, estimated by rich from the steps done so far.
+
+    Yields:
+        ``update(**fields)`` for ``Progress.update`` of its one task; ``None`` when piped or
+        ``NO_COLOR`` is set.
     """
     if is_plain_output(sys.stderr):
         yield None
@@ -226,6 +241,7 @@ def terminal_progress(
 
 
 def stdout_console():
+    """A rich console on stdout: plain (no colour, 200 columns) when piped."""
     from rich.console import Console
 
     plain = is_plain_output(sys.stdout)
@@ -239,6 +255,7 @@ def stdout_console():
 
 
 def stderr_console():
+    """A rich console on stderr, without colour when piped or ``NO_COLOR`` is set."""
     from rich.console import Console
 
     return Console(file=sys.stderr, no_color=is_plain_output(sys.stderr), highlight=False)
@@ -255,29 +272,35 @@ def emit(text: str, output: Path | None) -> None:
 
 # One definition per shared option: the same name means the same thing in every command.
 def output_option() -> Any:
+    """``--output/-o FILE``: machine output to a file, written atomically."""
     return typer.Option(None, "--output", "-o", metavar="FILE",
                         help="Write to this file (atomically) instead of stdout.")
 
 
 def device_option(default: str | None = "auto", note: str = "") -> Any:
+    """``--device``: auto, cpu, cuda or cuda:N (``note`` ends the help text)."""
     return typer.Option(default, "--device", metavar="auto|cpu|cuda[:N]",
                         help="Where the math runs: auto (CUDA when torch sees a GPU), cpu, cuda "
                         f"or cuda:N.{note}")
 
 
 def verbose_option() -> Any:
+    """``--verbose/-v``: every warning and skipped tensor instead of counts."""
     return typer.Option(False, "--verbose", "-v",
                         help="List every warning and every skipped tensor (default: counts).")
 
 
 def choice_option(default: Any, *names: str, help: str, **kw: Any) -> Any:
-    """An option whose type is a :mod:`spectracli.options` Enum: choices shown in --help,
-    accepted in any case.
+    """An option whose type is a :mod:`spectracli.options` Enum.
+
+    Returns:
+        The typer option: choices shown in --help, accepted in any case.
     """
     return typer.Option(default, *names, case_sensitive=False, help=help, **kw)
 
 
 def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal."""
     isatty = getattr(sys.stdout, "isatty", None)
     return bool(callable(isatty) and isatty())
 
@@ -295,9 +318,16 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", "
 
 
 def load_saved_report(path: Path, command: str, instead: str) -> dict[str, Any]:
-    """A saved JSON report for ``report``/``plot``; a checkpoint is refused with the command
-    to run instead (``instead``, with ``{path}`` filled in).
-    """
+    """A saved JSON report for ``report``/``plot``; a checkpoint is refused.
+
+    Returns:
+        The report dict.
+
+    Raises:
+        typer.Exit: ``path`` is a checkpoint (exit 2; the message names the command to run
+            instead: ``instead``, with ``{path}`` filled in).
+        SpectraError: ``path`` is not a readable report.
+    """  # noqa: DOC501 - the typer.Exit comes from fail(), which ruff reads as an exception
     from spectracli.results import load_report, looks_like_report
 
     if not looks_like_report(path) and (

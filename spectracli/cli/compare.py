@@ -1,5 +1,6 @@
-"""``spectracli compare A B``: per-layer changes of the main metrics between two checkpoints or
-saved reports, largest change first.
+"""``spectracli compare A B``: per-layer changes of the main metrics, largest change first.
+
+A and B are two checkpoints or saved reports.
 """
 
 from __future__ import annotations

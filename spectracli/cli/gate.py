@@ -89,6 +89,12 @@ def gate(
 
     Exit codes: 0 pass, 1 an error-severity violation (or any warning with --strict),
     2 usage, config or load error.
+    \f
+
+    Raises:
+        ConfigError: no rules to check, or options that exclude each other (one line, exit 2).
+        SpectraError: a config, baseline or input that cannot be used (one line, exit 2).
+        typer.Exit: the gate's exit code.
     """
     from spectracli.gate import render
     from spectracli.gate.baseline import load_baseline

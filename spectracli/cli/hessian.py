@@ -36,6 +36,7 @@ class HvpEstimate:
         self.history: list[tuple[int, float]] = []
 
     def total(self, stage: str, done: int, cap: int, residual: float | None) -> int:
+        """The HVPs the stage is now expected to take in all (``cap`` when unknown)."""
         import math
 
         if stage != "lanczos" or residual is None or not residual > 0:
@@ -54,8 +55,10 @@ class HvpEstimate:
 
 @contextlib.contextmanager
 def _progress(tol: float):
-    """A rich bar on a terminal (stderr: HVPs done of those expected, current residual, ETA);
-    nothing when piped.
+    """A rich bar on a terminal: HVPs done of those expected, current residual, ETA.
+
+    Yields:
+        ``progress(stage, done, total, residual)`` for the library, or None when piped.
     """
     with terminal_progress("HVPs", info=True, eta=True) as update:
         if update is None:
@@ -179,8 +182,13 @@ def _save_vectors(result: Any, path: Path) -> None:
 
 
 def _set_threads(threads: str) -> None:
-    """OpenMP threads spin-wait: on cores busy with other processes, torch's default thread count
+    """Set torch's thread count: a number, or ``auto`` (cut to the idle cores).
+
+    OpenMP threads spin-wait: on cores busy with other processes, torch's default thread count
     made HVPs 10-40x slower than one thread (docs/hessian.md), hence ``auto``.
+
+    Raises:
+        SpectraError: ``threads`` is neither ``auto`` nor a number >= 1.
     """
     import os
 
@@ -272,6 +280,11 @@ def hessian(
     trust_pickle: bool = typer.Option(False, help=TRUST_PICKLE_HELP),
 ) -> None:
     """Top eigenvalues, trace and spectral density of the Hessian of the mean loss over a dataset.
+
+    \f
+
+    Raises:
+        SpectraError: bad model, weights, data, loss or settings (one line, exit 2).
     """
     from spectracli.device import resolve_device
     from spectracli.errors import SpectraError

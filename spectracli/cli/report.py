@@ -35,6 +35,11 @@ def report(
     """Re-render a saved report (table, markdown, html, csv, json) without recomputing.
 
     Markdown suits $GITHUB_STEP_SUMMARY; html is one self-contained file with the figures.
+    \f
+
+    Raises:
+        SpectraError: a report that cannot be read or rendered, or an output that cannot be
+            written (exit code 2, one line).
     """
     from spectracli.errors import SpectraError
     from spectracli.report import render

@@ -79,8 +79,14 @@ def _track(
     seed: int = typer.Option(0, help="Seed of subsets and the first start vector."),
     **analyze_options: Any,
 ) -> None:
-    """Follow a training run: per-checkpoint weight spectra (cached by content) and, with
-    --hessian, warm-started Hessian eigenvalues; ordered by step.
+    """Follow a training run: per-checkpoint weight spectra and Hessian eigenvalues.
+
+    Weight spectra are cached by content; with --hessian, Hessian eigenvalues are warm-started
+    from the previous checkpoint's. Checkpoints are ordered by step.
+    \f
+
+    Raises:
+        SpectraError: a bad run, format, cache option or Hessian setting (one line, exit 2).
     """
     from spectracli.errors import SpectraError
     from spectracli.track import TrackConfig, track_run
@@ -153,6 +159,7 @@ def _signature() -> inspect.Signature:
 
 @handle_errors
 def track(**options: Any) -> None:
+    """The ``track`` command (its docstring and signature are :func:`_track`'s)."""
     return _track(**options)
 
 
