@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -96,7 +97,6 @@ def gate(
         SpectraError: a config, baseline or input that cannot be used (one line, exit 2).
         typer.Exit: the gate's exit code.
     """
-    from spectracli.gate import render
     from spectracli.gate.baseline import load_baseline
     from spectracli.gate.evaluate import evaluate
     from spectracli.gate.inputs import load_input
@@ -147,6 +147,16 @@ def gate(
         baseline_source=display_path(baseline_path),
     )
     strict = strict or cfg.strict
+    _write_findings(result, strict, junit=junit, sarif=sarif, github=github,
+                    output_format=output_format, output=output, verbose=verbose)
+    raise typer.Exit(result.exit_code(strict=strict, exit_zero=exit_zero))
+
+
+def _write_findings(result: Any, strict: bool, *, junit: Path | None, sarif: Path | None,
+                    github: bool, output_format: GateFormat, output: Path | None,
+                    verbose: bool) -> None:
+    """The gate's outputs: JUnit and SARIF files, GitHub annotations, then the findings."""
+    from spectracli.gate import render
 
     if junit is not None:
         from spectracli.fileio import write_text_atomic
@@ -171,7 +181,6 @@ def gate(
     else:
         render.print_table(result, stdout_console(), strict, verbose=verbose)
     sys.stdout.flush()
-    raise typer.Exit(result.exit_code(strict=strict, exit_zero=exit_zero))
 
 
 @handle_errors

@@ -105,6 +105,20 @@ def _print_summary(d: dict[str, Any]) -> None:
     for i, (v, r, c) in enumerate(rows, 1):
         table.add_row(str(i), f"{v:.8g}", f"{r:.1e}", "yes" if c else "NO")
     console.print(table)
+    for line in _summary_lines(d):
+        console.print(line)
+    if d.get("blocks"):
+        _print_blocks(d, console, sys.stdout)
+
+
+def _summary_lines(d: dict[str, Any]) -> list[str]:
+    """The lines under the eigenvalue table.
+
+    Returns:
+        HVPs, condition number, edge of stability, trace, density, and a warning when pairs
+        did not converge.
+    """
+    s = d["settings"]
     lines = [f"HVPs {d['hvp_count']} ({', '.join(f'{k} {v}' for k, v in d['hvp_counts'].items())})"
              f" in {d['timing']['total_s']:.2f} s"]
     lines.append(f"condition number lambda_max/lambda_min {condition_text(d)}")
@@ -128,10 +142,7 @@ def _print_summary(d: dict[str, Any]) -> None:
                          "restarts) did not finish: raise --max-hvps")
         else:
             lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
-    for line in lines:
-        console.print(line)
-    if d.get("blocks"):
-        _print_blocks(d, console, sys.stdout)
+    return lines
 
 
 def _print_blocks(d: dict[str, Any], console: Any, stream: Any) -> None:

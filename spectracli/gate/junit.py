@@ -24,6 +24,28 @@ def _case_name(check: Check) -> str:
     return "(no matching layer)" if check.metric is not None else "(settings)"
 
 
+def _case_outcome(case: ET.Element, check: Check, strict: bool) -> str | None:
+    """Fill a test case from its check: a failure, a skip, or the value / warning as output.
+
+    Returns:
+        ``failures`` or ``skipped`` for the suite's counts, else None.
+    """
+    text = "\n".join(check.messages)
+    if check.status == "fail" or (strict and check.status == "warning"):
+        failure = ET.SubElement(case, "failure", message="; ".join(check.messages),
+                                type=check.severity)
+        failure.text = text
+        return "failures"
+    if check.status == "skipped":
+        ET.SubElement(case, "skipped", message="; ".join(check.messages))
+        return "skipped"
+    if check.status == "warning":
+        ET.SubElement(case, "system-out").text = "warning: " + text
+    elif check.metric is not None:
+        ET.SubElement(case, "system-out").text = f"{check.metric} = {fmt(check.value)}"
+    return None
+
+
 def to_junit(result: GateResult, strict: bool = False) -> str:
     """The XML document as a string (UTF-8 declaration included)."""
     by_rule: dict[str, list[Check]] = defaultdict(list)
@@ -51,20 +73,9 @@ def to_junit(result: GateResult, strict: bool = False) -> str:
                 file=result.source or "", time="0",
             )
             counts["tests"] += 1
-            text = "\n".join(check.messages)
-            failing = check.status == "fail" or (strict and check.status == "warning")
-            if failing:
-                failure = ET.SubElement(case, "failure", message="; ".join(check.messages),
-                                        type=check.severity)
-                failure.text = text
-                counts["failures"] += 1
-            elif check.status == "skipped":
-                ET.SubElement(case, "skipped", message="; ".join(check.messages))
-                counts["skipped"] += 1
-            elif check.status == "warning":
-                ET.SubElement(case, "system-out").text = "warning: " + text
-            elif check.metric is not None:
-                ET.SubElement(case, "system-out").text = f"{check.metric} = {fmt(check.value)}"
+            outcome = _case_outcome(case, check, strict)
+            if outcome:
+                counts[outcome] += 1
         suite.set("tests", str(counts["tests"]))
         suite.set("failures", str(counts["failures"]))
         suite.set("errors", "0")

@@ -466,46 +466,55 @@ def config_from_tables(
         ConfigError: a table of the wrong type, an unknown key, an invalid policy or rule.
     """
     dot = f"{prefix}." if prefix else ""
-    where_gate = f"{source}: [{dot}gate]"
     config = GateConfig(source=source)
     if gate is not None:
-        if not isinstance(gate, dict):
-            raise ConfigError(f"{where_gate}: expected a table, got {gate!r}")
-        for key in gate:
-            if key not in GATE_KEYS:
-                raise ConfigError(f"{where_gate}: {_unknown('key', key, GATE_KEYS)}")
-        raw_rules = gate.get("rules", [])
-        if not isinstance(raw_rules, list):
-            raise ConfigError(f"{where_gate} key 'rules': expected an array of tables "
-                              f"([[{dot}gate.rules]]), got {raw_rules!r}")
-        config.rules = [
-            build_rule(raw, f"{source}: [[{dot}gate.rules]] #{i + 1}")
-            for i, raw in enumerate(raw_rules)
-        ]
-        check_unique_ids(config.rules)
-        check_consistent(config.rules)
-        baseline = gate.get("baseline")
-        if baseline is not None:
-            if not isinstance(baseline, str) or not baseline:
-                raise ConfigError(f"{where_gate} key 'baseline': expected a path string, "
-                                  f"got {baseline!r}")
-            # Relative to the config file, so the gate runs the same from any directory.
-            config.baseline = Path(os.path.normpath(
-                source.parent / baseline if not Path(baseline).is_absolute() else baseline))
-        config.missing_layers = _policy(gate, "missing_layers", "error", where_gate)
-        config.new_layers = _policy(gate, "new_layers", "warning", where_gate)
-        config.missing_value = _policy(gate, "missing_value", "warning", where_gate)
-        config.fit_not_ok = _policy(gate, "fit_not_ok", "warning", where_gate)
-        strict = gate.get("strict", False)
-        if not isinstance(strict, bool):
-            raise ConfigError(f"{where_gate} key 'strict': expected true or false, got {strict!r}")
-        config.strict = strict
+        _read_gate_table(config, gate, source, dot)
     if analyze is not None:
         config.analyze = validate_analyze(analyze, f"{source}: [{dot}analyze]")
         base = config.analyze.get("base")
         if base and not Path(base).is_absolute():
             config.analyze["base"] = os.path.normpath(source.parent / base)
     return config
+
+
+def _read_gate_table(config: GateConfig, gate: Any, source: Path, dot: str) -> None:
+    """Fill ``config`` from the ``gate`` table: rules, baseline, policies, strict.
+
+    Raises:
+        ConfigError: the table is not a table, has an unknown key, or a value of the wrong type.
+    """
+    where_gate = f"{source}: [{dot}gate]"
+    if not isinstance(gate, dict):
+        raise ConfigError(f"{where_gate}: expected a table, got {gate!r}")
+    for key in gate:
+        if key not in GATE_KEYS:
+            raise ConfigError(f"{where_gate}: {_unknown('key', key, GATE_KEYS)}")
+    raw_rules = gate.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"{where_gate} key 'rules': expected an array of tables "
+                          f"([[{dot}gate.rules]]), got {raw_rules!r}")
+    config.rules = [
+        build_rule(raw, f"{source}: [[{dot}gate.rules]] #{i + 1}")
+        for i, raw in enumerate(raw_rules)
+    ]
+    check_unique_ids(config.rules)
+    check_consistent(config.rules)
+    baseline = gate.get("baseline")
+    if baseline is not None:
+        if not isinstance(baseline, str) or not baseline:
+            raise ConfigError(f"{where_gate} key 'baseline': expected a path string, "
+                              f"got {baseline!r}")
+        # Relative to the config file, so the gate runs the same from any directory.
+        config.baseline = Path(os.path.normpath(
+            source.parent / baseline if not Path(baseline).is_absolute() else baseline))
+    config.missing_layers = _policy(gate, "missing_layers", "error", where_gate)
+    config.new_layers = _policy(gate, "new_layers", "warning", where_gate)
+    config.missing_value = _policy(gate, "missing_value", "warning", where_gate)
+    config.fit_not_ok = _policy(gate, "fit_not_ok", "warning", where_gate)
+    strict = gate.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{where_gate} key 'strict': expected true or false, got {strict!r}")
+    config.strict = strict
 
 
 def read_toml(path: Path) -> dict[str, Any]:

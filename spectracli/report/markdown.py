@@ -81,7 +81,19 @@ def flag_reasons(layer: dict[str, Any]) -> list[str]:
             f"rank deficient (numerical rank {fmt_num(layer.get('numerical_rank'), 6)}): "
             "condition number is infinite"
         )
+    reasons += _alpha_band_reasons(layer, farms, said)
+    return reasons + warnings
+
+
+def _alpha_band_reasons(layer: dict[str, Any], farms: dict[str, Any] | None,
+                        said: Any) -> list[str]:
+    """The alpha and FARMS alpha outside [2, 6], unless a warning (``said``) states it already.
+
+    Returns:
+        One reason per alpha outside the band.
+    """
     lo, hi = ALPHA_BAND
+    reasons = []
     for label, value in (("alpha", layer.get("alpha")),
                          ("FARMS alpha", farms.get("alpha") if farms else None)):
         if not (isinstance(value, (int, float)) and math.isfinite(value)) or lo <= value <= hi:
@@ -92,7 +104,7 @@ def flag_reasons(layer: dict[str, Any]) -> list[str]:
                 f"{label} {fmt_num(value, 3)} is {side}; heuristic range [2, 6], "
                 "not a verdict on training"
             )
-    return reasons + warnings
+    return reasons
 
 
 # Columns of the per-layer table: (header, how to get the cell value from a layer dict).
