@@ -90,6 +90,16 @@ def analyze(
         SpectraTypeError: an unknown option or a source of another type (a ``TypeError``).
         SpectraError: an invalid option value, naming the option (a ``ValueError``).
         CheckpointError: an unreadable checkpoint (``FileNotFoundError`` when it is missing).
+
+    Example:
+        A 64 x 32 matrix with singular values 1..2 (a diagonal block over zeros): the spectral
+        norm is sigma_max = 2 and the condition number sigma_max / sigma_min = 2.
+
+        >>> import torch, spectracli
+        >>> w = torch.cat([torch.linspace(1.0, 2.0, 32).diag(), torch.zeros(32, 32)])
+        >>> layer = spectracli.analyze({"fc.weight": w}).layers[0]
+        >>> layer.matrix_shape, round(layer.sigma_max, 6), round(layer.condition_number, 6)
+        ([64, 32], 2.0, 2.0)
     """
     from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
 
@@ -167,6 +177,17 @@ def hessian(
     Raises:
         SpectraTypeError: an unknown option (a ``TypeError``).
         SpectraError: invalid settings or inputs, naming the option (a ``ValueError``).
+
+    Example:
+        A linear model ``w . x`` under the ``mse`` loss ``mean(0.5 (w . x - y)^2)`` has the
+        Hessian ``X^T X / N``: for the rows (3, 0) and (0, 1), ``diag(9, 1) / 2``.
+
+        >>> import torch, spectracli
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> x = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+        >>> res = spectracli.hessian(model, (x, torch.zeros(2, 1)), "mse", k=2, dtype="float64")
+        >>> [round(v, 9) for v in res.eigenvalues], res.converged
+        ([4.5, 0.5], [True, True])
     """
     import inspect
 
