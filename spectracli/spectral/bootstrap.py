@@ -53,6 +53,9 @@ def standard_error(alpha: float, n_tail: int) -> float:
 def analytic_interval(alpha: float, n_tail: int, level: float) -> tuple[float, float]:
     """alpha +- z_{(1 + level) / 2} (alpha - 1) / sqrt(n_tail) (xmin held fixed).
 
+    Returns:
+        ``(low, high)``.
+
     Example:
         >>> [round(x, 3) for x in analytic_interval(3.0, 100, 0.95)]  # 3 +- 1.96 * 0.2
         [2.608, 3.392]
@@ -71,6 +74,9 @@ def _alpha_ks(
     of counts * ln(lambda). ``pos``: candidate xmin indices, (C,) shared by all rows or (b, C)
     per row. Invalid candidates (not drawn, tail below ``min_tail``, zero spread) get alpha nan
     and distance inf. The KS part runs in float32 (a distance to ~1e-6 is plenty to rank).
+
+    Returns:
+        ``(alphas, distances)``, each (b, C).
     """
     n_all = logs.size
     b = cc.shape[0]
@@ -179,12 +185,24 @@ def bootstrap_interval(
 ) -> tuple[float, float, int] | None:
     """Percentile bootstrap interval of alpha, xmin chosen again on every resample.
 
-    ``lam``: the N nonzero eigenvalues, ascending (float64, shape (N,)). ``method``: the xmin
-    rule (``ks``, ``median``, ``peak``). ``last``: the largest xmin index the point fit may use
-    (its tail keeps ``min_tail`` distinct values). Returns (low, high, resamples that gave an
-    alpha), or None when fewer than half of them did. Deterministic for a given ``seed``.
+    Efron & Tibshirani (1993), the percentile interval; deterministic for a given ``seed``.
 
-    Raises ValueError for a ``level`` outside (0, 1) or ``n_resamples`` < 10.
+    Args:
+        lam: the N nonzero eigenvalues, ascending (float64, shape (N,)).
+        method: the xmin rule (``ks``, ``median``, ``peak``).
+        last: the largest xmin index the point fit may use (its tail keeps ``min_tail``
+            distinct values).
+        min_tail: the fewest distinct values of a tail.
+        level: the interval's level, in (0, 1).
+        n_resamples: resamples drawn, at least 10.
+        seed: seed of the resampling.
+
+    Returns:
+        ``(low, high, resamples that gave an alpha)``, or None when fewer than half of them
+        did.
+
+    Raises:
+        ValueError: a ``level`` outside (0, 1) or ``n_resamples`` < 10.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")

@@ -25,6 +25,13 @@ def mp_median(y: float) -> float:
     With x = a + (b - a) sin^2(phi) the density times dx becomes the smooth
     (b - a)^2 sin^2(2 phi) / (4 pi y x) d phi on [0, pi/2] (no endpoint singularity, even at
     y = 1), so a fine trapezoid rule gives the CDF to ~1e-9; the median is interpolated from it.
+    The law is Marchenko & Pastur (1967).
+
+    Returns:
+        The median, in units of the variance.
+
+    Raises:
+        ValueError: ``y`` outside (0, 1].
     """
     if not 0 < y <= 1:
         raise ValueError(f"MP ratio y must be in (0, 1], got {y}")
@@ -57,6 +64,11 @@ def mp_fit(eigs: np.ndarray, n_rows: int, n_cols: int, normalized: bool = False)
 
     ``eigs``: all eigenvalues (of one or several equal-shape matrices), in the units of W^T W,
     divided by max(n_rows, n_cols) when ``normalized``.
+
+    Returns:
+        The fit: sigma^2 estimated from the median eigenvalue, the bulk edge
+        sigma^2 (1 + sqrt(y))^2 (in the units of ``eigs``), and the count of eigenvalues above
+        the edge plus the 99% Tracy-Widom margin (spikes; Johnstone 2001).
 
     Example:
         >>> import torch

@@ -151,6 +151,9 @@ def ks_critical(n: int, level: float = KS_LEVEL) -> float:
     the asymptotic Kolmogorov quantile with Stephens' (1970) small-sample correction (within
     about 1 % of the exact critical values for n >= 5).
 
+    Returns:
+        The critical KS distance: a tail fitted with a smaller distance is not rejected.
+
     Example:
         >>> round(ks_critical(100), 4)  # 1.358 / (10 + 0.12 + 0.011)
         0.1341
@@ -164,7 +167,10 @@ def distinct_from(sigma: np.ndarray, resolution: float) -> np.ndarray:
     """For ascending singular values, how many distinct values each suffix sigma[i:] holds.
 
     Two values are the same when they fall in the same bucket floor(sigma / resolution) (exact
-    equality when ``resolution`` is 0). Returns an int array of sigma.size.
+    equality when ``resolution`` is 0).
+
+    Returns:
+        An int64 array of ``sigma.size``: entry i counts the distinct values of sigma[i:].
     """
     if sigma.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -205,13 +211,6 @@ def fit_power_law(
 ) -> PowerLawFit:
     """Fit a power law to the upper tail of an ESD; see the module docstring for the rules.
 
-    ``eigs``: eigenvalues lambda = sigma^2 (any order, shape (N,)). ``sigma_zero``: singular
-    values at or below it are zero at the precision the weights were stored in (the rank
-    tolerance; default sigma_max * N * eps(float64)), they are left out. ``sigma_resolution``:
-    singular values closer than this are the same value (default: exact equality). ``n_groups``:
-    the ESD pools this many equal-size spectra (FARMS windows); the fit needs ``min_tail``
-    resolved eigenvalues per group. ``ks_level``: significance of the KS bound of ``ok``.
-
     Uncertainty (fits with status ``ok`` or ``no_power_law``): ``alpha_se`` = (alpha - 1) /
     sqrt(tail_size), and ``alpha_ci`` at ``ci_level``: a percentile bootstrap of
     ``ci_resamples`` resamples that re-runs the xmin rule on each
@@ -230,9 +229,30 @@ def fit_power_law(
     - ``no_power_law``: the KS distance of the chosen tail is at or above the Kolmogorov
       critical value :func:`ks_critical` (tail size, ``ks_level``).
 
-    Raises ValueError for an unknown ``method``, ``min_tail`` < 2, ``n_groups`` < 1, a
-    ``ks_level`` or ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, or NaN/Inf
-    eigenvalues.
+    Args:
+        eigs: eigenvalues lambda = sigma^2 (any order, shape (N,)).
+        method: the xmin rule: ``ks``, ``median`` or ``peak`` (module doc).
+        min_tail: the fewest distinct eigenvalues a tail of an ``ok`` fit holds (per group).
+        sigma_zero: singular values at or below it are zero at the precision the weights were
+            stored in (the rank tolerance; default sigma_max * N * eps(float64)); they are
+            left out.
+        sigma_resolution: singular values closer than this are the same value (default: exact
+            equality).
+        n_groups: the ESD pools this many equal-size spectra (FARMS windows); the fit needs
+            ``min_tail`` resolved eigenvalues per group.
+        ks_level: significance of the KS bound of ``ok``.
+        ci_level: the level of ``alpha_ci``.
+        ci_resamples: bootstrap resamples (0: the analytic interval).
+        seed: seed of the bootstrap.
+
+    Returns:
+        The fit: alpha, xmin, tail size, KS distance and their status; alpha_se and alpha_ci
+        for fits with status ``ok`` or ``no_power_law``.
+
+    Raises:
+        ValueError: an unknown ``method``, ``min_tail`` < 2, ``n_groups`` < 1, a ``ks_level`` or
+            ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, or NaN/Inf
+            eigenvalues.
 
     Example:
         >>> import numpy as np
@@ -243,20 +263,83 @@ def fit_power_law(
         ('ok', 3.0, 1000)
     """
     _check_fit_settings(method, min_tail, n_groups, ks_level, ci_level, ci_resamples)
-    lam = np.sort(np.asarray(eigs, dtype=np.float64).reshape(-1))
-    if not np.all(np.isfinite(lam)):
-        raise ValueError("eigs holds NaN or Inf values")
-    n_all = lam.size
-    lam = np.clip(lam, 0.0, None)
-    lam_max = float(lam[-1]) if n_all else 0.0
-    if sigma_zero is None:
-        sigma_zero = math.sqrt(lam_max) * n_all * np.finfo(np.float64).eps
-    zero = max(sigma_zero**2, ZERO_FLOOR * lam_max)
-    lam = lam[lam > zero]
-    resolution = float(sigma_resolution or 0.0)
+    fitter = _Fitter.of(eigs, sigma_zero, float(sigma_resolution or 0.0), method, ks_level)
+    early = fitter.too_few_or_flat(n_groups, min_tail)
+    if early is not None:
+        return early
+    lam, distinct = fitter.lam, fitter.distinct
+    valid = np.nonzero(distinct >= min_tail)[0]  # xmin candidates with enough distinct values
+    if valid.size == 0:
+        return fitter.whole("degenerate_tail", f"{int(distinct[0])} distinct nonzero values at "
+                            f"the stored precision, fewer than the minimum tail {min_tail}")
+    last = int(valid[-1])  # distinct counts fall with i: candidates are 0..last
+    chosen = _choose_xmin(fitter, last, min_tail)
+    if isinstance(chosen, PowerLawFit):
+        return chosen
+    i, a, d = chosen
+    n_tail = lam.size - i
+    crit = ks_critical(n_tail, ks_level)
+    if d >= crit:
+        fit = fitter.result("no_power_law", f"KS distance {d:.3g} is at or above the "
+                            f"{ks_level:.0%} critical value {crit:.3g} for a tail of {n_tail}",
+                            i, a, d, int(distinct[i]))
+    else:
+        fit = fitter.result("ok", None, i, a, d, int(distinct[i]))
+    if fit.alpha is not None:
+        _add_uncertainty(fit, lam, method, last, min_tail, ci_level, ci_resamples, seed)
+    return fit
 
-    def result(status: str, reason: str | None, i: int | None = None, alpha: float | None = None,
-               d: float | None = None, distinct: int | None = None) -> PowerLawFit:
+
+@dataclass
+class _Fitter:
+    """The resolved ESD of one fit and how its results are written.
+
+    ``lam``: the nonzero eigenvalues at the stored precision, ascending; ``lam_max`` and
+    ``n_all`` are of the ESD as given; ``distinct``: :func:`distinct_from` of sqrt(lam).
+    """
+
+    lam: np.ndarray
+    lam_max: float
+    n_all: int
+    resolution: float
+    method: str
+    ks_level: float
+    distinct: np.ndarray
+
+    @classmethod
+    def of(cls, eigs: np.ndarray, sigma_zero: float | None, resolution: float, method: str,
+           ks_level: float) -> _Fitter:
+        """Sort ``eigs``, clip negatives to 0 and drop the zeros at the stored precision.
+
+        Returns:
+            The fitter of the resolved eigenvalues.
+
+        Raises:
+            ValueError: ``eigs`` holds NaN or Inf values.
+        """
+        lam = np.sort(np.asarray(eigs, dtype=np.float64).reshape(-1))
+        if not np.all(np.isfinite(lam)):
+            raise ValueError("eigs holds NaN or Inf values")
+        n_all = lam.size
+        lam = np.clip(lam, 0.0, None)
+        lam_max = float(lam[-1]) if n_all else 0.0
+        if sigma_zero is None:
+            sigma_zero = math.sqrt(lam_max) * n_all * np.finfo(np.float64).eps
+        zero = max(sigma_zero**2, ZERO_FLOOR * lam_max)
+        lam = lam[lam > zero]
+        return cls(lam, lam_max, n_all, resolution, method, ks_level,
+                   distinct_from(np.sqrt(lam), resolution))
+
+    def result(self, status: str, reason: str | None, i: int | None = None,
+               alpha: float | None = None, d: float | None = None,
+               distinct: int | None = None) -> PowerLawFit:
+        """The fit of the tail from index ``i`` with exponent ``alpha`` and KS distance ``d``.
+
+        Returns:
+            The fit with its status; without a finite alpha only the status, the reason and
+            the counts are set.
+        """
+        lam = self.lam
         if alpha is not None and not math.isfinite(alpha):
             alpha = None
         tail = int(lam.size - i) if i is not None else 0
@@ -272,71 +355,82 @@ def fit_power_law(
             xmin=xmin,
             tail_size=tail if alpha is not None else 0,
             ks_distance=d if alpha is not None else None,
-            alpha_weighted=alpha * math.log10(lam_max) if alpha is not None else None,
+            alpha_weighted=alpha * math.log10(self.lam_max) if alpha is not None else None,
             log_alpha_norm=log_norm if log_norm is not None and math.isfinite(log_norm) else None,
             fit_status=status,
-            fit_method=method,
-            n_eigenvalues=n_all,
+            fit_method=self.method,
+            n_eigenvalues=self.n_all,
             fit_reason=reason,
             n_distinct_tail=distinct if alpha is not None else None,
-            ks_critical=ks_critical(tail, ks_level) if alpha is not None and tail else None,
+            ks_critical=ks_critical(tail, self.ks_level) if alpha is not None and tail else None,
         )
 
-    sigma = np.sqrt(lam)
-    distinct = distinct_from(sigma, resolution)
-
-    def whole(status: str, reason: str) -> PowerLawFit:
+    def whole(self, status: str, reason: str) -> PowerLawFit:
         """Not ok: alpha of all resolved eigenvalues (xmin = the smallest), when defined."""
-        if lam.size < 2 or distinct[0] < 2:
-            return result(status, reason)
+        lam = self.lam
+        if lam.size < 2 or self.distinct[0] < 2:
+            return self.result(status, reason)
         a = float(_alphas(lam, np.array([0]))[0])
         d = float(ks_distances(lam, np.array([0]), np.array([a]))[0])
-        return result(status, reason, 0, a, d, int(distinct[0]))
+        return self.result(status, reason, 0, a, d, int(self.distinct[0]))
 
-    per_group = lam.size / n_groups
-    if lam.size == 0:
-        return result("too_few_eigenvalues", "all eigenvalues are zero at the stored precision")
-    if per_group < min_tail:
-        what = (f"{lam.size} nonzero eigenvalues" if n_groups == 1
-                else f"{per_group:.3g} nonzero eigenvalues per window")
-        return whole("too_few_eigenvalues", f"{what}, fewer than the minimum tail {min_tail}")
-    if sigma[-1] - sigma[0] <= resolution:
-        return whole("flat_spectrum", f"all {lam.size} nonzero singular values are equal within "
-                     f"the stored precision ({resolution:.3g})")
+    def too_few_or_flat(self, n_groups: int, min_tail: int) -> PowerLawFit | None:
+        """The ``too_few_eigenvalues`` or ``flat_spectrum`` fit, when the ESD is one.
 
-    valid = np.nonzero(distinct >= min_tail)[0]  # xmin candidates with enough distinct values
-    if valid.size == 0:
-        return whole("degenerate_tail", f"{int(distinct[0])} distinct nonzero values at the "
-                     f"stored precision, fewer than the minimum tail {min_tail}")
-    last = int(valid[-1])  # distinct counts fall with i: candidates are 0..last
-    if method == "median":
+        Returns:
+            That fit, or None when the ESD can be fitted.
+        """
+        lam = self.lam
+        per_group = lam.size / n_groups
+        if lam.size == 0:
+            return self.result("too_few_eigenvalues",
+                               "all eigenvalues are zero at the stored precision")
+        if per_group < min_tail:
+            what = (f"{lam.size} nonzero eigenvalues" if n_groups == 1
+                    else f"{per_group:.3g} nonzero eigenvalues per window")
+            return self.whole("too_few_eigenvalues",
+                              f"{what}, fewer than the minimum tail {min_tail}")
+        sigma = np.sqrt(lam)
+        if sigma[-1] - sigma[0] <= self.resolution:
+            return self.whole("flat_spectrum", f"all {lam.size} nonzero singular values are "
+                              f"equal within the stored precision ({self.resolution:.3g})")
+        return None
+
+
+def _choose_xmin(fitter: _Fitter, last: int,
+                 min_tail: int) -> tuple[int, float, float] | PowerLawFit:
+    """xmin by the fitter's rule among the candidates ``0..last`` (module doc).
+
+    Returns:
+        ``(index, alpha, KS distance)`` of the chosen tail, or the ``degenerate_tail`` fit when
+        the rule leaves no tail of ``min_tail`` distinct values.
+    """
+    lam, distinct = fitter.lam, fitter.distinct
+    if fitter.method == "median":
         i = lam.size // 2
         a = float(_alphas(lam, np.array([i]))[0])
         d = float(ks_distances(lam, np.array([i]), np.array([a]))[0])
         if i > last:
-            return result("degenerate_tail", f"the median's tail holds {int(distinct[i])} "
-                          f"distinct values, fewer than the minimum tail {min_tail}",
-                          i, a, d, int(distinct[i]))
-    elif method == "ks":
-        i, a, d = _scan(lam, 0, last)
-    else:
-        lo_x, hi_x = _peak_bounds(lam)
-        cand = np.nonzero((lam >= lo_x) & (lam <= hi_x))[0]
-        cand = cand[cand <= last]
-        if cand.size == 0:
-            return whole("degenerate_tail", "no eigenvalue within [0.95, 1.5] x the "
-                         "log-histogram peak leaves a tail of the minimum size")
-        i, a, d = _scan(lam, int(cand[0]), int(cand[-1]))
-    n_tail = lam.size - i
-    crit = ks_critical(n_tail, ks_level)
-    if d >= crit:
-        fit = result("no_power_law", f"KS distance {d:.3g} is at or above the {ks_level:.0%} "
-                     f"critical value {crit:.3g} for a tail of {n_tail}", i, a, d,
-                     int(distinct[i]))
-    else:
-        fit = result("ok", None, i, a, d, int(distinct[i]))
-    if fit.alpha is None:
-        return fit
+            return fitter.result("degenerate_tail", f"the median's tail holds "
+                                 f"{int(distinct[i])} distinct values, fewer than the minimum "
+                                 f"tail {min_tail}", i, a, d, int(distinct[i]))
+        return i, a, d
+    if fitter.method == "ks":
+        return _scan(lam, 0, last)
+    lo_x, hi_x = _peak_bounds(lam)
+    cand = np.nonzero((lam >= lo_x) & (lam <= hi_x))[0]
+    cand = cand[cand <= last]
+    if cand.size == 0:
+        return fitter.whole("degenerate_tail", "no eigenvalue within [0.95, 1.5] x the "
+                            "log-histogram peak leaves a tail of the minimum size")
+    return _scan(lam, int(cand[0]), int(cand[-1]))
+
+
+def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, min_tail: int,
+                     ci_level: float, ci_resamples: int, seed: int) -> None:
+    """Set ``alpha_se`` and ``alpha_ci`` of a fit with an alpha (bootstrap or analytic)."""
+    assert fit.alpha is not None
+    n_tail = fit.tail_size
     fit.alpha_se = standard_error(fit.alpha, n_tail)
     fit.ci_level = ci_level
     interval = None
@@ -351,7 +445,6 @@ def fit_power_law(
     else:
         fit.alpha_ci = list(analytic_interval(fit.alpha, n_tail, ci_level))
         fit.ci_method = "analytic"
-    return fit
 
 
 def alpha_warning(alpha: float | None, label: str = "alpha") -> str | None:
