@@ -17,6 +17,9 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
 
     Foreign libraries (torch, zipfile, the safetensors Rust core) write multi-line messages; our
     errors are one line, so only the head of theirs is kept.
+
+    Returns:
+        The line, at most ``limit`` characters (the type name when the message is empty).
     """
     text = _ANSI.sub("", str(exc))
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
@@ -32,6 +35,9 @@ def read_weight_map(index_path: Path) -> dict[str, str]:
 
     Used for ``*.safetensors.index.json`` and ``pytorch_model.bin.index.json`` alike. Every shard
     the index names must exist beside it.
+
+    Returns:
+        ``{tensor name: shard file name}``.
 
     Raises:
         CheckpointError: the index is unreadable, not JSON, has no (or an empty) ``weight_map``,

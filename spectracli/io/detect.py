@@ -38,7 +38,15 @@ def unsupported(path: Path, what: str) -> CheckpointError:
 
 
 def detect(path: Path) -> tuple[str, Path]:
-    """``(format, file)`` for a checkpoint path; a ``CheckpointError`` for anything else."""
+    """``(format, file)`` for a checkpoint path (module doc).
+
+    Returns:
+        The format name and the file its reader opens (for a directory, the file chosen in it).
+
+    Raises:
+        CheckpointNotFoundError: ``path`` does not exist (a ``FileNotFoundError``).
+        CheckpointError: an empty, unreadable, text or foreign file, or no checkpoint at all.
+    """
     if not path.exists():
         raise CheckpointNotFoundError(f"{path} does not exist")
     if path.is_dir():
@@ -57,56 +65,69 @@ def detect(path: Path) -> tuple[str, Path]:
             head = f.read(4096)
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-    suffix = path.suffix.lower()
+    return _by_content(path, head, size) or _by_name(path, head), path
 
+
+def _by_content(path: Path, head: bytes, size: int) -> str | None:
+    """The format where the first bytes say it unambiguously (magic, zip members, pickle).
+
+    Returns:
+        The format, or None when the content alone does not decide.
+    """
+    suffix = path.suffix.lower()
     if head.startswith(b"GGUF"):
-        return "gguf", path
+        return "gguf"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         kind = _zip_kind(path)
         if kind:
-            return kind, path
+            return kind
     if head[:1] == b"\x80" and suffix != ".safetensors":  # pickle protocol >= 2 (legacy torch.save)
-        return "pytorch", path
+        return "pytorch"
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < size:
-        return "safetensors", path
+        return "safetensors"
+    return None
+
+
+def _by_name(path: Path, head: bytes) -> str:
+    """The format by extension, once foreign formats and text are ruled out.
+
+    Returns:
+        The format whose reader then says precisely what is wrong with the file, if anything.
+
+    Raises:
+        CheckpointError: a foreign format (named), a text file, or an unknown extension.
+    """  # noqa: DOC501 - unsupported() builds the CheckpointError, which ruff reads as a type
+    suffix = path.suffix.lower()
     foreign = _foreign_file(path, head)
     if foreign:
         raise unsupported(path, foreign)
     if suffix == ".onnx" or (suffix not in PYTORCH_SUFFIXES and _looks_like_onnx(head)):
-        return "onnx", path
+        return "onnx"
     if suffix == ".gguf":
-        return "gguf", path  # no GGUF magic: the reader says what is wrong
+        return "gguf"  # no GGUF magic: the reader says what is wrong
     if _looks_like_text(head):
         raise CheckpointError(f"{path} is a text file, not a checkpoint ({SUPPORTED})")
-    if suffix == ".safetensors":
-        return "safetensors", path
-    if suffix in PYTORCH_SUFFIXES:
-        return "pytorch", path
-    if suffix == ".npz":
-        return "npz", path
+    by_suffix = {".safetensors": "safetensors", ".npz": "npz",
+                 **dict.fromkeys(PYTORCH_SUFFIXES, "pytorch")}
+    if suffix in by_suffix:
+        return by_suffix[suffix]
     raise CheckpointError(f"{path} is not a recognised checkpoint format ({SUPPORTED})")
 
 
 def _foreign_file(path: Path, head: bytes) -> str | None:
     """The name of a format spectracli does not read, recognised by magic bytes or name."""
     name, suffix = path.name.lower(), path.suffix.lower()
-    if head.startswith(_HDF5_MAGIC):
-        return "an HDF5 file (Keras .h5 weights or model)"
-    if head[4:8] == b"TFL3":
-        return "a TensorFlow Lite model"
-    if head[4:8] == b"ORTM":
-        return "an ONNX Runtime (.ort) model; export it as .onnx instead"
-    if name in ("saved_model.pb", "saved_model.pbtxt"):
-        return "part of a TensorFlow SavedModel"
-    if suffix == ".pb":
-        return "a TensorFlow graph (.pb)"
-    if suffix == ".index" or ".data-" in name:
-        return "part of a TensorFlow checkpoint"
-    if suffix == ".mlmodel":
-        return "a Core ML model"
-    if suffix == ".keras":
-        return "a Keras .keras archive"
-    return None
+    checks = (  # in this order: the first that holds names the format
+        (head.startswith(_HDF5_MAGIC), "an HDF5 file (Keras .h5 weights or model)"),
+        (head[4:8] == b"TFL3", "a TensorFlow Lite model"),
+        (head[4:8] == b"ORTM", "an ONNX Runtime (.ort) model; export it as .onnx instead"),
+        (name in ("saved_model.pb", "saved_model.pbtxt"), "part of a TensorFlow SavedModel"),
+        (suffix == ".pb", "a TensorFlow graph (.pb)"),
+        (suffix == ".index" or ".data-" in name, "part of a TensorFlow checkpoint"),
+        (suffix == ".mlmodel", "a Core ML model"),
+        (suffix == ".keras", "a Keras .keras archive"),
+    )
+    return next((what for hit, what in checks if hit), None)
 
 
 def _looks_like_onnx(head: bytes) -> bool:
@@ -114,6 +135,9 @@ def _looks_like_onnx(head: bytes) -> bool:
 
     Protobuf has no magic; serialisers write fields in order, so a model starts with ``08 NN``
     (IR version 3-20) followed by the tag of producer_name, domain, graph, opset_import, ...
+
+    Returns:
+        Whether ``head`` starts like a serialised ``ModelProto``.
     """
     return (
         len(head) > 3

@@ -126,6 +126,7 @@ class GgufCheckpoint(Checkpoint):
                 self._unreadable[t.name] = why
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One lazy handle per tensor; types gguf cannot dequantise carry a skip reason."""
         if self._reader is None:
             raise CheckpointError(f"{self.path} is closed")
         version = getattr(self._gguf, "__version__", None) or _package_version()
@@ -149,6 +150,7 @@ class GgufCheckpoint(Checkpoint):
                                      "skip": why})
 
     def load(self, index: int) -> torch.Tensor:
+        """Tensor ``index``, dequantised to float32 (float types as stored; CheckpointError)."""
         if self._reader is None:
             raise CheckpointError(f"{self.path} is closed")
         t = self._reader.tensors[index]
@@ -172,7 +174,8 @@ class GgufCheckpoint(Checkpoint):
             ) from None
 
     def close(self) -> None:
-        self._reader = None  # drops the memory map
+        """Drop the reader and its memory map."""
+        self._reader = None
 
 
 # GGUF metadata keys ("{arch}." prefix) -> the config.json names the layer rules read.
@@ -193,7 +196,10 @@ def gguf_config(reader: Any) -> dict[str, Any] | None:
     """A config.json-like dict from a GGUF header: ``model_type`` and the sizes the rules use.
 
     GGUF keeps the model's hyper-parameters as ``{arch}.attention.head_count`` and the like; a
-    per-layer array that holds one value counts as that value. None without an architecture.
+    per-layer array that holds one value counts as that value.
+
+    Returns:
+        The config dict, or None without an architecture.
     """
     arch = _field(reader, "general.architecture")
     if not isinstance(arch, str):
@@ -264,4 +270,5 @@ class _Refuse:
 
 
 def open_gguf(path: Path) -> Checkpoint:
+    """The GGUF file at ``path`` (needs the ``gguf`` extra)."""
     return GgufCheckpoint(path)

@@ -40,6 +40,10 @@ def parse_hub_id(spec: str) -> tuple[str, str | None, str | None] | None:
 
     The syntax is ``huggingface_hub.HfFileSystem``'s: a file inside the repository (e.g. one GGUF
     of many) follows the id; a revision with a ``/`` in it goes through ``revision=`` instead.
+
+    Returns:
+        The parts (revision and file None when absent), or None for a spec that is not an id
+        (a local-looking path, ``..`` in the file, a trailing ``/``).
     """
     match = _HUB_ID.match(spec.strip())
     if not match or spec.startswith(("./", "../", "/")) or spec.endswith("/"):
@@ -62,6 +66,7 @@ def hub_cache_dir() -> Path:
 
 
 def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set to a true value."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
@@ -90,8 +95,11 @@ def resolve_hub_id(
 
     ``revision`` (a branch, tag or commit) may also be given as ``org/name@revision``; both at
     once must agree. ``org/name/path`` names one file or folder of the repository (fetched alone
-    when downloading). Returns ``(path, info)``, info holding ``repo_id``, ``revision``,
-    ``commit``, ``downloaded`` and ``file`` when one was named.
+    when downloading).
+
+    Returns:
+        ``(path, info)``, info holding ``repo_id``, ``revision``, ``commit``, ``downloaded`` and
+        ``file`` when one was named.
 
     Raises:
         CheckpointError: not an id; the id is not cached (or cached without weights) and the hub

@@ -64,6 +64,7 @@ class MemoryCheckpoint(Checkpoint):
         )
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One handle per tensor (tied ones once, with aliases); loading detaches, never copies."""
         for name, aliases in self._order:
             t = self._state[name]
             yield TensorHandle(
@@ -99,8 +100,13 @@ def _as_tensor(value: Any) -> Any:
 
 
 def memory_checkpoint(obj: torch.nn.Module | Mapping[str, Any]) -> MemoryCheckpoint:
-    """An ``nn.Module`` or a mapping of names to tensors (numpy arrays are viewed as tensors,
-    without a copy) as a :class:`MemoryCheckpoint`.
+    """An ``nn.Module`` or a mapping of names to tensors as a :class:`MemoryCheckpoint`.
+
+    Numpy arrays are viewed as tensors, without a copy.
+
+    Returns:
+        The checkpoint of the module's weights or the mapping's tensors (a training checkpoint
+        dict's under ``state_dict``/``model``...), wrapper prefixes stripped.
 
     Raises:
         SpectraTypeError: ``obj`` is neither a module nor a mapping (a ``TypeError``).

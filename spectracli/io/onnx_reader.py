@@ -135,6 +135,7 @@ class OnnxCheckpoint(Checkpoint):
         return length
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One lazy handle per initializer, except the scales and zero points a plan consumes."""
         consumed = {c for p in self._plans.values() for c in p.consumed}
         for name, tensor in self._init.items():
             if name in consumed:
@@ -171,6 +172,7 @@ class OnnxCheckpoint(Checkpoint):
             ) from None
 
     def load(self, name: str) -> torch.Tensor:
+        """Initializer ``name`` as ``W`` (dequantised and transposed as its plan says)."""
         plan = self._plans.get(name, _Plan())
         arr = self._array(name)
         if plan.scale is not None:
@@ -229,61 +231,94 @@ def _attr(node: Any, key: str, default: int) -> int:
 
 
 def _plan_graph(graph: Any, inits: dict[str, Any]) -> dict[str, _Plan]:
-    """Kind, layout and dequantisation of each initializer, from the ops that consume it."""
+    """Kind, layout and dequantisation of each initializer, from the ops that consume it.
+
+    Returns:
+        ``{initializer name: plan}`` for the initializers used as weights or quantised.
+    """
     consumers: dict[str, list[tuple[Any, int]]] = {}
     for node in graph.node:
         for i, name in enumerate(node.input):
             consumers.setdefault(name, []).append((node, i))
     plans: dict[str, _Plan] = {}
-
-    def follow(value: str, flipped: bool = False, depth: int = 0) -> tuple[str, bool] | None:
-        """(kind, transpose) from the first op using ``value`` as a weight; ``flipped``: the
-        value is the transpose of the stored initializer (a ``Transpose`` on the way)."""
-        for node, i in consumers.get(value, []):
-            op, found = node.op_type, None
-            if op in _PASS_THROUGH and i == 0 and depth < 8:
-                found = follow(node.output[0], flipped, depth + 1)
-            elif op == "Transpose" and i == 0 and depth < 8:
-                perm = [int(p) for a in node.attribute if a.name == "perm" for p in a.ints]
-                if perm in ([], [1, 0]):
-                    found = follow(node.output[0], not flipped, depth + 1)
-            elif op == "MatMul" and i == 1:  # B is (in, out): W = B^T
-                found = ("linear", not flipped)
-            elif op == "Gemm" and i == 1:  # op(B) is (in, out): W = B if transB else B^T
-                found = ("linear", flipped != (_attr(node, "transB", 0) == 0))
-            elif op in ("Conv", "ConvTranspose") and i == 1:
-                found = ("conv", False)
-            elif op == "Gather" and i == 0:
-                found = ("embedding", flipped)
-            if found:
-                return found
-        return None
-
     for name in inits:
-        for node, i in consumers.get(name, []):
-            if node.op_type == "DequantizeLinear" and i == 0:
-                plan = _Plan(scale=_input(node, 1), zero_point=_input(node, 2),
-                             axis=_attr(node, "axis", 1), block_size=_attr(node, "block_size", 0))
-                plan.kind, plan.transpose = follow(node.output[0]) or (None, False)
-                break
-            if node.op_type in _DEQUANT_INPUTS and i == _DEQUANT_INPUTS[node.op_type][0]:
-                _w, s, z, kind = _DEQUANT_INPUTS[node.op_type]
-                scale = _input(node, s) if s >= 0 else _scale_by_name(name, inits)
-                per_channel = scale in inits and _numel(inits[scale]) > 1
-                transpose = kind == "linear" and not (
-                    node.op_type == "QGemm" and _attr(node, "transB", 0)
-                )
-                axis = (1 if transpose else 0) if per_channel else 0
-                plan = _Plan(kind=kind, transpose=transpose, scale=scale,
-                             zero_point=_input(node, z), axis=axis)
-                break
-        else:
-            plan = _Plan()
-            plan.kind, plan.transpose = follow(name) or (None, False)
+        plan = _plan_of(name, inits, consumers)
         _keep_constant_scales(plan, inits)
         if plan.kind or plan.scale:
             plans[name] = plan
     return plans
+
+
+def _plan_of(name: str, inits: dict[str, Any],
+             consumers: dict[str, list[tuple[Any, int]]]) -> _Plan:
+    """The plan of initializer ``name``: dequantised by its first quantised consumer, if any.
+
+    Returns:
+        A ``DequantizeLinear`` or quantised-op plan (scale, zero point, axis), else the plain
+        kind and layout of its first weight use.
+    """
+    for node, i in consumers.get(name, []):
+        if node.op_type == "DequantizeLinear" and i == 0:
+            plan = _Plan(scale=_input(node, 1), zero_point=_input(node, 2),
+                         axis=_attr(node, "axis", 1), block_size=_attr(node, "block_size", 0))
+            plan.kind, plan.transpose = _follow(consumers, node.output[0]) or (None, False)
+            return plan
+        if node.op_type in _DEQUANT_INPUTS and i == _DEQUANT_INPUTS[node.op_type][0]:
+            _w, s, z, kind = _DEQUANT_INPUTS[node.op_type]
+            scale = _input(node, s) if s >= 0 else _scale_by_name(name, inits)
+            per_channel = scale in inits and _numel(inits[scale]) > 1
+            transpose = kind == "linear" and not (
+                node.op_type == "QGemm" and _attr(node, "transB", 0)
+            )
+            axis = (1 if transpose else 0) if per_channel else 0
+            return _Plan(kind=kind, transpose=transpose, scale=scale,
+                         zero_point=_input(node, z), axis=axis)
+    plan = _Plan()
+    plan.kind, plan.transpose = _follow(consumers, name) or (None, False)
+    return plan
+
+
+def _follow(consumers: dict[str, list[tuple[Any, int]]], value: str, flipped: bool = False,
+            depth: int = 0) -> tuple[str, bool] | None:
+    """(kind, transpose) from the first op using ``value`` as a weight.
+
+    ``flipped``: the value is the transpose of the stored initializer (a ``Transpose`` on the
+    way); ``Identity``/``Cast``/``Transpose`` are followed up to 8 deep.
+
+    Returns:
+        The kind and whether the stored tensor is the transpose of ``W``, or None.
+    """
+    for node, i in consumers.get(value, []):
+        op = node.op_type
+        if op in _PASS_THROUGH and i == 0 and depth < 8:
+            found = _follow(consumers, node.output[0], flipped, depth + 1)
+        elif op == "Transpose" and i == 0 and depth < 8:
+            perm = [int(p) for a in node.attribute if a.name == "perm" for p in a.ints]
+            found = (_follow(consumers, node.output[0], not flipped, depth + 1)
+                     if perm in ([], [1, 0]) else None)
+        else:
+            found = _weight_use(node, i, flipped)
+        if found:
+            return found
+    return None
+
+
+def _weight_use(node: Any, i: int, flipped: bool) -> tuple[str, bool] | None:
+    """(kind, transpose) when input ``i`` of ``node`` is a weight of a MatMul, Gemm, conv or Gather.
+
+    Returns:
+        The kind and layout, or None for any other use.
+    """
+    op = node.op_type
+    if op == "MatMul" and i == 1:  # B is (in, out): W = B^T
+        return "linear", not flipped
+    if op == "Gemm" and i == 1:  # op(B) is (in, out): W = B if transB else B^T
+        return "linear", flipped != (_attr(node, "transB", 0) == 0)
+    if op in ("Conv", "ConvTranspose") and i == 1:
+        return "conv", False
+    if op == "Gather" and i == 0:
+        return "embedding", flipped
+    return None
 
 
 def _keep_constant_scales(plan: _Plan, inits: dict[str, Any]) -> None:
@@ -324,4 +359,5 @@ class _Load:
 
 
 def open_onnx(path: Path) -> Checkpoint:
+    """The ONNX model at ``path`` (needs the ``onnx`` extra)."""
     return OnnxCheckpoint(path)

@@ -96,6 +96,16 @@ def load_pickle_stubbed(path: Path, trust_pickle: bool) -> tuple[Any, list[str]]
 
     Without ``trust_pickle``, a file the plain ``weights_only`` load refuses for globals outside
     torch's safe set is loaded again with each such global replaced by an inert placeholder.
+
+    Returns:
+        ``(loaded object, sorted names of the stubbed globals)``.
+
+    Raises:
+        CheckpointError: an unreadable or damaged file, a TorchScript archive without
+            ``trust_pickle``, or a refusal of the placeholder load (see ``stub_pickle``).
+        MemoryError: the file does not fit in memory (not turned into a CheckpointError).
+        KeyboardInterrupt: passed through as it is.
+        SystemExit: passed through as it is.
     """
     is_zip = zipfile.is_zipfile(path)
     if is_zip and _is_torchscript(path):
@@ -168,6 +178,9 @@ def _torch_load(path: Path, weights_only: bool, is_zip: bool) -> Any:
 
 def find_state_dict(obj: Any, path: Path | None = None) -> dict[str, torch.Tensor]:
     """The model's tensors in a loaded checkpoint, by name (see the module docstring).
+
+    Returns:
+        ``{name: tensor}`` (empty when nothing looks like a state dict).
 
     Raises:
         ForeignTensorError: the mapping chosen as the state dict holds a placeholder of a stubbed
@@ -243,8 +256,11 @@ def _tie_key(t: torch.Tensor) -> tuple | None:
 
 
 def group_tied(tensors: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]]]:
-    """``(name, aliases)`` in order: a tensor sharing another's storage view (tied weights) is
-    an alias of the first name, not an entry of its own."""
+    """Tied weights grouped: a tensor sharing another's storage view is an alias of the first.
+
+    Returns:
+        ``(name, aliases)`` in the order of ``tensors``, one entry per distinct view.
+    """
     groups: dict[tuple, list[str]] = {}
     order: list[tuple[str, list[str]]] = []
     for name, t in tensors.items():
@@ -284,6 +300,7 @@ class PytorchCheckpoint(Checkpoint):
         self._order = group_tied(self._state)
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One handle per tensor (tied ones once, with aliases), in the file's order."""
         if self._state is None:
             raise CheckpointError(f"{self.path} is closed")
         state = self._state
@@ -298,6 +315,7 @@ class PytorchCheckpoint(Checkpoint):
             )
 
     def close(self) -> None:
+        """Drop the loaded state (and its memory map)."""
         self._state = None
 
 
@@ -313,6 +331,7 @@ class _Get:
 
 
 def open_pytorch(path: Path, trust_pickle: bool = False) -> Checkpoint:
+    """The PyTorch checkpoint at ``path`` (weights only unless ``trust_pickle``)."""
     return PytorchCheckpoint(path, trust_pickle=trust_pickle)
 
 
@@ -345,6 +364,7 @@ class PytorchShardedCheckpoint(Checkpoint):
                 )
 
     def handles(self) -> Iterator[TensorHandle]:
+        """The handles of every shard in turn; a name seen in an earlier shard is not repeated."""
         seen: set[str] = set()
         for shard in self._shards:
             for h in shard.handles():
@@ -353,6 +373,7 @@ class PytorchShardedCheckpoint(Checkpoint):
                     yield h
 
     def close(self) -> None:
+        """Close every shard."""
         for shard in self._shards:
             shard.close()
 
@@ -360,4 +381,5 @@ class PytorchShardedCheckpoint(Checkpoint):
 def open_pytorch_sharded(
     index_path: Path, shown_path: Path, trust_pickle: bool = False
 ) -> Checkpoint:
+    """The sharded PyTorch checkpoint of ``index_path`` (shown as ``shown_path``)."""
     return PytorchShardedCheckpoint(index_path, shown_path, trust_pickle)

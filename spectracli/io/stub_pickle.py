@@ -67,6 +67,7 @@ class Placeholder:
     __spectracli_global__ = "?"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Placeholder:
+        """An instance that records its arguments and runs no code of the original class."""
         inst = object.__new__(cls)
         object.__setattr__(inst, "_stub_args", args)
         object.__setattr__(inst, "_stub_state", None)
@@ -105,6 +106,9 @@ def placeholder_class(full_name: str, kind: str = "object") -> type[Placeholder]
     ``kind`` ``"dict"`` or ``"list"``: a container subclass whose items the pickle fills in
     (``SETITEMS``/``APPENDS``, which torch's unpickler allows on plain containers only): its
     construction yields a plain ``dict``/``list`` instead.
+
+    Returns:
+        The class (a subclass of :class:`Placeholder`).
     """
     short = full_name.rsplit(".", 1)[-1] or "stub"
     attrs = {
@@ -132,15 +136,17 @@ def load_with_placeholders(
 ) -> tuple[Any, list[str]]:
     """``torch_load()`` under ``weights_only`` with every unsafe global replaced by a placeholder.
 
-    ``first_error`` is the refusal of the plain ``weights_only`` load. Returns the loaded object
-    and the sorted names of the globals that were stubbed.
+    ``first_error`` is the refusal of the plain ``weights_only`` load.
+
+    Returns:
+        ``(loaded object, sorted names of the globals that were stubbed)``.
 
     Raises:
         CheckpointError: a global from a blocked module (``os``, ``sys``, ...), or a file the
             weights-only unpickler refuses for a reason other than a global (named in the
             message), or one that a placeholder cannot stand in for.
         ForeignTensorError: a tensor is rebuilt as a stubbed class.
-    """
+    """  # noqa: DOC501 - _refusal() builds the CheckpointError, which ruff reads as a type
     names: set[str] = set()
     if zipfile.is_zipfile(path):
         try:
@@ -215,7 +221,9 @@ def module_state_dict(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, A
     A module pickles its ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, ...), which
     the placeholder only stored: its parameters and persistent buffers, then its children's under
     ``child.``, are exactly ``Module.state_dict()`` for a module that does not override it.
-    None when ``obj`` (or a child) does not hold that structure.
+
+    Returns:
+        ``{name: tensor}``, or None when ``obj`` (or a child) does not hold that structure.
     """
     state = obj._stub_state if isinstance(obj, Placeholder) else None
     if depth > 256 or not isinstance(state, dict) or not isinstance(state.get("_parameters"), dict):

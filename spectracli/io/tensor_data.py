@@ -1,5 +1,7 @@
-"""Tensor data files for the Hessian: ``.npz``, ``.pt``/``.pth`` or ``.safetensors`` holding an
-input tensor and a target tensor (named ``x`` and ``y`` unless told otherwise).
+"""Tensor data files for the Hessian: an input and a target tensor in one file.
+
+``.npz``, ``.pt``/``.pth`` or ``.safetensors`` files hold the two tensors, named ``x`` and
+``y`` unless told otherwise.
 
 ``.pt`` files are read with ``weights_only=True`` (no code runs) and may hold a dict of tensors
 or an ``(x, y)`` pair. Every failure is a one-line :class:`~spectracli.errors.SpectraError`.
@@ -51,51 +53,92 @@ def _as_tensor(value: Any, name: str, origin: str) -> torch.Tensor:
 
 
 def _read(path: Path, x_key: str, y_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        import numpy as np
+    """The tensors ``x_key`` and ``y_key`` of a data file, read by its suffix.
 
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                keys = list(data.keys())
-                store = {k: data[k] for k in (x_key, y_key) if k in keys}
-        except (OSError, ValueError) as exc:
-            raise SpectraError(f"data {path} is not a readable .npz file ({exc})") from None
-    elif suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    Returns:
+        ``(x, y)`` as tensors.
 
-        try:
-            store = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise SpectraError(f"data {path} is not a readable safetensors file ({exc})") from None
-        keys = list(store)
-    elif suffix in (".pt", ".pth"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - many pickle failure types
-            raise SpectraError(
-                f"data {path} is not a readable tensor file ({type(exc).__name__}: {exc})"
-            ) from None
-        if isinstance(obj, (tuple, list)) and len(obj) == 2:
-            obj = {x_key: obj[0], y_key: obj[1]}
-        if not isinstance(obj, dict):
-            raise SpectraError(f"data {path} must hold a dict of tensors, got {type(obj).__name__}")
-        store = obj
-        keys = list(store)
-    else:
+    Raises:
+        SpectraError: an unknown suffix, an unreadable file, or a missing name.
+    """
+    readers = {".npz": _read_npz, ".safetensors": _read_safetensors,
+               ".pt": _read_pt, ".pth": _read_pt}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
         raise SpectraError(
             f"data {path}: expected a .npz, .pt or .safetensors file or file.py:callable"
         )
+    store, keys = reader(path, x_key, y_key)
     for key in (x_key, y_key):
         if key not in store:
             raise SpectraError(f"data {path} has no tensor {key!r} (it has: {_short(keys, 10)})")
     return _as_tensor(store[x_key], x_key, str(path)), _as_tensor(store[y_key], y_key, str(path))
 
 
+def _read_npz(path: Path, x_key: str, y_key: str) -> tuple[dict[str, Any], list[str]]:
+    """The arrays ``x_key`` and ``y_key`` of an ``.npz`` (no pickles), and every name in it.
+
+    Returns:
+        ``(arrays found, all names)``.
+
+    Raises:
+        SpectraError: the file is not a readable ``.npz``.
+    """
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.keys())
+            return {k: data[k] for k in (x_key, y_key) if k in keys}, keys
+    except (OSError, ValueError) as exc:
+        raise SpectraError(f"data {path} is not a readable .npz file ({exc})") from None
+
+
+def _read_safetensors(path: Path, x_key: str, y_key: str) -> tuple[dict[str, Any], list[str]]:
+    """Every tensor of a ``.safetensors`` file (``x_key``/``y_key`` are picked by the caller).
+
+    Returns:
+        ``(tensors by name, all names)``.
+
+    Raises:
+        SpectraError: the file is not readable safetensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        store = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise SpectraError(f"data {path} is not a readable safetensors file ({exc})") from None
+    return store, list(store)
+
+
+def _read_pt(path: Path, x_key: str, y_key: str) -> tuple[dict[str, Any], list[str]]:
+    """A ``.pt``/``.pth`` file read with ``weights_only=True``: a dict, or an ``(x, y)`` pair.
+
+    Returns:
+        ``(objects by name, all names)``; a pair is named ``x_key``, ``y_key``.
+
+    Raises:
+        SpectraError: the file is not readable, or holds neither a dict nor a pair.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - many pickle failure types
+        raise SpectraError(
+            f"data {path} is not a readable tensor file ({type(exc).__name__}: {exc})"
+        ) from None
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        obj = {x_key: obj[0], y_key: obj[1]}
+    if not isinstance(obj, dict):
+        raise SpectraError(f"data {path} must hold a dict of tensors, got {type(obj).__name__}")
+    return obj, list(obj)
+
+
 
 
 def check_pair(x: torch.Tensor, y: torch.Tensor, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` when both have one non-empty sample dimension (SpectraError naming ``origin``)."""
     if x.dim() == 0 or y.dim() == 0:
         raise SpectraError(f"data {origin}: x and y need a sample dimension, got scalars")
     if x.shape[0] != y.shape[0]:
@@ -116,7 +159,8 @@ def read_xy(path: str | Path, x_key: str = "x", y_key: str = "y") -> tuple[torch
 
     Args:
         path: the file.
-        x_key, y_key: the names of the input and target tensors.
+        x_key: the name of the input tensor.
+        y_key: the name of the target tensor.
 
     Returns:
         the two tensors, as stored (numpy arrays converted), with one sample dimension.
