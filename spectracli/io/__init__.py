@@ -48,8 +48,28 @@ def open_checkpoint(
     before any tensor is yielded. The ``config.json`` beside the weights, when there is one, is
     parsed into ``ckpt.config``.
 
+    Args:
+        path: a checkpoint file, a directory holding one, or a Hugging Face id.
+        trust_pickle: unpickle PyTorch files with arbitrary code (only for trusted sources).
+        revision: the branch, tag or commit of a Hugging Face id.
+        allow_download: fetch a Hugging Face id that is not in the local cache.
+
+    Returns:
+        The open checkpoint (a context manager): ``handles()`` yields one lazy
+        :class:`TensorHandle` per tensor (name, shape, dtype known before any data is read;
+        ``load()`` reads that tensor alone).
+
     Raises:
         CheckpointError: missing, corrupt, unsafe or unsupported input (one line).
+
+    Example:
+        >>> from spectracli.io import open_checkpoint
+        >>> with open_checkpoint("sample_models/digits_mlp.safetensors") as ckpt:
+        ...     handles = {h.name: h for h in ckpt.handles()}
+        ...     print(ckpt.format, handles["fc1.weight"].shape, handles["fc1.weight"].dtype)
+        ...     print(tuple(handles["head.weight"].load().shape))
+        safetensors (256, 64) float32
+        (10, 128)
     """
     p = Path(path)
     hub_info = None
@@ -70,7 +90,8 @@ def open_checkpoint(
     return ckpt
 
 
-def _open(p: Path, trust_pickle: bool) -> Checkpoint:
+def _open(p: Path, trust_pickle: bool) -> Checkpoint:  # noqa: PLR0911 - one branch per format
+    """The reader of ``p``'s format (:func:`detect`); each reader is imported only when used."""
     fmt, file = detect(p)
     if fmt == "safetensors":
         from spectracli.io.safetensors_reader import open_safetensors
@@ -111,6 +132,9 @@ def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
 
     Loads everything into memory: meant for putting weights into a model (e.g. for the Hessian),
     not for streaming analysis.
+
+    Returns:
+        ``{name: tensor}`` for every tensor and alias, on the CPU in the stored dtype.
     """
     out: dict[str, torch.Tensor] = {}
     with open_checkpoint(path, trust_pickle=trust_pickle) as ckpt:
