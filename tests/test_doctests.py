@@ -30,7 +30,7 @@ WITH_EXAMPLES = [
     "spectracli.hessian.linop", "spectracli.hessian.losses", "spectracli.hessian.operators",
     "spectracli.hessian.api", "spectracli.hessian.inputs", "spectracli.hessian.state",
     "spectracli.hessian.memory", "spectracli.io.tensor_data", "spectracli.io.memory",
-    "spectracli.io",
+    "spectracli.io", "spectracli.layers.planner",
 ]
 
 

@@ -115,6 +115,23 @@ def plan_layers(
 
     Returns:
         A :class:`LayerPlan`: each tensor is in some plan's ``sources`` or in ``skips``.
+
+    Example:
+        A fused attention projection is cut into its q, k, v rows (``nn.MultiheadAttention``
+        stores them stacked, 3E x E), an LSTM weight into its gates i, f, g, o (4H x in), and a
+        bias is skipped with its reason:
+
+        >>> from spectracli.layers import Info, plan_layers
+        >>> plan = plan_layers([Info("attn.in_proj_weight", (192, 64)),
+        ...                     Info("attn.in_proj_bias", (192,)),
+        ...                     Info("lstm.weight_hh_l0", (128, 32))])
+        >>> [(p.name, p.matrix_shape) for p in plan.plans]  # doctest: +NORMALIZE_WHITESPACE
+        [('attn.in_proj_weight[q]', (64, 64)), ('attn.in_proj_weight[k]', (64, 64)),
+         ('attn.in_proj_weight[v]', (64, 64)), ('lstm.weight_hh_l0[i]', (32, 32)),
+         ('lstm.weight_hh_l0[f]', (32, 32)), ('lstm.weight_hh_l0[g]', (32, 32)),
+         ('lstm.weight_hh_l0[o]', (32, 32))]
+        >>> [(s.name, s.rule) for s in plan.skips]
+        [('attn.in_proj_bias', 'skip.vector')]
     """
     infos = list(tensors)
     ctx = Context(
