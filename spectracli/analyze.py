@@ -22,20 +22,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from spectracli import __version__, distributed
+from spectracli.analyze_config import AnalyzeConfig
 from spectracli.device import resolve_device
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import Checkpoint, TensorHandle
-from spectracli.layers import LayerOptions, MatrixPlan, as_stack, plan_layers
+from spectracli.layers import MatrixPlan, as_stack, plan_layers
 from spectracli.layers.plan import BASE_PREFIX
-from spectracli.options import ConvView, Dtype, FarmsGrid, FitMethod
 from spectracli.results import (
     AnalysisReport,
     EsdSample,
@@ -56,82 +56,6 @@ from spectracli.spectral.esd import all_finite
 from spectracli.spectral.metrics import precision_thresholds
 
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class AnalyzeConfig:
-    """Every option that changes a number in the report (recorded in ``settings``)."""
-
-    fit: str = "ks"  # xmin rule: a FitMethod value
-    min_tail: int = 10
-    farms: bool = True
-    farms_window: int = 2000
-    farms_ratio: float = 1.0
-    farms_steps: int = 10  # offsets per dimension of the released grid
-    farms_grid: str = "bounded"  # bounded | released (spectracli.spectral.farms)
-    farms_budget: float = 2.0  # bounded grid: window solves at most this x the plain ESD's
-    min_size: int = 10
-    include: Sequence[str] = ()
-    exclude: Sequence[str] = ()
-    normalize: bool = False
-    device: str = "auto"
-    dtype: str = "float64"
-    threads: int | None = None
-    trust_pickle: bool = False
-    base: str | Path | Checkpoint | None = None  # a path, or an open checkpoint
-    store_esd: bool = True
-    ci_level: float = 0.95  # confidence level of alpha_ci
-    ci_resamples: int = 200  # bootstrap resamples per fit; 0: the analytic interval
-    conv_view: str = "auto"  # slices | unfold | auto (spectracli.layers.conv)
-    split: bool = True  # cut fused tensors (q/k/v, gates, gate/up) into their parts
-    revision: str | None = None  # branch, tag or commit when the path is a Hugging Face id
-
-    def layer_options(self) -> LayerOptions:
-        return LayerOptions(min_size=self.min_size, conv_view=self.conv_view, split=self.split)
-
-    def validate(self) -> None:
-        """Check every option (choices as spectracli.options spells them).
-
-        Raises:
-            SpectraError: (a ``ValueError``) naming the first bad option by its field name.
-        """
-        self.fit = FitMethod.check(self.fit, "fit")
-        self.dtype = Dtype.check(self.dtype, "dtype")
-        self.conv_view = ConvView.check(self.conv_view, "conv_view")
-        self.farms_grid = FarmsGrid.check(self.farms_grid, "farms_grid")
-        if self.min_tail < 2:
-            raise SpectraError(f"min_tail must be at least 2, got {self.min_tail}")
-        if self.farms_window < 2 or self.farms_steps < 1 or not self.farms_ratio > 0:
-            raise SpectraError(
-                "FARMS needs farms_window >= 2, farms_steps >= 1 and farms_ratio > 0, got "
-                f"{self.farms_window}, {self.farms_steps}, {self.farms_ratio}",
-                params=("farms_window", "farms_steps", "farms_ratio"),
-            )
-        if not self.farms_budget > 0:
-            raise SpectraError(f"farms_budget must be > 0, got {self.farms_budget}")
-        if self.min_size < 1:
-            raise SpectraError(f"min_size must be at least 1, got {self.min_size}")
-        if not 0 < self.ci_level < 1:
-            raise SpectraError(f"ci_level must be in (0, 1), got {self.ci_level}")
-        if self.ci_resamples != 0 and self.ci_resamples < 10:
-            raise SpectraError(
-                f"ci_resamples must be 0 (analytic interval) or at least 10, got "
-                f"{self.ci_resamples}"
-            )
-        if self.threads is not None and self.threads < 1:
-            raise SpectraError(f"threads must be at least 1, got {self.threads}")
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return torch.float64 if self.dtype == "float64" else torch.float32
-
-    def settings(self, device: str) -> dict:
-        # Not asdict: it deep-copies, and ``base`` may be an open (in-memory) checkpoint.
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out.update(include=list(self.include), exclude=list(self.exclude), device=device)
-        out["base"] = None if self.base is None else str(getattr(self.base, "path", self.base))
-        out["esd_convention"] = "lambda = sigma^2 of W" + (" / max(m, n)" if self.normalize else "")
-        return out
 
 
 def esd_sample(lam: np.ndarray) -> EsdSample:

@@ -13,7 +13,7 @@ from spectracli.results import load_report, looks_like_report
 
 def analyze_config(settings: dict[str, Any], origin: str, **overrides: Any) -> Any:
     """An ``AnalyzeConfig`` from a config's analyze settings plus command-line overrides."""
-    from spectracli.analyze import AnalyzeConfig
+    from spectracli.analyze_config import AnalyzeConfig
 
     known = {f.name for f in dataclasses.fields(AnalyzeConfig)}
     for key in settings:

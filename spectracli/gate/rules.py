@@ -13,17 +13,17 @@ file, the key and what was expected, so the CLI exits with code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spectracli.analyze_config import AnalyzeConfig, Setting, file_settings
 from spectracli.errors import SpectraError
-from spectracli.options import Choice, ConvView, Dtype, FarmsGrid, FitMethod, check_device
 from spectracli.results import LAYER_METRICS
 
 if sys.version_info >= (3, 11):
@@ -69,60 +69,18 @@ GATE_KEYS = (
 )
 
 
-def _quoted(choice: type[Choice]) -> str:
-    vals = [f'"{v}"' for v in choice.values()]
-    return ", ".join(vals[:-1]) + f" or {vals[-1]}"
-
-
-def _is_choice(choice: type[Choice]) -> Callable[[Any], bool]:
-    return lambda v: v.lower() in choice.values()  # any case, as on the command line
-
-
-def _is_device(value: str) -> bool:
-    try:
-        check_device(value)
-    except SpectraError:
-        return False
-    return True
-
-
-def _positive(value: Any) -> bool:
-    return value > 0
-
-
-# Analyze settings a config may carry: the AnalyzeConfig fields (tests/test_ux.py keeps
-# the two in step), each with its TOML type, what it must be, and a check; the choices come
-# from spectracli.options. ``trust_pickle`` is deliberately absent: unpickling is a
-# command-line decision, never a setting that a file in a repository can switch on
-# (``store_esd`` is an output choice, not a setting).
-ANALYZE_CHECKS: dict[str, tuple[type | tuple[type, ...], str, Callable[[Any], bool] | None]] = {
-    "fit": (str, _quoted(FitMethod), _is_choice(FitMethod)),
-    "min_tail": (int, "an integer >= 2", lambda v: v >= 2),
-    "ci_level": ((int, float), "a number in (0, 1)", lambda v: 0 < v < 1),
-    "ci_resamples": (int, "0 or an integer >= 10", lambda v: v == 0 or v >= 10),
-    "farms": (bool, "true or false", None),
-    "farms_window": (int, "a positive integer", _positive),
-    "farms_ratio": ((int, float), "a positive number", _positive),
-    "farms_steps": (int, "a positive integer", _positive),
-    "farms_grid": (str, _quoted(FarmsGrid), _is_choice(FarmsGrid)),
-    "farms_budget": ((int, float), "a positive number", _positive),
-    "min_size": (int, "a positive integer", _positive),
-    "include": (list, "a list of glob strings", lambda v: all(isinstance(x, str) for x in v)),
-    "exclude": (list, "a list of glob strings", lambda v: all(isinstance(x, str) for x in v)),
-    "normalize": (bool, "true or false", None),
-    "device": (str, '"auto", "cpu", "cuda" or "cuda:N"', _is_device),
-    "dtype": (str, _quoted(Dtype), _is_choice(Dtype)),
-    "threads": (int, "a positive integer", _positive),
-    "base": (str, "a checkpoint path", None),
-    "conv_view": (str, _quoted(ConvView), _is_choice(ConvView)),
-    "split": (bool, "true or false", None),
-    "revision": (str, "a branch, tag or commit (for a Hugging Face id)", None),
-}
+# Analyze settings a config may carry: the AnalyzeConfig fields a file may set, each with its
+# TOML types, what it must be and its check, all read from the dataclass
+# (spectracli/analyze_config.py; the choices come from spectracli.options). ``trust_pickle`` is
+# not among them: unpickling is a command-line decision, never a setting that a file in a
+# repository can switch on (``store_esd`` is an output choice, not a setting).
+ANALYZE_CHECKS: dict[str, Setting] = file_settings()
 # Kept for callers that list the keys with what each expects.
 ANALYZE_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    key: (types, expected) for key, (types, expected, _) in ANALYZE_CHECKS.items()
+    key: (spec.types, spec.expected) for key, spec in ANALYZE_CHECKS.items()
 }
-NOT_IN_CONFIG_FILES = ("trust_pickle", "store_esd")
+NOT_IN_CONFIG_FILES = tuple(
+    f.name for f in dataclasses.fields(AnalyzeConfig) if f.name not in ANALYZE_CHECKS)
 RESERVED_PREFIX = "spectracli/"
 # Metrics that carry a confidence interval, and the report field that holds it ([low, high]).
 INTERVALS = {"alpha": "alpha_ci", "farms.alpha": "farms.alpha_ci"}
@@ -425,14 +383,21 @@ def _policy(table: dict[str, Any], key: str, default: str, where: str) -> str:
 
 
 def validate_analyze(table: Any, where: str) -> dict[str, Any]:
-    """Check analyze settings against :data:`ANALYZE_CHECKS`.
+    """Check a config file's analyze settings against the :class:`AnalyzeConfig` fields.
+
+    Each key must be a field a file may set (:data:`ANALYZE_CHECKS`) with a value its
+    :class:`~spectracli.analyze_config.Setting` accepts; then the settings together must pass
+    :meth:`AnalyzeConfig.validate`, so a file is refused when it is read, not when analyze runs.
+
+    Args:
+        table: the parsed ``[analyze]`` table.
+        where: the file and table, for messages.
 
     Returns:
-        The settings as a plain dict (choices in lower case, arrays as tuples).
+        The settings as a plain dict: choices (and ``device``) in lower case, arrays as tuples.
 
     Raises:
-        ConfigError: ``table`` is not a table, or has an unknown key or a value of the wrong
-            type or range (``where`` names the table).
+        ConfigError: naming ``where``, the key, what was expected and what came.
     """
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table of analyze settings, got {table!r}")
@@ -440,15 +405,16 @@ def validate_analyze(table: Any, where: str) -> dict[str, Any]:
     for key, value in table.items():
         if key not in ANALYZE_CHECKS:
             raise ConfigError(f"{where}: {_unknown('key', key, list(ANALYZE_CHECKS))}")
-        types, expected, check = ANALYZE_CHECKS[key]
-        ok = isinstance(value, types) and not (isinstance(value, bool) and types is not bool)
-        if ok and check is not None:
-            ok = bool(check(value))
-        if not ok:
-            raise ConfigError(f"{where} key {key!r}: expected {expected}, got {value!r}")
-        if isinstance(value, str) and key in ("fit", "dtype", "device", "conv_view"):
+        spec = ANALYZE_CHECKS[key]
+        if not spec.accepts(value):
+            raise ConfigError(f"{where} key {key!r}: expected {spec.expected}, got {value!r}")
+        if isinstance(value, str) and (spec.choice is not None or key == "device"):
             value = value.lower()
         out[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        AnalyzeConfig(**out).validate()
+    except SpectraError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return out
 
 
