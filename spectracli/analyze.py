@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +54,7 @@ from spectracli.spectral import (
 )
 from spectracli.spectral.esd import all_finite
 from spectracli.spectral.metrics import precision_thresholds
+from spectracli.threads import available_cores, torch_threads
 
 Progress = Callable[[int, int, str], None]
 
@@ -186,28 +187,6 @@ BIG_TENSOR_BYTES = 256 * 2**20
 def _stored_bytes(h: TensorHandle) -> int:
     itemsize = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}.get(h.dtype, 4)
     return h.numel * itemsize
-
-
-def default_workers() -> int:
-    """Layer workers on the CPU: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for the duration, then restore them (no global leak)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _add_provenance(layer: LayerResult, plan: MatrixPlan) -> None:
@@ -527,7 +506,7 @@ def _analyze(
     world, my_rank = distributed.world_size(), distributed.rank()
     device = resolve_device(config.device)
     dtype = config.torch_dtype
-    workers = 1 if device.type == "cuda" else (config.threads or default_workers())
+    workers = 1 if device.type == "cuda" else (config.threads or available_cores())
     started = time.perf_counter()
     solve_s = 0.0
     layers: list[LayerResult] = []
@@ -586,7 +565,7 @@ def _analyze(
         # `workers` load groups (a tensor, or the tensors one matrix is built from) are in
         # memory at once; a large one is solved alone (its parts in parallel); results keep
         # checkpoint order.
-        with _blas_threads(1 if device.type == "cpu" else None), ThreadPoolExecutor(
+        with torch_threads(1 if device.type == "cpu" else None), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:
             pending: deque[tuple[Future, _LoadGroup, bool]] = deque()

@@ -1,17 +1,16 @@
 """Fixtures shared by several test modules."""
 
 import pytest
-import torch
 from report_fixtures import build_analyze_report, build_hessian_report
+
+from spectracli.threads import torch_threads
 
 
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny products: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

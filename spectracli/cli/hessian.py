@@ -192,33 +192,29 @@ def _save_vectors(result: Any, path: Path) -> None:
         raise
 
 
-def _set_threads(threads: str) -> None:
-    """Set torch's thread count: a number, or ``auto`` (cut to the idle cores).
+def _thread_count(threads: str) -> int:
+    """The thread count ``--threads`` asks for: a number, or ``auto``.
 
-    OpenMP threads spin-wait: on cores busy with other processes, torch's default thread count
-    made HVPs 10-40x slower than one thread (docs/hessian.md), hence ``auto``.
+    ``auto`` is torch's count cut to the idle cores: OpenMP threads spin-wait, and on cores busy
+    with other processes torch's default thread count made HVPs 10-40x slower than one thread
+    (docs/hessian.md).
+
+    Returns:
+        The count, at least 1.
 
     Raises:
-        SpectraError: ``threads`` is neither ``auto`` nor a number >= 1.
+        SpectraError: neither ``auto`` nor a number >= 1.
     """
-    import os
-
     import torch
 
     from spectracli.errors import SpectraError
+    from spectracli.threads import idle_threads
 
-    if threads != "auto":
-        if not threads.isdigit() or int(threads) < 1:
-            raise SpectraError(f"--threads must be auto or a number >= 1, got {threads!r}")
-        torch.set_num_threads(int(threads))
-        return
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    idle = round((cores or 1) - load)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), idle)))
+    if threads == "auto":
+        return idle_threads(torch.get_num_threads())
+    if not threads.isdigit() or int(threads) < 1:
+        raise SpectraError(f"--threads must be auto or a number >= 1, got {threads!r}")
+    return int(threads)
 
 
 @handle_errors
@@ -320,32 +316,36 @@ def hessian(
     if blocks_plot is not None and blocks is None:
         raise SpectraError("--blocks-plot needs --blocks module or --blocks parameter")
     config.validate()
-    _set_threads(threads)
-    net = build_model(model)
-    if weights is not None:
-        from spectracli.io import load_state_dict
+    from spectracli.threads import torch_threads
 
-        apply_state_dict(net, load_state_dict(weights, trust_pickle=trust_pickle), str(weights))
-    loss_fn, loss_name = resolve_loss(loss)
-    dataset = load_data(data, x_key, y_key)
-    hooks = {"batch_fn": resolve_hook(batch_fn, "batch_fn"),
-             "output_fn": resolve_hook(output_fn, "output_fn")}
-    source = {"model": model, "weights": str(weights) if weights else None, "data": data,
-              "loss": loss_name}
-    from spectracli import distributed
+    # The thread count is the process's: set for this command only (a CliRunner or a script
+    # calling the command keeps its own).
+    with torch_threads(_thread_count(threads)):
+        net = build_model(model)
+        if weights is not None:
+            from spectracli.io import load_state_dict
 
-    distributed.init()  # under torchrun: the batches sharded over the ranks, rank 0 writes
-    with _progress(config.resolved_tol()) as progress:
-        result = analyze(net, dataset, loss_fn, config,
-                         progress=progress if distributed.rank() == 0 else None, source=source,
-                         return_vectors=save_eigenvectors is not None, **hooks)
-    if distributed.rank() != 0:
-        distributed.shutdown()
-        return
-    try:
-        _write(result, save_eigenvectors, weights, model, blocks_plot, fmt, output)
-    finally:
-        distributed.shutdown()
+            apply_state_dict(net, load_state_dict(weights, trust_pickle=trust_pickle), str(weights))
+        loss_fn, loss_name = resolve_loss(loss)
+        dataset = load_data(data, x_key, y_key)
+        hooks = {"batch_fn": resolve_hook(batch_fn, "batch_fn"),
+                 "output_fn": resolve_hook(output_fn, "output_fn")}
+        source = {"model": model, "weights": str(weights) if weights else None, "data": data,
+                  "loss": loss_name}
+        from spectracli import distributed
+
+        distributed.init()  # under torchrun: the batches sharded over the ranks, rank 0 writes
+        with _progress(config.resolved_tol()) as progress:
+            result = analyze(net, dataset, loss_fn, config,
+                             progress=progress if distributed.rank() == 0 else None, source=source,
+                             return_vectors=save_eigenvectors is not None, **hooks)
+        if distributed.rank() != 0:
+            distributed.shutdown()
+            return
+        try:
+            _write(result, save_eigenvectors, weights, model, blocks_plot, fmt, output)
+        finally:
+            distributed.shutdown()
 
 
 def _write(result: Any, save_eigenvectors: Path | None, weights: Path | None, model: str,
