@@ -31,6 +31,7 @@ import torch
 from spectracli import __version__, distributed
 from spectracli.analyze_config import AnalyzeConfig
 from spectracli.device import resolve_device
+from spectracli.dtypes import FLOAT_ITEMSIZE
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import Checkpoint, TensorHandle
@@ -185,7 +186,7 @@ BIG_TENSOR_BYTES = 256 * 2**20
 
 
 def _stored_bytes(h: TensorHandle) -> int:
-    itemsize = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}.get(h.dtype, 4)
+    itemsize = FLOAT_ITEMSIZE.get(h.dtype, 4)
     return h.numel * itemsize
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+from spectracli.dtypes import FLOAT_DTYPES
 
 
 @dataclass

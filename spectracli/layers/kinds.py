@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import torch
 
+from spectracli.dtypes import FLOAT_DTYPES
 from spectracli.layers.context import Context, join, split_name
 from spectracli.layers.conv import conv_plan
 from spectracli.layers.plan import (
-    FLOAT_DTYPES,
     Cut,
     MatrixPlan,
     Outcome,

@@ -20,10 +20,11 @@ from typing import Any, Protocol
 
 import torch
 
-FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
+from spectracli.options import ConvView
+
 # Recipes find a base checkpoint's tensors (``MatrixPlan.base_sources``) under this prefix.
 BASE_PREFIX = "base:"
-CONV_VIEWS = ("slices", "unfold", "auto")
+CONV_VIEWS = ConvView.values()  # how a conv kernel may be read (spectracli.layers.conv)
 
 
 class TensorInfo(Protocol):
