@@ -183,8 +183,14 @@ class AnalyzeConfig:
         return torch.float64 if self.dtype == "float64" else torch.float32
 
     def settings(self, device: str) -> dict:
-        """The report's ``settings``: every field, ``device`` as resolved, plus the ESD
-        convention."""
+        """The report's ``settings``.
+
+        Args:
+            device: the device the solves ran on, as resolved.
+
+        Returns:
+            Every field (``base`` as its path), ``device`` as resolved, and the ESD convention.
+        """
         # Not asdict: it deep-copies, and ``base`` may be an open (in-memory) checkpoint.
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(include=list(self.include), exclude=list(self.exclude), device=device)

@@ -1,5 +1,7 @@
-"""CPU thread counts, scoped: library calls change process-wide thread settings only inside a
-``with`` block and put them back after, also when the body raises.
+"""CPU thread counts, scoped to a ``with`` block.
+
+Library calls change process-wide thread settings only inside a ``with`` block and put them back
+after, also when the body raises.
 
 torch's intra-op thread count (``torch.set_num_threads``) belongs to the process: threads started
 later begin with it, so a library call that set it and returned would change the speed of the
@@ -70,8 +72,15 @@ def available_cores() -> int:
 
 
 def idle_threads(current: int) -> int:
-    """``current`` threads cut to the idle cores: the available cores less the 1-minute load
-    average, rounded, and at least 1 (``current`` when the load average is unknown)."""
+    """``current`` threads cut to the idle cores.
+
+    Args:
+        current: the thread count to cut (torch's, usually).
+
+    Returns:
+        The available cores less the 1-minute load average, rounded, at least 1 and at most
+        ``current`` (``current`` when the load average is unknown).
+    """
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
