@@ -21,15 +21,14 @@ PACKAGE = Path(spectracli.__file__).parent
 LIBRARY_ROOMS = ("spectral", "layers", "hessian")
 FORBIDDEN = ("spectracli.cli", "spectracli.report", "spectracli.gate", "spectracli.io")
 # Dependency-free modules every room may import: errors, the choices of every option, the
-# stored dtype names (docs/design.md).
-VOCABULARY = ("spectracli.errors", "spectracli.options", "spectracli.dtypes")
+# stored dtype names, the report schema, attribute access to JSON (docs/design.md).
+VOCABULARY = ("spectracli.errors", "spectracli.options", "spectracli.dtypes",
+              "spectracli.schema", "spectracli.records")
 EXTRA = {
     "spectral": (),
     "layers": (),
-    # the package version and callable entry point, the process group helper, the report
-    # schema version its result carries
-    "hessian": ("spectracli.__version__", "spectracli.api", "spectracli.distributed",
-                "spectracli.results"),
+    # the package version and callable entry point, the process group helper
+    "hessian": ("spectracli.__version__", "spectracli.api", "spectracli.distributed"),
 }
 
 

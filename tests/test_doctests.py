@@ -31,6 +31,9 @@ WITH_EXAMPLES = [
     "spectracli.hessian.api", "spectracli.hessian.inputs", "spectracli.hessian.state",
     "spectracli.hessian.memory", "spectracli.io.tensor_data", "spectracli.io.memory",
     "spectracli.io", "spectracli.layers.planner",
+    "spectracli.analyze_config", "spectracli.threads", "spectracli.dtypes", "spectracli.records",
+    "spectracli.schema", "spectracli.summary", "spectracli.report_file",
+    "spectracli.spectral.results",
 ]
 
 

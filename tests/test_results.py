@@ -47,3 +47,30 @@ def test_farms_metric_lookup():
 def test_bad_reports_are_refused_with_one_line(text, message):
     with pytest.raises(ReportError, match=message):
         parse_report(text, "r.json")
+
+
+def test_results_re_exports_each_piece_from_the_module_that_owns_it():
+    # One concern per module (docs/design.md); ``spectracli.results`` keeps every name it had.
+    import spectracli.records
+    import spectracli.report_file
+    import spectracli.results
+    import spectracli.schema
+    import spectracli.spectral.powerlaw
+    import spectracli.spectral.results
+    import spectracli.summary
+
+    owners = {
+        spectracli.schema: ("SCHEMA_VERSION", "REPORT_KINDS", "LAYER_METRICS", "layer_metric"),
+        spectracli.records: ("Record", "as_record", "JsonFields"),
+        spectracli.spectral.results: ("EsdSample", "FarmsResult"),
+        spectracli.spectral.powerlaw: ("PowerLawFit",),
+        spectracli.summary: ("summarize", "group_summaries", "norm_products"),
+        spectracli.report_file: ("dumps_report", "parse_report", "load_report",
+                                 "looks_like_report"),
+    }
+    for module, names in owners.items():
+        for name in names:
+            assert getattr(spectracli.results, name) is getattr(module, name), name
+            assert name in spectracli.results.__all__, name
+    # The result types of the spectra are the math's, not the report's.
+    assert spectracli.results.FarmsResult.__module__ == "spectracli.spectral.results"

@@ -72,9 +72,9 @@ def print_table(result: GateResult, console: Any, strict: bool = False,
 
 def to_json(result: GateResult, strict: bool = False) -> str:
     """The gate report as JSON text (non-finite numbers as null)."""
-    from spectracli.results import _clean
+    from spectracli.report_file import json_safe
 
-    return json.dumps(_clean(result.to_dict(strict)), indent=2, allow_nan=False)
+    return json.dumps(json_safe(result.to_dict(strict)), indent=2, allow_nan=False)
 
 
 def _md(text: str) -> str:

@@ -111,6 +111,6 @@ def to_sarif(result: GateResult) -> dict[str, Any]:
 
 def to_sarif_json(result: GateResult) -> str:
     """:func:`to_sarif` as JSON text."""
-    from spectracli.results import _clean
+    from spectracli.report_file import json_safe
 
-    return json.dumps(_clean(to_sarif(result)), indent=2, allow_nan=False)
+    return json.dumps(json_safe(to_sarif(result)), indent=2, allow_nan=False)

@@ -188,7 +188,7 @@ class HessianResult:
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON report (fields in docs/hessian.md); eigenvectors are not in it."""
         from spectracli import __version__
-        from spectracli.results import SCHEMA_VERSION
+        from spectracli.schema import SCHEMA_VERSION
 
         return {
             "schema_version": SCHEMA_VERSION,
