@@ -22,16 +22,18 @@ VOCAB, T, D = 16, 12, 16
 
 class TinyCausalLM(nn.Module):
     """2-layer ``nn.TransformerEncoder`` (default fused CPU attention, dropout) with a causal
-    mask: ids (B, T) -> logits (B, T, VOCAB)."""
+    mask: ids (B, t) -> logits (B, t, vocab). The sizes default to this sample's; the Hessian
+    tests build a smaller one (tests/hessian_models.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = VOCAB, t: int = T, d: int = D, ff: int = 32,
+                 pos_scale: float = 0.1, seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.emb = nn.Embedding(VOCAB, D)
-        self.pos = nn.Parameter(0.1 * torch.randn(T, D))
-        layer = nn.TransformerEncoderLayer(D, nhead=2, dim_feedforward=32, batch_first=True)
+        torch.manual_seed(seed)
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(pos_scale * torch.randn(t, d))
+        layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=ff, batch_first=True)
         self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Linear(D, VOCAB)
+        self.head = nn.Linear(d, vocab)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]

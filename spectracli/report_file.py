@@ -19,12 +19,11 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from spectracli.errors import ReportError
-from spectracli.schema import REPORT_KINDS, SCHEMA_VERSION
+from spectracli.schema import NONFINITE, REPORT_KINDS, SCHEMA_VERSION, nonfinite_text
 
 
 def _json_default(obj: Any) -> Any:
@@ -38,11 +37,8 @@ def _json_default(obj: Any) -> Any:
 def json_safe(obj: Any) -> Any:
     """JSON has no inf/nan: write them as the strings "inf", "-inf", "nan" (documented)."""
     if isinstance(obj, float):
-        if math.isnan(obj):
-            return "nan"
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
+        text = nonfinite_text(obj)
+        return obj if text is None else text
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -51,7 +47,7 @@ def json_safe(obj: Any) -> Any:
 
 
 def _restore(obj: Any) -> Any:
-    if isinstance(obj, str) and obj in ("inf", "-inf", "nan"):
+    if isinstance(obj, str) and obj in NONFINITE:
         return float(obj)
     if isinstance(obj, dict):
         return {k: _restore(v) for k, v in obj.items()}

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -67,6 +68,26 @@ LAYER_METRICS = (
     "farms.alpha_weighted",
     "farms.alpha_se",
 )
+
+
+# JSON has no inf or nan: a report writes them as these strings (docs/reports.md).
+NONFINITE = ("inf", "-inf", "nan")
+
+
+def nonfinite_text(value: float) -> str | None:
+    """How the report writes a non-finite float (:data:`NONFINITE`).
+
+    Args:
+        value: a float.
+
+    Returns:
+        ``"nan"``, ``"inf"`` or ``"-inf"``; None for a finite value.
+    """
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return None
 
 
 def layer_metric(layer: dict[str, Any], metric: str) -> Any:

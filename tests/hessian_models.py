@@ -5,41 +5,24 @@ inside the model), plus the dense float64 truths they are checked against."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from sample_models.tiny_lm import Output
+from sample_models.tiny_lm import TinyCausalLM as SampleCausalLM
 from spectracli.hessian.state import math_attention
 
 VOCAB, T = 5, 6
 
 
-class TinyCausalLM(nn.Module):
-    """2-layer causal transformer LM: ids (B, T) -> logits (B, T, V); 433 parameters."""
+class TinyCausalLM(SampleCausalLM):
+    """The sample's 2-layer causal transformer LM, smaller: ids (B, T) -> logits (B, T, V);
+    413 parameters."""
 
     def __init__(self, seed: int = 0, d: int = 4) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.emb = nn.Embedding(VOCAB, d)
-        self.pos = nn.Parameter(0.3 * torch.randn(T, d))
-        layer = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=8, batch_first=True)
-        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Linear(d, VOCAB)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        t = ids.shape[1]
-        h = self.emb(ids) + self.pos[:t]
-        mask = nn.Transformer.generate_square_subsequent_mask(t, dtype=h.dtype)
-        return self.head(self.enc(h, mask=mask, is_causal=True))
-
-
-@dataclass
-class Output:
-    loss: torch.Tensor | None
-    logits: torch.Tensor
+        super().__init__(vocab=VOCAB, t=T, d=d, ff=8, pos_scale=0.3, seed=seed)
 
 
 class HFShapedLM(nn.Module):

@@ -14,7 +14,6 @@ URIs, styles and the sort script only inline.
 from __future__ import annotations
 
 import base64
-import math
 from html import escape
 from typing import Any
 
@@ -30,6 +29,7 @@ from spectracli.report.markdown import (
     summary_rows,
 )
 from spectracli.report.numbers import fmt_num
+from spectracli.schema import nonfinite_text
 
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
@@ -93,11 +93,7 @@ def _sort_value(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
+        return nonfinite_text(value) or repr(value)
     return None
 
 

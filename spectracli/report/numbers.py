@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from spectracli.schema import nonfinite_text
+
 MISSING = "-"
 
 
@@ -43,10 +45,8 @@ def fmt_num(value: Any, digits: int = 4, *, integral: bool = False) -> str:
 
 def _fmt_float(value: float, digits: int, integral: bool) -> str:
     """A float for :func:`fmt_num`: ``nan``, ``inf``/``-inf``, an integer or ``%g``."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
+    if not math.isfinite(value):
+        return nonfinite_text(value)
     if integral and value == int(value) and abs(value) < 1e6:
         return str(int(value))
     return f"{value:.{digits}g}"
