@@ -32,7 +32,15 @@ class BaselineError(SpectraError):
 
 
 def load_baseline(path: str | Path) -> dict[str, Any]:
-    """Read a baseline: any spectracli report file (ReportError for anything else)."""
+    """Read a baseline: any spectracli report file.
+
+    Returns:
+        The report dict.
+
+    Raises:
+        BaselineError: ``path`` is not a saved report (a checkpoint, say).
+        ReportError: the file cannot be read as a report.
+    """
     from spectracli.results import looks_like_report
 
     if not looks_like_report(path):

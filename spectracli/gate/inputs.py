@@ -12,7 +12,14 @@ from spectracli.results import load_report, looks_like_report
 
 
 def analyze_config(settings: dict[str, Any], origin: str, **overrides: Any) -> Any:
-    """An ``AnalyzeConfig`` from a config's analyze settings plus command-line overrides."""
+    """An ``AnalyzeConfig`` from a config's analyze settings plus command-line overrides.
+
+    Returns:
+        The config; overrides that are None leave the setting as the file has it.
+
+    Raises:
+        ConfigError: a key that is not an analyze setting (``origin`` names the file).
+    """
     from spectracli.analyze_config import AnalyzeConfig
 
     known = {f.name for f in dataclasses.fields(AnalyzeConfig)}

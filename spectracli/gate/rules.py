@@ -299,7 +299,16 @@ def _check_confidence(confidence: Any, metric: str, has_bounds: bool, where: str
 
 
 def build_rule(raw: dict[str, Any], where: str) -> Rule:
-    """Validate one rule table; ``where`` names it in messages, e.g. ``f.toml: gate.rules[2]``."""
+    """Validate one rule table; ``where`` names it in messages, e.g. ``f.toml: gate.rules[2]``.
+
+    Returns:
+        The rule; without an ``id`` it is the metric, with its ``match`` globs in brackets
+        when they are not ``*``.
+
+    Raises:
+        ConfigError: not a table, an unknown key, an unknown metric, or limits of the wrong type
+            or that contradict each other.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table with 'metric' and limits, got {raw!r}")
     for key in raw:
@@ -484,7 +493,14 @@ def _read_gate_table(config: GateConfig, gate: Any, source: Path, dot: str) -> N
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The parsed TOML file (ConfigError for a missing, unreadable or malformed file)."""
+    """The parsed TOML file.
+
+    Returns:
+        The file's tables.
+
+    Raises:
+        ConfigError: a missing, unreadable or malformed file (the decoder's line and column).
+    """
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -510,7 +526,15 @@ def _tool_table(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
 
 
 def load_config(path: str | Path) -> GateConfig:
-    """Read a config file: a pyproject.toml (``[tool.spectracli.*]``) or a spectracli.toml."""
+    """Read a config file: a pyproject.toml (``[tool.spectracli.*]``) or a spectracli.toml.
+
+    Returns:
+        The gate config of the file's ``gate`` and ``analyze`` tables.
+
+    Raises:
+        ConfigError: an unreadable file, a pyproject.toml without ``[tool.spectracli.gate]``,
+            an unknown table, or an invalid rule or setting.
+    """
     path = Path(path)
     data = read_toml(path)
     table = _tool_table(data, path)

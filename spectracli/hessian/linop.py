@@ -132,7 +132,14 @@ class DenseOperator:
         self.matvecs = 0
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``A v`` for ``v`` of shape ``(n,)``."""
+        """``A v`` for ``v`` of shape ``(n,)``.
+
+        Returns:
+            ``matrix @ v`` (counted in ``matvecs``).
+
+        Raises:
+            ValueError: ``v`` is not of shape ``(n,)``.
+        """
         if v.shape != (self.n,):
             raise ValueError(f"v must have shape ({self.n},), got {tuple(v.shape)}")
         self.matvecs += 1

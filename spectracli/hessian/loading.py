@@ -34,7 +34,15 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def resolve_callable(ref: str, what: str) -> Callable[..., Any]:
-    """``file.py:name`` or ``pkg.module:name`` -> the attribute, which must be callable."""
+    """``file.py:name`` or ``pkg.module:name`` -> the attribute, which must be callable.
+
+    Returns:
+        The callable (the file is imported with its folder on ``sys.path``).
+
+    Raises:
+        SpectraError: a malformed reference, a file or module that cannot be imported, a
+            missing attribute or one that is not callable (``what`` names the option).
+    """
     if ":" not in ref:
         raise SpectraError(f"{what} reference must be 'path/to/file.py:callable' or "
                            f"'package.module:callable', got {ref!r}")
@@ -95,7 +103,14 @@ def _on_sys_path(folder: str) -> Iterator[None]:
 
 
 def build_model(ref: str) -> nn.Module:
-    """Call the factory named by ``ref`` with no arguments; it must return an ``nn.Module``."""
+    """Call the factory named by ``ref`` with no arguments; it must return an ``nn.Module``.
+
+    Returns:
+        The model, as the factory built it.
+
+    Raises:
+        SpectraError: the factory cannot be found, raises, or returns something else.
+    """
     factory = resolve_callable(ref, "model")
     try:
         with _on_sys_path(_ref_folder(ref)):  # factories may import lazily
@@ -110,7 +125,11 @@ def build_model(ref: str) -> nn.Module:
 
 
 def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
-    """Load ``state`` into ``model`` strictly; a mismatch names missing and unexpected keys."""
+    """Load ``state`` into ``model`` strictly (``origin`` names the checkpoint in messages).
+
+    Raises:
+        SpectraError: missing or unexpected keys (named, a few of each), or shapes that differ.
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

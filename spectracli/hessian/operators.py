@@ -260,7 +260,16 @@ class CurvatureProblem:
 
     def checked_loss(self, i: int, params: dict[str, torch.Tensor], batch: Batch,
                      constants: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """:meth:`batch_loss` with one-line errors naming batch ``i`` and what failed."""
+        """:meth:`batch_loss` with one-line errors naming batch ``i`` and what failed.
+
+        Returns:
+            The batch-mean loss (a scalar tensor).
+
+        Raises:
+            SpectraError: the forward raised, its output holds nothing the loss reads, the
+                batch has no target, the targets do not fit the loss, or the loss raised or is
+                not a scalar (batch ``i`` named).
+        """
         try:
             raw = self.call(params, batch, constants)
         except Exception as exc:  # noqa: BLE001 - user code on user data: report, do not crash

@@ -138,7 +138,14 @@ def _read_pt(path: Path, x_key: str, y_key: str) -> tuple[dict[str, Any], list[s
 
 
 def check_pair(x: torch.Tensor, y: torch.Tensor, origin: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` when both have one non-empty sample dimension (SpectraError naming ``origin``)."""
+    """``(x, y)`` when both have one non-empty sample dimension of one length.
+
+    Returns:
+        ``(x, y)`` unchanged.
+
+    Raises:
+        SpectraError: a scalar, different sample counts, or no samples (``origin`` named).
+    """
     if x.dim() == 0 or y.dim() == 0:
         raise SpectraError(f"data {origin}: x and y need a sample dimension, got scalars")
     if x.shape[0] != y.shape[0]:

@@ -139,7 +139,16 @@ class SpectralMonitor:
         return self.measure(step, model)
 
     def measure(self, step: int, model: Any = None) -> dict[str, Any]:
-        """Analyse the model now and log the record of ``step``; returns that record."""
+        """Analyse the model now and log the record of ``step``.
+
+        Returns:
+            The record as written to ``steps.jsonl``: the step, the analyze report's source,
+            layers, skipped tensors and summary, and the Hessian report when the monitor has
+            one (else None).
+
+        Raises:
+            SpectraError: no model was given, here or at construction.
+        """
         model = model if model is not None else self.model
         if model is None:
             raise SpectraError("no model: pass one to SpectralMonitor(...) or to step()/measure()")

@@ -14,7 +14,15 @@ FORMATS = ("table", "json", "csv", "markdown", "html")
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
-    """The report in ``fmt``; ``table`` here is the plain-text table (rich is for terminals)."""
+    """The report in ``fmt``; ``table`` here is the plain-text table (rich is for terminals).
+
+    Returns:
+        The text (``html`` a self-contained document).
+
+    Raises:
+        SpectraError: an unknown ``fmt``.
+        ReportError: a report of no known kind.
+    """
     if isinstance(report, dict) and report.get("kind") == "track":
         from spectracli.report.track import render_track
 

@@ -231,7 +231,14 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def check_renderable(report: Any) -> str:
-    """The report kind, or a one-line :class:`ReportError` for anything else."""
+    """The kind of a report dict that the renderers can show.
+
+    Returns:
+        ``analyze``, ``hessian`` or ``track``.
+
+    Raises:
+        ReportError: not a dict, another kind, or a report without its main list.
+    """
     if not isinstance(report, dict):
         raise ReportError(f"expected a report dict, got {type(report).__name__}")
     kind = report.get("kind")

@@ -193,7 +193,14 @@ def render_track_csv(report: dict[str, Any]) -> str:
 
 
 def render_track(report: dict[str, Any], fmt: str) -> str:
-    """The track report in ``fmt`` (table | json | csv | markdown | html)."""
+    """The track report in ``fmt`` (table | json | csv | markdown | html).
+
+    Returns:
+        The text.
+
+    Raises:
+        ReportError: not a track report, or an unknown ``fmt``.
+    """
     check_track(report)
     if fmt == "json":
         from spectracli.results import dumps_report
