@@ -1,5 +1,7 @@
-"""Result types of ``analyze``: one :class:`LayerResult` per matrix, :class:`SkippedTensor`,
-and the :class:`AnalysisReport` that serialises to the versioned JSON report.
+"""Result types of ``analyze``: layers, skipped tensors and the report they make.
+
+One :class:`LayerResult` per matrix, a :class:`SkippedTensor` per tensor passed over, and the
+:class:`AnalysisReport` that serialises to the versioned JSON report.
 
 The report's other pieces live in one module each and are re-exported here, so
 ``from spectracli.results import ...`` keeps working for every name it ever offered:
@@ -94,6 +96,7 @@ class LayerResult(JsonFields):
     rank: int = 0  # the process that solved it (torchrun: spectracli.distributed)
 
     def to_dict(self) -> dict[str, Any]:
+        """The layer's JSON object: metrics, the fit's keys flattened, ``farms`` and ``esd``."""
         out: dict[str, Any] = {}
         for key in (
             "name", "kind", "rule", "sources", "part", "conv_view", "transposed", "group",
@@ -117,21 +120,27 @@ class LayerResult(JsonFields):
 
 @dataclass
 class SkippedTensor:
+    """A tensor not analysed, with the reason in words and the layer-model rule that decided."""
+
     name: str
     shape: list[int]
     reason: str
     rule: str | None = None  # the layer-model rule that decided (spectracli.layers)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object (``skipped`` of the report)."""
         return asdict(self)
 
 
 @dataclass
 class AnalysisReport(JsonFields):
-    """What ``analyze`` returns: ``layers`` (one :class:`LayerResult` per analysed tensor, with
-    attribute access mirroring the JSON keys), ``skipped``, ``summary``; ``to_dict()`` /
-    ``to_json()`` give the JSON report, ``to_pandas()`` a DataFrame, ``plot()`` the figures, and
-    a notebook shows the summary and the flagged layers (``_repr_html_``)."""
+    """What ``analyze`` returns: layers, skipped tensors, summary, and their renderings.
+
+    ``layers`` holds one :class:`LayerResult` per analysed tensor, with attribute access
+    mirroring the JSON keys; ``to_dict()`` / ``to_json()`` give the JSON report,
+    ``to_pandas()`` a DataFrame, ``plot()`` the figures, and a notebook shows the summary and the
+    flagged layers (``_repr_html_``).
+    """
 
     tool_version: str
     created: str
@@ -167,8 +176,13 @@ class AnalysisReport(JsonFields):
         return dumps_report(self, indent=indent)
 
     def to_pandas(self, esd: bool = False) -> Any:
-        """One row per analysed matrix, one flat column per JSON key (nested keys joined with
-        ``_``: ``farms_alpha``); see :func:`spectracli.report.notebook.layers_frame`.
+        """One row per analysed matrix, one flat column per JSON key.
+
+        Nested keys are joined with ``_`` (``farms_alpha``); see
+        :func:`spectracli.report.notebook.layers_frame`.
+
+        Returns:
+            A ``pandas.DataFrame`` (the ESD arrays only with ``esd``).
 
         Raises:
             ImportError: pandas is not installed (``pip install "spectracli[pandas]"``).
@@ -184,8 +198,12 @@ class AnalysisReport(JsonFields):
         return figures(self.to_dict())
 
     def compare(self, other: AnalysisReport | dict[str, Any], rtol: float | None = None) -> Any:
-        """Layer-by-layer changes from this report (A) to ``other`` (B):
-        :func:`spectracli.compare.compare_reports`."""
+        """Layer-by-layer changes from this report (A) to ``other`` (B).
+
+        Returns:
+            The :class:`~spectracli.compare.ComparisonResult` of
+            :func:`spectracli.compare.compare_reports`, largest relative change first.
+        """
         from spectracli.compare import DEFAULT_RTOL, compare_reports
 
         b = other.to_dict() if hasattr(other, "to_dict") else other
@@ -197,6 +215,7 @@ class AnalysisReport(JsonFields):
         return report_html(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
+        """The versioned JSON report (docs/metrics.md), with its summary and expert groups."""
         layers = [layer.to_dict() for layer in self.layers]
         return {
             "schema_version": SCHEMA_VERSION,
