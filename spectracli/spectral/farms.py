@@ -29,9 +29,11 @@ r = min(window, rows, cols / ratio), columns c = r * ratio:
   released fit's alpha_ci, budget 2: 11, budget 4: 12) and the costs of both:
   ``python benchmarks/farms_grid_study.py``.
 
+``farms_esd`` takes a numpy array or a torch tensor (spectracli.spectral.arrays): one code path,
+solved by the array's own library on its own device.
+
 Example::
 
-    >>> import torch
     >>> g = farms_grid(1024, 256, window=128, ratio=1.0, steps=4)
     >>> (g.rows, g.cols, len(g.row_offsets), len(g.col_offsets))
     (128, 128, 4, 4)
@@ -43,9 +45,9 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-
+from spectracli.spectral.arrays import namespace
 from spectracli.spectral.esd import BLOCK_ELEMENTS, squared_singular_values
 
 FARMS_LAYOUTS = ("bounded", "released")
@@ -158,32 +160,47 @@ def farms_grid(
 
 
 def farms_esd(
-    w: torch.Tensor,
+    w: Any,
     window: int = 2000,
     ratio: float = 1.0,
     steps: int = 10,
     normalize: bool = False,
-    dtype: torch.dtype = torch.float64,
+    dtype: Any = "float64",
     layout: str = "released",
     budget: float = 2.0,
-) -> tuple[torch.Tensor, FarmsGrid]:
+) -> tuple[Any, FarmsGrid]:
     """Pooled ESD (ascending) of the FARMS windows of ``w`` (one matrix or a stack of slices).
 
-    With ``normalize`` each window's eigenvalues are divided by max(r, c). Windows are solved
-    batched, in chunks of at most ``BLOCK_ELEMENTS`` entries (64 MB of float64). ``layout`` and
-    ``budget`` choose the window grid (:func:`farms_grid`).
+    Args:
+        w: (m, n) or (..., m, n) numpy array or torch tensor, any float storage dtype.
+        window: the largest window row count (:func:`farms_grid`).
+        ratio: the window aspect ratio cols / rows.
+        steps: offsets per dimension of the released grid.
+        normalize: divide each window's eigenvalues by max(r, c).
+        dtype: working dtype of the window solves (``"float64"`` or ``"float32"``).
+        layout: ``"released"`` or ``"bounded"`` (:func:`farms_grid`).
+        budget: the bounded grid's cost budget (:func:`farms_grid`).
+
+    Returns:
+        (1-d pooled lambda in ``w``'s library and on its device, ascending; the grid).
+
+    Windows are solved batched, in chunks of at most ``BLOCK_ELEMENTS`` entries (64 MB of
+    float64).
     """
-    mats = w.reshape(-1, w.shape[-2], w.shape[-1])
+    xp = namespace(w)
+    mats = xp.reshape(w, (-1, w.shape[-2], w.shape[-1]))
     grid = farms_grid(mats.shape[-2], mats.shape[-1], window, ratio, steps, layout, budget)
     per_chunk = max(1, BLOCK_ELEMENTS // (grid.rows * grid.cols))
     pooled = []
     offsets = [(i, j) for i in grid.row_offsets for j in grid.col_offsets]
-    for m in mats:
+    for index in range(mats.shape[0]):
+        m = mats[index]
         for start in range(0, len(offsets), per_chunk):
             part = offsets[start : start + per_chunk]
-            chunk = torch.stack([m[i : i + grid.rows, j : j + grid.cols] for i, j in part])
-            pooled.append(squared_singular_values(chunk, method="gram", dtype=dtype).reshape(-1))
-    lam = torch.cat(pooled)
+            chunk = xp.stack([m[i : i + grid.rows, j : j + grid.cols] for i, j in part])
+            lam = squared_singular_values(chunk, method="gram", dtype=dtype)
+            pooled.append(xp.reshape(lam, (-1,)))
+    lam = xp.concat(pooled)
     if normalize:
         lam = lam / max(grid.rows, grid.cols)
-    return torch.sort(lam).values, grid
+    return xp.sort(lam), grid

@@ -28,43 +28,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
-import torch
+import numpy as np
+
+from spectracli.spectral.arrays import FLOAT_DTYPES, dtype_name, namespace, to_numpy
 
 # Storage dtypes with at most 16 bits: numpy's rule max(m, n) * eps reaches 1 (a tolerance above
 # sigma_max itself) once max(m, n) >= 1 / eps, e.g. 128 for bfloat16 (see rank_tolerance).
 _LOW_PRECISION_BITS = 16
 
 
-def storage_eps(dtype: str | torch.dtype | None) -> float:
-    """Machine epsilon of a storage dtype (``"bfloat16"``, ``torch.float16``, ...).
+def storage_eps(dtype: Any) -> float:
+    """Machine epsilon of a storage dtype (``"bfloat16"``, ``torch.float16``, ``np.float32``...).
 
-    ``None`` means the values are exact as given (float64). A name that is not a torch float
-    dtype (e.g. an unknown quantised format) counts as float32.
+    ``None`` means the values are exact as given (float64). A name that is not a float dtype
+    (e.g. an unknown quantised format) counts as float32.
     """
     if dtype is None:
-        return torch.finfo(torch.float64).eps
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype.removeprefix("torch."), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        return torch.finfo(torch.float32).eps
-    return torch.finfo(dtype).eps
+        return FLOAT_DTYPES["float64"][0]
+    return FLOAT_DTYPES.get(dtype_name(dtype) or "", FLOAT_DTYPES["float32"])[0]
 
 
-def _storage_bits(dtype: str | torch.dtype | None) -> int:
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype.removeprefix("torch."), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        return 64 if dtype is None else 32
-    return dtype.itemsize * 8
+def _storage_bits(dtype: Any) -> int:
+    if dtype is None:
+        return 64
+    return FLOAT_DTYPES.get(dtype_name(dtype) or "", FLOAT_DTYPES["float32"])[1]
 
 
-def rank_tolerance(
-    lam: torch.Tensor, shape: tuple[int, int], dtype: str | torch.dtype | None = None
-) -> torch.Tensor:
+def rank_tolerance(lam: Any, shape: tuple[int, int], dtype: Any = None) -> Any:
     """Singular values at or below this are zero at the precision ``dtype`` W was stored in.
 
-    ``lam``: (slices, k) ascending sigma^2 of each (m, n) matrix; returns (slices,) tolerances:
+    ``lam``: (slices, k) ascending sigma^2 of each (m, n) matrix (numpy array or torch tensor);
+    returns (slices,) tolerances in the same library:
 
     - float32 / float64 storage: numpy's ``matrix_rank`` rule on the stored matrix,
       sigma_max * max(m, n) * eps(dtype) (Press et al., Numerical Recipes, sec. 2.6).
@@ -74,11 +70,12 @@ def rank_tolerance(
       value, so the rounding error E has ||E||_2 <= ||E||_F <= u ||W||_F and (Weyl) no singular
       value below u ||W||_F can be told from zero.
     """
-    lam = lam.reshape(-1, lam.shape[-1])
+    xp = namespace(lam)
+    lam = xp.reshape(lam, (-1, lam.shape[-1]))
     eps = storage_eps(dtype)
     if _storage_bits(dtype) <= _LOW_PRECISION_BITS:
-        return 0.5 * eps * lam.sum(dim=1).sqrt()
-    return lam[:, -1].sqrt() * max(shape) * eps
+        return 0.5 * eps * xp.sqrt(xp.sum(lam, axis=1))
+    return xp.sqrt(lam[:, -1]) * max(shape) * eps
 
 
 def precision_thresholds(
@@ -86,7 +83,7 @@ def precision_thresholds(
     frobenius_norm: float,
     shape: tuple[int, int],
     n_matrices: int = 1,
-    dtype: str | torch.dtype | None = None,
+    dtype: Any = None,
     window: tuple[int, int] | None = None,
 ) -> tuple[float, float]:
     """(zero, resolution) for singular values of a stored matrix, or of its (r, c) windows.
@@ -132,42 +129,42 @@ class MatrixMetrics:
         return asdict(self)
 
 
-def matrix_metrics(
-    lam: torch.Tensor, shape: tuple[int, int], stored_dtype: str | torch.dtype | None = None
-) -> MatrixMetrics:
+def matrix_metrics(lam: Any, shape: tuple[int, int], stored_dtype: Any = None) -> MatrixMetrics:
     """Metrics from ``lam`` of shape (slices, k) or (k,): ascending sigma^2 per matrix (m, n).
 
+    ``lam`` may be a numpy array or a torch tensor on any device: these few numbers per matrix
+    are computed in float64 on the host, so both give the same metrics for the same ``lam``.
     ``stored_dtype`` is the dtype the weights were stored in (before any upcast): it sets the
     rank tolerance (:func:`rank_tolerance`). ``None``: the values are exact (float64).
 
     Example:
-        >>> import torch
+        >>> import numpy as np
         >>> from spectracli.spectral.esd import esd
-        >>> w = torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64))
-        >>> m = matrix_metrics(esd(w), (3, 3))
+        >>> m = matrix_metrics(esd(np.diag([3.0, 2.0, 1.0])), (3, 3))
         >>> (m.sigma_max, m.condition_number, round(m.stable_rank, 4))  # stable rank 14 / 9
         (3.0, 3.0, 1.5556)
     """
-    lam = lam.detach().to("cpu", torch.float64).reshape(-1, lam.shape[-1]).clamp_min(0)
-    sigma = lam.sqrt()
+    lam = np.maximum(to_numpy(lam).reshape(-1, lam.shape[-1]), 0.0)
+    sigma = np.sqrt(lam)
     s_max = sigma[:, -1]
     s_min = sigma[:, 0]
     tol = rank_tolerance(lam, shape, stored_dtype)
-    ranks = (sigma > tol[:, None]).sum(dim=1)
+    ranks = (sigma > tol[:, None]).sum(axis=1)
     deficient = (s_min <= tol) | (s_max == 0)
-    with torch.no_grad():
-        cond = torch.where(deficient, torch.full_like(s_max, math.inf), s_max / s_min)
-    total = lam.sum(dim=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond = np.where(deficient, math.inf, s_max / s_min)
+    total = lam.sum(axis=1)
     lam_max = lam[:, -1]
-    stable = torch.where(lam_max > 0, total / lam_max, torch.zeros_like(total))
-    p = lam / total.clamp_min(torch.finfo(torch.float64).tiny)[:, None]
-    plogp = torch.where(p > 0, p * torch.log(p.clamp_min(1e-300)), torch.zeros_like(p))
-    log_r = torch.log(ranks.to(torch.float64))
-    ent = -plogp.sum(dim=1) / log_r.clamp_min(1e-300)
-    ent = torch.where(ranks > 1, ent, torch.zeros_like(total))
-    pooled = torch.sort(sigma.reshape(-1)).values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stable = np.where(lam_max > 0, total / lam_max, 0.0)
+    p = lam / np.maximum(total, np.finfo(np.float64).tiny)[:, None]
+    plogp = np.where(p > 0, p * np.log(np.maximum(p, 1e-300)), 0.0)
+    log_r = np.log(ranks.astype(np.float64), where=ranks > 0, out=np.zeros(ranks.shape))
+    ent = -plogp.sum(axis=1) / np.maximum(log_r, 1e-300)
+    ent = np.where(ranks > 1, ent, 0.0)
+    pooled = np.sort(sigma.reshape(-1))
     gap = ratio = None
-    if pooled.numel() >= 2:
+    if pooled.size >= 2:
         s1, s2 = float(pooled[-1]), float(pooled[-2])
         gap = s1 - s2
         ratio = s2 / s1 if s1 > 0 else None
@@ -177,7 +174,7 @@ def matrix_metrics(
         condition_number=float(cond.max()),
         rank_deficient=bool(deficient.any()),
         lambda_max=float(lam_max.max()),
-        frobenius_norm=float(total.sum().sqrt()),
+        frobenius_norm=float(np.sqrt(total.sum())),
         nuclear_norm=float(sigma.sum()),
         spectral_gap=gap,
         spectral_gap_ratio=ratio,
