@@ -12,12 +12,14 @@ Every file-level problem (missing, empty, corrupt, unsafe, unknown format) raise
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from spectracli.errors import CheckpointError
 from spectracli.io.base import Checkpoint, TensorHandle, read_config_json
 from spectracli.io.detect import detect
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Checkpoint",
@@ -98,7 +100,7 @@ def _open(p: Path, trust_pickle: bool) -> Checkpoint:  # noqa: PLR0911 - one bra
 
         return _shown_as(open_safetensors(file), p)
     if fmt == "safetensors-sharded":
-        from spectracli.io.safetensors_reader import open_sharded
+        from spectracli.io.safetensors_sharded import open_sharded
 
         return open_sharded(file, p)
     if fmt == "pytorch":

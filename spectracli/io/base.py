@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the readers that need it, not here
+    import numpy as np
+    import torch
 
 from spectracli.dtypes import FLOAT_DTYPES
 
@@ -28,6 +30,11 @@ class TensorHandle:
     on disk when ``dtype`` is what ``load()`` returns after dequantisation), ``"skip"`` (a reason:
     the format lists the tensor but it cannot be produced, e.g. a quantisation the installed
     library cannot dequantise; the analysis lists it as skipped with that reason).
+
+    ``numpy_loader``, where the format allows it (safetensors float16/32/64 and bfloat16, .npz),
+    reads the same tensor as a numpy array without importing torch: a bfloat16 tensor comes as
+    float32 holding exactly the same values (``dtype`` stays the stored ``"bfloat16"``). ``None``
+    when only torch can produce it (fp8, pickles, GGUF, ONNX, in-memory modules).
     """
 
     name: str
@@ -36,6 +43,7 @@ class TensorHandle:
     loader: Callable[[], torch.Tensor] = field(repr=False)
     aliases: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    numpy_loader: Callable[[], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def is_float(self) -> bool:
@@ -50,6 +58,16 @@ class TensorHandle:
 
     def load(self) -> torch.Tensor:
         return self.loader()
+
+    def load_numpy(self) -> np.ndarray:
+        """This tensor as a numpy array, read without torch (bfloat16 as exact float32).
+
+        Raises:
+            ValueError: the reader has no numpy path for this tensor (``numpy_loader`` is None).
+        """
+        if self.numpy_loader is None:
+            raise ValueError(f"tensor {self.name!r} ({self.dtype}) has no numpy reader")
+        return self.numpy_loader()
 
 
 class Checkpoint:

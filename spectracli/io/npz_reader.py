@@ -2,21 +2,32 @@
 
 Shapes and dtypes come from each member's ``.npy`` header, read without the array data. An array
 of Python objects would need unpickling: it is refused with a ``CheckpointError`` naming the key.
-Arrays that torch cannot hold (strings, structured records, datetimes) are not tensors and are
-ignored, like non-tensor entries of a PyTorch checkpoint.
+Arrays that torch cannot hold (strings, structured records, datetimes, float128) are not tensors
+and are ignored, like non-tensor entries of a PyTorch checkpoint. Each handle reads its array
+as numpy (``load_numpy``, torch never imported) or as a torch tensor sharing that memory
+(``load``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from spectracli.errors import CheckpointError
 from spectracli.io._common import one_line
 from spectracli.io.base import Checkpoint, TensorHandle
+
+if TYPE_CHECKING:
+    import torch
+
+# numpy dtypes torch.from_numpy accepts; the numpy name is the torch name.
+TENSOR_DTYPES = (
+    "float64", "float32", "float16", "complex64", "complex128", "int64", "int32", "int16",
+    "int8", "uint64", "uint32", "uint16", "uint8", "bool",
+)
 
 
 def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
@@ -31,12 +42,10 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _torch_dtype_name(dtype: np.dtype) -> str | None:
-    try:
-        return str(torch.from_numpy(np.empty(0, dtype=dtype.newbyteorder("="))).dtype).removeprefix(
-            "torch."
-        )
-    except (TypeError, ValueError):
+    if dtype.fields is not None or dtype.subdtype is not None:
         return None
+    name = dtype.newbyteorder("=").name
+    return name if name in TENSOR_DTYPES else None
 
 
 class NpzCheckpoint(Checkpoint):
@@ -79,9 +88,17 @@ class NpzCheckpoint(Checkpoint):
 
     def handles(self) -> Iterator[TensorHandle]:
         for key, shape, dtype in self._entries:
-            yield TensorHandle(name=key, shape=shape, dtype=dtype, loader=_Get(self, key))
+            yield TensorHandle(
+                name=key, shape=shape, dtype=dtype, loader=_Get(self, key),
+                numpy_loader=_GetNumpy(self, key),
+            )
 
     def load(self, key: str) -> torch.Tensor:
+        import torch
+
+        return torch.from_numpy(self.load_numpy(key))
+
+    def load_numpy(self, key: str) -> np.ndarray:
         if self._npz is None:
             raise CheckpointError(f"{self.path} is closed")
         try:
@@ -92,7 +109,7 @@ class NpzCheckpoint(Checkpoint):
             ) from None
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
-        return torch.from_numpy(arr)
+        return arr
 
     def close(self) -> None:
         npz, self._npz = getattr(self, "_npz", None), None
@@ -108,6 +125,13 @@ class _Get:
 
     def __call__(self) -> torch.Tensor:
         return self.ckpt.load(self.key)
+
+
+class _GetNumpy(_Get):
+    __slots__ = ()
+
+    def __call__(self) -> np.ndarray:  # type: ignore[override]
+        return self.ckpt.load_numpy(self.key)
 
 
 def open_npz(path: Path) -> Checkpoint:
