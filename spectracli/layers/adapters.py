@@ -25,13 +25,16 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from array_api_compat import array_namespace as namespace
 
 from spectracli.layers.context import Context
 from spectracli.layers.kinds import weight_plan
 from spectracli.layers.plan import BASE_PREFIX, Info, MatrixPlan, Outcome, Recipe, Skip, TensorInfo
+
+if TYPE_CHECKING:
+    from spectracli.layers.plan import Array
 
 _LORA = re.compile(
     r"^(?P<module>.+)\.lora_(?P<emb>embedding_)?(?P<ab>A|B)(?:\.(?P<adapter>(?!weight$)[^.]+))?"
@@ -40,12 +43,12 @@ _LORA = re.compile(
 _PEFT_PREFIX = "base_model.model."
 
 
-def _factors(a: torch.Tensor, b: torch.Tensor, embedding: bool) -> tuple[torch.Tensor,
-                                                                         torch.Tensor]:
+def _factors(a: Array, b: Array, embedding: bool) -> tuple[Array, Array]:
     """(B (out, r), A (r, in)) in float64; an embedding's dW = (B A)^T, so the roles swap."""
+    xp = namespace(a, b)
     r = a.shape[0]
-    a2 = a.to(torch.float64).reshape(r, -1)
-    b2 = b.to(torch.float64).reshape(b.shape[0], -1)
+    a2 = xp.reshape(xp.astype(a, xp.float64), (r, -1))
+    b2 = xp.reshape(xp.astype(b, xp.float64), (b.shape[0], -1))
     if embedding:  # A (r, rows), B (dim, r): dW (rows, dim) = A^T B^T
         return a2.T, b2.T
     return b2, a2
@@ -60,11 +63,12 @@ class LoraCore(Recipe):
     scale: float
     embedding: bool = False
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
         """A small matrix with the singular values of ``scale * B A`` (QR R factors), float64."""
         left, right = _factors(tensors[self.a], tensors[self.b], self.embedding)
-        r_left = torch.linalg.qr(left, mode="r")[1]  # left = Q R
-        r_right = torch.linalg.qr(right.T, mode="r")[1]  # right^T = Q R
+        xp = namespace(left)
+        r_left = xp.linalg.qr(left).R  # left = Q R (reduced)
+        r_right = xp.linalg.qr(right.T).R  # right^T = Q R
         return self.scale * (r_left @ r_right.T)
 
 
@@ -79,15 +83,18 @@ class LoraMerged(Recipe):
     embedding: bool = False
     magnitude: str | None = None
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
         """The base weight with the adapter merged in (DoRA: rescaled by its magnitude)."""
-        w = tensors[BASE_PREFIX + self.base].to(torch.float64)
+        base = tensors[BASE_PREFIX + self.base]
+        xp = namespace(base)
+        w = xp.astype(base, xp.float64)
         left, right = _factors(tensors[self.a], tensors[self.b], self.embedding)
-        merged = w + (self.scale * (left @ right)).reshape(w.shape)
+        merged = w + xp.reshape(self.scale * (left @ right), w.shape)
         if self.magnitude is not None:
-            m = tensors[self.magnitude].to(torch.float64).reshape(-1)
-            norm = torch.linalg.vector_norm(merged.reshape(merged.shape[0], -1), dim=1)
-            merged = merged * (m / norm).reshape(-1, *([1] * (merged.dim() - 1)))
+            m = xp.reshape(xp.astype(tensors[self.magnitude], xp.float64), (-1,))
+            rows = xp.reshape(merged, (merged.shape[0], -1))
+            norm = xp.linalg.vector_norm(rows, axis=1)
+            merged = merged * xp.reshape(m / norm, (-1, *([1] * (merged.ndim - 1))))
         return merged
 
 

@@ -26,8 +26,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from array_api_compat import array_namespace as namespace
 
 from spectracli.dtypes import FLOAT_DTYPES
 from spectracli.layers.context import Context, join, split_name
@@ -40,6 +41,9 @@ from spectracli.layers.plan import (
     Skip,
     TensorInfo,
 )
+
+if TYPE_CHECKING:
+    from spectracli.layers.plan import Array
 
 _LINEAR_TOKENS = {
     "proj", "projection", "linear", "dense", "fc", "fc1", "fc2", "lin", "mapping", "head",
@@ -254,6 +258,7 @@ class Reshape(Recipe):
     source: str
     shape: tuple[int, int]
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The source tensor with this recipe's 2-D shape."""
-        return tensors[self.source].reshape(self.shape)
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
+        """The source tensor with this recipe's 2-D shape (numpy array or torch tensor)."""
+        t = tensors[self.source]
+        return namespace(t).reshape(t, self.shape)

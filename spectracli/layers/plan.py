@@ -16,9 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
+from array_api_compat import array_namespace as namespace
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    Array = np.ndarray | torch.Tensor
 
 from spectracli.options import ConvView
 
@@ -72,8 +78,8 @@ class LayerOptions:
 class Recipe:
     """Builds a plan's weight (2-D matrix or N-D kernel) from its loaded source tensors."""
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The plan's weight from ``tensors`` (loaded source name -> tensor).
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
+        """The plan's weight from ``tensors`` (loaded source name -> numpy array or tensor).
 
         Raises:
             NotImplementedError: in the base class; each recipe defines it.
@@ -98,20 +104,21 @@ class Cut(Recipe):
     every: tuple[int, int] | None = None
     transpose: bool = False
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
         """The selected part of the source tensor (a view where the layout allows)."""
         t = tensors[self.source]
+        xp = namespace(t)
         if self.select is not None:
             t = t[self.select]
+        lead = (slice(None),) * self.dim
         if self.every is not None:
             offset, stride = self.every
-            t = t.narrow(self.dim, offset, t.shape[self.dim] - offset)
-            t = t[(slice(None),) * self.dim + (slice(None, None, stride),)]
+            t = t[(*lead, slice(offset, None, stride))]
         elif self.ranges:
-            blocks = [t.narrow(self.dim, a, b - a) for a, b in self.ranges]
-            t = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=self.dim)
+            blocks = [t[(*lead, slice(a, b))] for a, b in self.ranges]
+            t = blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=self.dim)
         if self.transpose:
-            t = t.transpose(0, 1)
+            t = xp.permute_dims(t, (1, 0, *range(2, t.ndim)))
         return t
 
 
@@ -168,18 +175,20 @@ class Outcome:
     claims: tuple[str, ...] = ()
 
 
-def as_stack(weight: torch.Tensor, plan: MatrixPlan) -> torch.Tensor:
+def as_stack(weight: Array, plan: MatrixPlan) -> Array:
     """A built weight as the (n_matrices, m, n) stack the spectra are computed on.
 
     2-D: (1, m, n). Conv kernel (out, in, *k): ``slices`` -> (prod(k), out, in), one matrix per
-    kernel position; ``unfold`` -> (1, out, in * prod(k)), the im2col matrix.
+    kernel position; ``unfold`` -> (1, out, in * prod(k)), the im2col matrix. ``weight`` is a
+    numpy array or a torch tensor; the stack is in the same library.
 
     Returns:
         The stack, a view of ``weight`` where possible (same dtype and device).
     """
-    if weight.dim() == 2:
-        return weight.unsqueeze(0)
+    xp = namespace(weight)
+    if weight.ndim == 2:
+        return xp.expand_dims(weight, axis=0)
     out_c, in_c = weight.shape[0], weight.shape[1]
     if plan.conv_view == "unfold":
-        return weight.reshape(out_c, -1).unsqueeze(0)
-    return weight.reshape(out_c, in_c, -1).permute(2, 0, 1)
+        return xp.reshape(weight, (1, out_c, -1))
+    return xp.permute_dims(xp.reshape(weight, (out_c, in_c, -1)), (2, 0, 1))

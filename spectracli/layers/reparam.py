@@ -21,15 +21,20 @@ weight name (``conv.weight``) and lists the stored tensors it came from in ``sou
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from array_api_compat import array_namespace as namespace
 
 from spectracli.layers.context import Context, join, split_name
 from spectracli.layers.kinds import weight_plan
 from spectracli.layers.plan import Cut, Info, Outcome, Recipe, Skip, TensorInfo
+
+if TYPE_CHECKING:
+    from spectracli.layers.plan import Array
 
 _PARAM = re.compile(r"^(?P<module>.*?)\.?parametrizations\.(?P<w>[^.]+)\.(?P<rest>.+)$")
 
@@ -41,14 +46,15 @@ class WeightNorm(Recipe):
     g: str
     v: str
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """W = g v / ||v|| from the loaded ``g`` and ``v``, in float64."""
-        g = tensors[self.g].to(torch.float64)
-        v = tensors[self.v].to(torch.float64)
-        if g.dim() == 0 or g.numel() == 1:
-            return g.reshape(()) * v / torch.linalg.vector_norm(v)
-        axes = [d for d in range(v.dim()) if g.shape[d] == 1]
-        return g * v / torch.linalg.vector_norm(v, dim=axes, keepdim=True)
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
+        """W = g v / ||v|| from the loaded ``g`` and ``v``, in float64 (numpy or torch)."""
+        xp = namespace(tensors[self.g], tensors[self.v])
+        g = xp.astype(tensors[self.g], xp.float64)
+        v = xp.astype(tensors[self.v], xp.float64)
+        if g.ndim == 0 or math.prod(g.shape) == 1:
+            return xp.reshape(g, ()) * v / xp.linalg.vector_norm(v)
+        axes = tuple(d for d in range(v.ndim) if g.shape[d] == 1)
+        return g * v / xp.linalg.vector_norm(v, axis=axes, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -60,13 +66,14 @@ class SpectralNorm(Recipe):
     v: str
     dim: int = 0
 
-    def __call__(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def __call__(self, tensors: Mapping[str, Array]) -> Array:
         """W_orig divided by its power-iteration estimate of sigma_max, u . W_mat v, in float64."""
-        w = tensors[self.weight].to(torch.float64)
-        u = tensors[self.u].to(torch.float64)
-        v = tensors[self.v].to(torch.float64)
-        mat = w.movedim(self.dim, 0).reshape(w.shape[self.dim], -1)
-        return w / torch.dot(u, mat @ v)
+        xp = namespace(tensors[self.weight], tensors[self.u], tensors[self.v])
+        w = xp.astype(tensors[self.weight], xp.float64)
+        u = xp.astype(tensors[self.u], xp.float64)
+        v = xp.astype(tensors[self.v], xp.float64)
+        mat = xp.reshape(xp.moveaxis(w, self.dim, 0), (w.shape[self.dim], -1))
+        return w / xp.vecdot(u, mat @ v)
 
 
 def _g_fits(g: TensorInfo, v: TensorInfo) -> bool:
