@@ -4,6 +4,15 @@ One tensor is loaded at a time (plus its float64 workspace); every tensor is eit
 listed in ``skipped`` with its reason. Progress goes to an optional callback, so the library never
 prints.
 
+Two array libraries, one math (spectracli.spectral.arrays): on the CPU the solves run in numpy
+(numpy's LAPACK), on CUDA in torch, through the same code. A tensor a reader gives as torch
+(pickles, fp8, GGUF, ONNX, an in-memory model) is handed to numpy without a copy (bfloat16 and
+fp8 widened exactly to float32), so a model gives the same report bit for bit whether it came
+as a file or as an object. When the reader can give every analysed tensor as numpy itself
+(safetensors float16/32/64 and bfloat16, .npz) and the device is known to be the CPU without
+asking torch (``cpu``, or ``auto`` where no GPU driver is installed), torch is never imported:
+about a second saved at start-up (tests/test_torch_free.py, docs/benchmarks.md).
+
 Example::
 
     from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
@@ -20,17 +29,17 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from spectracli import __version__, distributed
 from spectracli.analyze_config import AnalyzeConfig
-from spectracli.device import resolve_device
+from spectracli.device import host_device, resolve_device
 from spectracli.dtypes import FLOAT_ITEMSIZE
 from spectracli.errors import SpectraError
 from spectracli.io import open_checkpoint
@@ -53,9 +62,13 @@ from spectracli.spectral import (
     mp_fit,
     squared_singular_values,
 )
+from spectracli.spectral.arrays import float_dtype, namespace, numel, to_numpy
 from spectracli.spectral.esd import all_finite
 from spectracli.spectral.metrics import precision_thresholds
-from spectracli.threads import available_cores, torch_threads
+from spectracli.threads import available_cores, blas_threads
+
+if TYPE_CHECKING:
+    import torch
 
 Progress = Callable[[int, int, str], None]
 
@@ -72,7 +85,7 @@ def esd_sample(lam: np.ndarray) -> EsdSample:
 
 def analyze_matrices(
     name: str,
-    mats: torch.Tensor,
+    mats: Any,
     plan: MatrixPlan,
     config: AnalyzeConfig,
     shape: Sequence[int],
@@ -89,12 +102,13 @@ def analyze_matrices(
         status="ok",
     )
     if not all_finite(mats):
-        bad = int((~torch.isfinite(mats)).sum())
+        xp = namespace(mats)
+        bad = numel(mats) - int(xp.sum(xp.astype(xp.isfinite(mats), xp.int64)))
         result.status = "nonfinite"
         result.warnings.append(f"{bad} NaN/Inf entries: layer not analysed")
         return result
     m, n = plan.matrix_shape
-    work_dtype = config.torch_dtype
+    work_dtype = config.dtype
     lam = squared_singular_values(mats, dtype=work_dtype)  # (slices, k), ascending
     metrics = matrix_metrics(lam, (m, n), stored_dtype=dtype)
     for key, value in metrics.to_dict().items():
@@ -105,7 +119,7 @@ def analyze_matrices(
         result.condition_number = None
         return result
     scale = 1.0 / max(m, n) if config.normalize else 1.0
-    pooled = np.sort(lam.reshape(-1).to("cpu", torch.float64).numpy() * scale)
+    pooled = np.sort(to_numpy(lam).reshape(-1) * scale)
     result.n_eigenvalues = int(pooled.size)
     result.lambda_max = float(pooled[-1])
     mp = mp_fit(pooled, m, n, normalized=config.normalize)
@@ -137,7 +151,7 @@ def analyze_matrices(
                 config.normalize, dtype=work_dtype, layout=config.farms_grid,
                 budget=config.farms_budget,
             )
-            farms_np = farms_lam.to("cpu", torch.float64).numpy()
+            farms_np = to_numpy(farms_lam)
         n_groups = grid.n_windows * plan.n_matrices
         if farms_np is pooled and n_groups == 1:
             farms_fit = result.fit  # the same ESD, fitted the same way
@@ -256,33 +270,38 @@ class _LoadGroup:
         plans: list[MatrixPlan],
         handles: dict[str, TensorHandle],
         base: dict[str, TensorHandle] | None,
-        device: torch.device,
+        device: torch.device | None,
     ) -> None:
         self.plans = plans
         self.sources = plans[0].sources
         self.base_sources = plans[0].base_sources
         self._handles, self._base, self._device = handles, base, device
         self._lock = threading.Lock()
-        self._tensors: dict[str, torch.Tensor] | None = None
-        self._base_tensors: dict[str, torch.Tensor] | None = None
+        self._tensors: dict[str, Any] | None = None
+        self._base_tensors: dict[str, Any] | None = None
         self._left = len(plans)
         self.stored_bytes = sum(_stored_bytes(handles[s]) for s in self.sources)
 
-    def tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-        """(checkpoint tensors, base tensors for ``W - W_base``), in their stored dtype."""
+    def _load(self, handle: TensorHandle) -> Any:
+        if self._device is None:  # the CPU: numpy
+            return handle.load_numpy() if handle.numpy_loader else host_array(handle.load())
+        return handle.load().to(device=self._device)
+
+    def tensors(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(checkpoint tensors, base tensors for ``W - W_base``), in their stored dtype: numpy
+        arrays on the CPU (device None), else torch tensors on the device."""
         with self._lock:
             if self._tensors is None:
                 # Kept in its stored dtype: the math upcasts block by block (spectral.esd.gram).
-                loaded = {s: self._handles[s].load().to(device=self._device)
-                          for s in self.sources}
+                loaded = {s: self._load(self._handles[s]) for s in self.sources}
                 for s in self.base_sources:
                     assert self._base is not None
-                    loaded[BASE_PREFIX + s] = self._base[s].load().to(device=self._device)
+                    loaded[BASE_PREFIX + s] = self._load(self._base[s])
                 self._tensors = loaded
                 first = self.plans[0]
                 if self._base is not None and first.subtract_base:
                     self._base_tensors = {
-                        s: self._base[b].load().to(device=self._device)
+                        s: self._load(self._base[b])
                         for s, b in zip(self.sources, first.base_names, strict=True)
                     }
             return self._tensors, self._base_tensors
@@ -298,7 +317,7 @@ def _load_groups(
     plans: list[MatrixPlan],
     handles: dict[str, TensorHandle],
     base: dict[str, TensorHandle] | None,
-    device: torch.device,
+    device: torch.device | None,
 ) -> list[tuple[_LoadGroup, MatrixPlan]]:
     """Plans in order, each with the load group of the consecutive plans sharing its sources."""
     out: list[tuple[_LoadGroup, MatrixPlan]] = []
@@ -311,6 +330,19 @@ def _load_groups(
             out += [(group, p) for p in plans[start:i]]
             start = i
     return out
+
+
+def host_array(tensor: Any) -> np.ndarray:
+    """A CPU torch tensor as a numpy array sharing its memory; bfloat16 and float8 (which numpy
+    lacks) widened to float32, exactly (every value of theirs is a float32)."""
+    import torch
+
+    tensor = tensor.detach()
+    if tensor.dtype.is_floating_point and tensor.dtype not in (
+        torch.float16, torch.float32, torch.float64
+    ):
+        tensor = tensor.to(torch.float32)
+    return tensor.numpy(force=True)
 
 
 def _result_aliases(plan: MatrixPlan, handles: dict[str, TensorHandle]) -> list[str]:
@@ -496,6 +528,36 @@ def analyze_checkpoint(
         raise  # not reached: exchange raises the first failure on every rank
 
 
+def solved_in_order(
+    pool: ThreadPoolExecutor,
+    items: Sequence[tuple[_LoadGroup, MatrixPlan]],
+    solve: Callable[[tuple[_LoadGroup, MatrixPlan]], tuple[LayerResult, float]],
+    workers: int,
+    progress: Progress | None = None,
+) -> Iterator[tuple[LayerResult, float]]:
+    """The analyze scheduler: submit ``items`` to ``pool`` and yield ``solve``'s results in
+    item order, with at most ``workers`` in flight.
+
+    A load group above ``BIG_TENSOR_BYTES`` is solved with no other group in flight (its parts
+    still in parallel), so memory holds at most ``workers`` ordinary tensors or one big one.
+    ``progress(index, total, name)`` is called as each item is submitted.
+    """
+    pending: deque[tuple[Future, _LoadGroup, bool]] = deque()
+    for index, item in enumerate(items):
+        if progress:
+            progress(index, len(items), item[1].name)
+        group = item[0]
+        big = group.stored_bytes > BIG_TENSOR_BYTES
+        while pending and (
+            len(pending) >= workers
+            or (pending[-1][1] is not group and (big or pending[-1][2]))
+        ):
+            yield pending.popleft()[0].result()
+        pending.append((pool.submit(solve, item), group, big))
+    while pending:
+        yield pending.popleft()[0].result()
+
+
 def _analyze(
     source: str | Path | Checkpoint,
     config: AnalyzeConfig,
@@ -505,9 +567,13 @@ def _analyze(
     """analyze_checkpoint on this rank (``job``: the distributed side, None for one process)."""
     config.validate()
     world, my_rank = distributed.world_size(), distributed.rank()
-    device = resolve_device(config.device)
-    dtype = config.torch_dtype
-    workers = 1 if device.type == "cuda" else (config.threads or available_cores())
+    # None: the CPU, where the math runs in numpy (known without torch when host_device says so).
+    host = host_device(config.device)
+    device = None if host else resolve_device(config.device)
+    if device is not None and device.type == "cpu":
+        host, device = str(device), None
+    on_gpu = device is not None and device.type == "cuda"
+    workers = 1 if on_gpu else (config.threads or available_cores())
     started = time.perf_counter()
     solve_s = 0.0
     layers: list[LayerResult] = []
@@ -545,7 +611,9 @@ def _analyze(
                 weight = plan.build(tensors)
                 if base_tensors is not None and plan.subtract_base:
                     # a difference needs the working precision first
-                    weight = weight.to(dtype) - plan.build(base_tensors).to(dtype)
+                    xp = namespace(weight)
+                    dtype = float_dtype(xp, config.dtype)
+                    weight = xp.astype(weight, dtype) - xp.astype(plan.build(base_tensors), dtype)
                 t0 = time.perf_counter()
                 layer = analyze_matrices(
                     plan.name, as_stack(weight, plan), plan,
@@ -560,39 +628,21 @@ def _analyze(
             layer.quant_type = quant.pop() if len(quant) == 1 else None  # e.g. GGUF "Q4_K"
             return layer, time.perf_counter() - t0
 
-        # Matrices are solved by `workers` threads with one BLAS thread each (torch releases the
-        # GIL in its kernels): on small CPUs this beats multi-threaded BLAS, which measured
-        # slower with 2 threads than with 1 (benchmarks/analyze_bench.py --methods). At most
-        # `workers` load groups (a tensor, or the tensors one matrix is built from) are in
+        # Matrices are solved by `workers` threads with one BLAS thread each (numpy and torch
+        # release the GIL in their kernels): on small CPUs this beats multi-threaded BLAS, which
+        # measured slower with 2 threads than with 1 (benchmarks/analyze_bench.py --methods). At
+        # most `workers` load groups (a tensor, or the tensors one matrix is built from) are in
         # memory at once; a large one is solved alone (its parts in parallel); results keep
         # checkpoint order.
-        with torch_threads(1 if device.type == "cpu" else None), ThreadPoolExecutor(
+        with blas_threads(None if on_gpu else 1), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:
-            pending: deque[tuple[Future, _LoadGroup, bool]] = deque()
-
-            def collect() -> None:
-                nonlocal solve_s
-                layer, seconds = pending.popleft()[0].result()
+            for layer, seconds in solved_in_order(pool, items, solve, workers, progress):
                 layer.rank = my_rank
                 layers.append(layer)
                 solve_s += seconds
                 if job is not None:
                     job.solved(layer.name)
-
-            for index, item in enumerate(items):
-                if progress:
-                    progress(index, len(items), item[1].name)
-                group = item[0]
-                big = group.stored_bytes > BIG_TENSOR_BYTES
-                while pending and (
-                    len(pending) >= workers
-                    or (pending[-1][1] is not group and (big or pending[-1][2]))
-                ):
-                    collect()
-                pending.append((pool.submit(solve, item), group, big))
-            while pending:
-                collect()
         if job is not None:  # every rank's layers (or its error) on every rank
             layers, solve_s = job.exchange((mine, layers, solve_s), None)
             progress = job.progress if my_rank == 0 else None
@@ -614,7 +664,8 @@ def _analyze(
         tool_version=__version__,
         created=_timestamp(),
         source=source,
-        settings={**config.settings(str(device)), "world_size": world},
+        settings={**config.settings(host if device is None else str(device)),
+                  "world_size": world},
         layers=layers,
         skipped=skipped,
         timing={

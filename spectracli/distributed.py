@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Any
-
-import torch
+import sys
+from typing import TYPE_CHECKING, Any
 
 from spectracli.errors import SpectraError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_TIMEOUT_S = 1800.0
 
@@ -39,7 +41,12 @@ def _dist() -> Any:
 
 
 def is_initialized() -> bool:
-    """Whether a ``torch.distributed`` process group is up in this process."""
+    """Whether a ``torch.distributed`` process group is up in this process.
+
+    False without importing torch when torch is not loaded (no group can be up then).
+    """
+    if "torch" not in sys.modules:
+        return False
     dist = _dist()
     return dist.is_available() and dist.is_initialized()
 
@@ -86,6 +93,8 @@ def default_backend() -> str:
     chosen = os.environ.get("SPECTRACLI_DIST_BACKEND")
     if chosen:
         return chosen
+    import torch
+
     if torch.cuda.is_available() and _dist().is_nccl_available():
         return "cpu:gloo,cuda:nccl"
     return "gloo"
@@ -101,6 +110,8 @@ def init() -> bool:
         return _dist().get_world_size() > 1
     if not launched():
         return False
+    import torch
+
     backend = default_backend()
     if "nccl" in backend and torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
@@ -130,6 +141,8 @@ def shutdown() -> None:
 def rank_device(device: torch.device) -> torch.device:
     """A bare ``cuda`` device made this rank's GPU (``cuda:LOCAL_RANK``) when distributed."""
     if device.type == "cuda" and device.index is None and is_distributed():
+        import torch
+
         return torch.device("cuda", local_rank() % max(1, torch.cuda.device_count()))
     return device
 
@@ -197,6 +210,8 @@ def all_reduce_checked(tensor: torch.Tensor, error: BaseException | None) -> tor
         if error is not None:
             raise error
         return tensor
+    import torch
+
     flag = torch.tensor([0.0 if error is None else 1.0], dtype=tensor.dtype, device=tensor.device)
     part = torch.zeros_like(tensor) if error is not None else tensor
     buf = all_reduce(torch.cat([part.reshape(-1), flag]))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 from spectracli.errors import SpectraError
@@ -61,6 +62,32 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """BLAS threads set to ``n`` inside the block and put back after.
+
+    Both the BLAS libraries numpy loaded (OpenBLAS, MKL; through threadpoolctl) and, when torch
+    is loaded, torch's intra-op count (:func:`torch_threads`). torch is not imported for it: a
+    torch-free analysis stays torch-free.
+
+    Args:
+        n: threads inside the block; None leaves every count alone.
+
+    Raises:
+        SpectraError: ``n`` is below 1 (before anything is changed).
+    """
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise SpectraError(f"threads must be at least 1, got {n}", params=("threads",))
+    from threadpoolctl import threadpool_limits
+
+    torch_loaded = "torch" in sys.modules
+    with threadpool_limits(limits=n, user_api="blas"), torch_threads(n if torch_loaded else None):
+        yield
 
 
 def available_cores() -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 # Storage dtypes by name (torch's spelling): (machine epsilon, bits), from torch.finfo. A name
 # not listed (an integer type, an unknown quantisation such as GGUF's "Q4_K") counts as float32.
-FLOAT_DTYPES: dict[str, tuple[float, int]] = {
+STORAGE_PRECISION: dict[str, tuple[float, int]] = {
     "float64": (2.0**-52, 64),
     "double": (2.0**-52, 64),
     "float32": (2.0**-23, 32),
@@ -68,7 +68,7 @@ def float_dtype(xp: Any, dtype: Any) -> Any:
     """
     name = dtype_name(dtype)
     found = getattr(xp, name, None) if name else None
-    if found is None or name not in FLOAT_DTYPES:
+    if found is None or name not in STORAGE_PRECISION:
         raise ValueError(f"dtype must be a floating dtype such as 'float64', got {dtype!r}")
     return found
 

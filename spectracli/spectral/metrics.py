@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from spectracli.spectral.arrays import FLOAT_DTYPES, dtype_name, namespace, to_numpy
+from spectracli.spectral.arrays import STORAGE_PRECISION, dtype_name, namespace, to_numpy
 
 # Storage dtypes with at most 16 bits: numpy's rule max(m, n) * eps reaches 1 (a tolerance above
 # sigma_max itself) once max(m, n) >= 1 / eps, e.g. 128 for bfloat16 (see rank_tolerance).
@@ -46,14 +46,14 @@ def storage_eps(dtype: Any) -> float:
     (e.g. an unknown quantised format) counts as float32.
     """
     if dtype is None:
-        return FLOAT_DTYPES["float64"][0]
-    return FLOAT_DTYPES.get(dtype_name(dtype) or "", FLOAT_DTYPES["float32"])[0]
+        return STORAGE_PRECISION["float64"][0]
+    return STORAGE_PRECISION.get(dtype_name(dtype) or "", STORAGE_PRECISION["float32"])[0]
 
 
 def _storage_bits(dtype: Any) -> int:
     if dtype is None:
         return 64
-    return FLOAT_DTYPES.get(dtype_name(dtype) or "", FLOAT_DTYPES["float32"])[1]
+    return STORAGE_PRECISION.get(dtype_name(dtype) or "", STORAGE_PRECISION["float32"])[1]
 
 
 def rank_tolerance(lam: Any, shape: tuple[int, int], dtype: Any = None) -> Any:
