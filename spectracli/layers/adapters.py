@@ -27,11 +27,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from array_api_compat import array_namespace as namespace
-
 from spectracli.layers.context import Context
 from spectracli.layers.kinds import weight_plan
-from spectracli.layers.plan import BASE_PREFIX, Info, MatrixPlan, Outcome, Recipe, Skip, TensorInfo
+from spectracli.layers.plan import (
+    BASE_PREFIX,
+    Info,
+    MatrixPlan,
+    Outcome,
+    Recipe,
+    Skip,
+    TensorInfo,
+    namespace,
+)
 
 if TYPE_CHECKING:
     from spectracli.layers.plan import Array

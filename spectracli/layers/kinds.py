@@ -28,8 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from array_api_compat import array_namespace as namespace
-
 from spectracli.dtypes import FLOAT_DTYPES
 from spectracli.layers.context import Context, join, split_name
 from spectracli.layers.conv import conv_plan
@@ -40,6 +38,7 @@ from spectracli.layers.plan import (
     Recipe,
     Skip,
     TensorInfo,
+    namespace,
 )
 
 if TYPE_CHECKING:

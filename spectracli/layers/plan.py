@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from array_api_compat import array_namespace as namespace
+import array_api_compat
+import numpy as np
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
     Array = np.ndarray | torch.Tensor
@@ -31,6 +31,18 @@ from spectracli.options import ConvView
 # Recipes find a base checkpoint's tensors (``MatrixPlan.base_sources``) under this prefix.
 BASE_PREFIX = "base:"
 CONV_VIEWS = ConvView.values()  # how a conv kernel may be read (spectracli.layers.conv)
+
+
+def namespace(*arrays: Any) -> Any:
+    """The array API namespace of the recipes' inputs: numpy itself for numpy arrays (as in
+    ``spectracli.spectral.arrays.namespace``), else ``array_api_compat``'s (torch).
+
+    Raises:
+        TypeError: an object that is no array of a supported library, or arrays of two libraries.
+    """
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return np
+    return array_api_compat.array_namespace(*arrays)
 
 
 class TensorInfo(Protocol):

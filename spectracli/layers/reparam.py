@@ -27,11 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from array_api_compat import array_namespace as namespace
-
 from spectracli.layers.context import Context, join, split_name
 from spectracli.layers.kinds import weight_plan
-from spectracli.layers.plan import Cut, Info, Outcome, Recipe, Skip, TensorInfo
+from spectracli.layers.plan import Cut, Info, Outcome, Recipe, Skip, TensorInfo, namespace
 
 if TYPE_CHECKING:
     from spectracli.layers.plan import Array
