@@ -43,7 +43,9 @@ def _dist() -> Any:
 def is_initialized() -> bool:
     """Whether a ``torch.distributed`` process group is up in this process.
 
-    False without importing torch when torch is not loaded (no group can be up then).
+    Returns:
+        True when a group is up; False without importing torch when torch is not loaded (no
+        group can be up then).
     """
     if "torch" not in sys.modules:
         return False

@@ -34,8 +34,11 @@ CONV_VIEWS = ConvView.values()  # how a conv kernel may be read (spectracli.laye
 
 
 def namespace(*arrays: Any) -> Any:
-    """The array API namespace of the recipes' inputs: numpy itself for numpy arrays (as in
-    ``spectracli.spectral.arrays.namespace``), else ``array_api_compat``'s (torch).
+    """The array API namespace of the recipes' inputs.
+
+    Returns:
+        numpy itself for numpy arrays (as ``spectracli.spectral.arrays.namespace``), else
+        ``array_api_compat``'s namespace (torch's wrapper).
 
     Raises:
         TypeError: an object that is no array of a supported library, or arrays of two libraries.
