@@ -12,7 +12,9 @@ What it does, in one run:
    - ``floor_eigvalsh[_t1]`` / ``floor_svdvals[_t1]``: the bare eigen-solve floor on the same
      matrices spectracli analysed: ``import torch`` + safetensors load + float64 ``eigvalsh`` of
      the Gram matrix (resp. ``svdvals`` of W), nothing else, with torch's default thread count
-     or (``_t1``) one thread. The floor of the ratio is the fastest of them.
+     or (``_t1``) one thread; ``floor_numpy[_t1]``: the same without torch (safetensors' numpy
+     reader, numpy ``eigvalsh``; OpenBLAS default threads or one), the floor of spectracli's
+     torch-free path. The floor of the ratio is the fastest of them.
    Wall time is measured around each process; peak RSS is that process's ``ru_maxrss`` from
    ``os.wait4``. Ratios are of medians; the machine is shared, so the spread is printed too.
 3. Compares per layer, on the layers both tools analysed: alpha (our ``ks`` fit vs their default),
@@ -326,7 +328,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="alternating runs of each process")
     parser.add_argument("--jobs", default="ww,ours,ours_nofarms,floor_eigvalsh,floor_eigvalsh_t1,"
                         "floor_svdvals_t1",
-                        help="comma list; also floor_svdvals, floor_numpy (no torch), "
+                        help="comma list; also floor_svdvals, floor_numpy[_t1] (no torch), "
                         "ours_threads1, ours_omp_passive (OMP_WAIT_POLICY=PASSIVE)")
     args = parser.parse_args()
     if not ANCHORS_PY.exists() and "ww" in args.jobs:
@@ -352,9 +354,12 @@ def main() -> None:
         "ours_threads1": spectracli_cmd(ckpt, OUT / "ours_threads1.json", True, "--threads", "1"),
         "ours_omp_passive": spectracli_cmd(ckpt, OUT / "ours_omp_passive.json", True),
     }
-    envs = {"ours_omp_passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
-    # Diagnostic: what a torch-free path could reach (not used as the floor of the target).
+    envs = {"ours_omp_passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+            "floor_numpy_t1": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}}
+    # The torch-free floor (spectracli analyze imports no torch on safetensors/CPU): numpy's
+    # reader and eigvalsh, with OpenBLAS's default threads or (``_t1``) one.
     jobs["floor_numpy"] = [sys.executable, __file__, "--floor-numpy", str(ckpt), str(names_json)]
+    jobs["floor_numpy_t1"] = jobs["floor_numpy"]
     for solver in ("eigvalsh", "svdvals"):
         for threads in (0, 1):
             jobs[f"floor_{solver}" + (f"_t{threads}" if threads else "")] = [
@@ -390,7 +395,7 @@ def main() -> None:
         ratios["ours_over_ww_wall"] = med("ours") / med("ww")
         ratios["ours_over_ww_cpu"] = med("ours", "cpu_s") / med("ww", "cpu_s")
         ratios["ours_over_ww_rss"] = med("ours", "peak_rss_mb") / med("ww", "peak_rss_mb")
-    floors = {j: med(j) for j in timing if j.startswith("floor_") and j != "floor_numpy"}
+    floors = {j: med(j) for j in timing if j.startswith("floor_")}
     if "ours" in timing and floors:
         # The floor is the fastest bare solve measured (solver and thread count both free).
         best = min(floors, key=floors.get)
