@@ -164,3 +164,37 @@ def test_fp8_is_read_by_torch_and_solved_in_numpy(tmp_path):
     dense *= np.kron(scale.numpy(), np.ones((128, 128)))[:, :130]
     sigma = np.linalg.svd(dense, compute_uv=False)
     assert layers["fc.weight"].sigma_max == pytest.approx(sigma[0], rel=1e-12)
+
+
+def test_numpy_reads_of_every_dtype_and_of_shards_equal_torch_reads(tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    want = {
+        "a.f64": torch.randn(7, 5, generator=g, dtype=torch.float64),
+        "a.f32": torch.randn(6, 4, generator=g),
+        "b.f16": torch.randn(9, 3, generator=g).half(),
+        "b.bf16": torch.randn(5, 8, generator=g).bfloat16(),
+        "c.i64": torch.arange(12).reshape(3, 4),
+        "c.u8": torch.arange(6, dtype=torch.uint8),
+        "c.bool": torch.tensor([True, False, True]),
+        "c.empty": torch.zeros(0, 4),
+    }
+    shards = {"s-1.safetensors": ["a.f32", "a.f64", "b.bf16"],
+              "s-2.safetensors": ["b.f16", "c.bool", "c.empty", "c.i64", "c.u8"]}
+    for shard, keys in shards.items():
+        save_file({k: want[k] for k in keys}, tmp_path / shard)
+    weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with open_checkpoint(tmp_path) as ckpt:
+        handles = {h.name: h for h in ckpt.handles()}
+        assert set(handles) == set(want)
+        for name, tensor in want.items():
+            arr = handles[name].load_numpy()
+            assert arr.shape == tuple(tensor.shape)
+            wide = tensor.float() if tensor.dtype == torch.bfloat16 else tensor
+            np.testing.assert_array_equal(arr, wide.numpy())  # bit for bit
+            assert torch.equal(handles[name].load(), tensor)  # the torch read is unchanged
