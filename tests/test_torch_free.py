@@ -198,3 +198,38 @@ def test_numpy_reads_of_every_dtype_and_of_shards_equal_torch_reads(tmp_path):
             wide = tensor.float() if tensor.dtype == torch.bfloat16 else tensor
             np.testing.assert_array_equal(arr, wide.numpy())  # bit for bit
             assert torch.equal(handles[name].load(), tensor)  # the torch read is unchanged
+
+
+def test_host_device_decides_the_cpu_without_torch(monkeypatch, tmp_path):
+    import spectracli.device as device
+
+    assert device.host_device("cpu") == "cpu"
+    assert device.host_device("cuda") is None and device.host_device("cuda:1") is None
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh CLI process
+    monkeypatch.setattr(device.sys, "platform", "linux")
+    monkeypatch.setattr(device, "GPU_DRIVER_FILES", (str(tmp_path / "nvidia0"),))
+    assert device.host_device("auto") == "cpu"  # no driver: no GPU torch could see
+    (tmp_path / "nvidia0").touch()
+    assert device.host_device("auto") is None  # a driver: torch decides
+    (tmp_path / "nvidia0").unlink()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert device.host_device("auto") is None  # one rank of several: torchrun's device
+    assert "torch" not in sys.modules
+
+
+def test_cli_default_device_is_torch_free_without_a_gpu_driver(tmp_path):
+    from spectracli.device import GPU_DRIVER_FILES
+
+    if any(Path(p).exists() for p in GPU_DRIVER_FILES):
+        pytest.skip("a GPU driver is installed: auto lets torch decide")
+    out = tmp_path / "r.json"
+    code = (
+        "import sys; from spectracli.cli.app import main\n"
+        f"sys.argv = ['spectracli', 'analyze', {str(SAMPLES[0])!r}, '-o', {str(out)!r}, "
+        "'--format', 'json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert '"device": "cpu"' in out.read_text()
