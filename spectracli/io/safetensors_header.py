@@ -62,12 +62,48 @@ class TensorEntry:
 
 
 def read_header(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
-    """Read and validate a safetensors header; return its tensors (in file order) and metadata.
+    """Read and validate a safetensors header.
 
     Checks everything the safetensors library checks, so that a file passing here opens there:
     an 8-byte little-endian header length that fits the file, a JSON object header, known dtypes,
     shapes of non-negative ints, ``data_offsets`` that match shape x dtype size, lie inside the
     file, and tile the data section without gaps or overlaps.
+
+    Returns:
+        ``(entries, metadata)``: the tensors by name in file order (absolute byte offsets), and
+        the ``__metadata__`` strings.
+
+    Raises:
+        CheckpointError: an unreadable, empty, truncated or corrupt file, the message saying
+            which check failed.
+    """
+    raw, n, size = _raw_header(path)
+    header = _parse_header(path, raw)
+    metadata_raw = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata_raw.items()
+    ):
+        raise CheckpointError(
+            f"{path} is not a valid safetensors file: __metadata__ must map strings to strings"
+        )
+    data_len = size - 8 - n
+    entries = sorted((_entry(path, name, info, data_len) for name, info in header.items()),
+                     key=lambda e: (e.begin, e.end))
+    _check_tiling(path, entries, data_len)
+    for e in entries:
+        e.offset = 8 + n + e.begin
+    return {e.name: e for e in entries}, dict(metadata_raw)
+
+
+def _raw_header(path: Path) -> tuple[bytes, int, int]:
+    """The header bytes of a safetensors file, after checking its 8-byte length prefix.
+
+    Returns:
+        ``(header bytes, header length n, file size)``.
+
+    Raises:
+        CheckpointError: unreadable, empty, shorter than 8 bytes, or a length beyond the limit
+            or the file.
     """
     try:
         size = path.stat().st_size
@@ -91,36 +127,41 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
                     f"{path} is truncated or corrupt: header length {n} is larger than "
                     f"the file ({size} bytes)"
                 )
-            raw = f.read(n)
+            return f.read(n), n, size
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {one_line(exc)}") from None
+
+
+def _parse_header(path: Path, raw: bytes) -> dict[str, Any]:
+    """The header as a JSON object.
+
+    Returns:
+        The parsed object (``__metadata__`` included).
+
+    Raises:
+        CheckpointError: not UTF-8 JSON, or not an object.
+    """
+    not_json = f"{path} is not a valid safetensors file: its header is not JSON"
     try:
         text = raw.decode("utf-8")
-        if not text.lstrip().startswith("{"):
-            raise ValueError("header does not start with '{'")
-        header = json.loads(text)
+        header = json.loads(text) if text.lstrip().startswith("{") else None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} is not a valid safetensors file: its header is not JSON ({one_line(exc)})"
-        ) from None
+        raise CheckpointError(f"{not_json} ({one_line(exc)})") from None
+    if header is None:
+        raise CheckpointError(f"{not_json} (header does not start with '{{')")
     if not isinstance(header, dict):
         raise CheckpointError(
             f"{path} is not a valid safetensors file: header is not a JSON object"
         )
+    return header
 
-    metadata_raw = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata_raw, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata_raw.items()
-    ):
-        raise CheckpointError(
-            f"{path} is not a valid safetensors file: __metadata__ must map strings to strings"
-        )
 
-    data_len = size - 8 - n
-    entries: list[TensorEntry] = []
-    for name, info in header.items():
-        entries.append(_entry(path, name, info, data_len))
-    entries.sort(key=lambda e: (e.begin, e.end))
+def _check_tiling(path: Path, entries: list[TensorEntry], data_len: int) -> None:
+    """The tensors, sorted by offset, tile the ``data_len`` bytes after the header exactly.
+
+    Raises:
+        CheckpointError: a gap, an overlap, or data left over (the tensor named).
+    """
     cursor = 0
     for e in entries:
         if e.begin != cursor:
@@ -130,13 +171,11 @@ def read_header(path: Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
                 f"(expected it to start at {cursor})"
             )
         cursor = e.end
-        e.offset = 8 + n + e.begin
     if cursor != data_len:
         raise CheckpointError(
             f"{path} is corrupt: the tensors cover {cursor} bytes of data but the file holds "
             f"{data_len} bytes after the header"
         )
-    return {e.name: e for e in entries}, dict(metadata_raw)
 
 
 def _entry(path: Path, name: str, info: Any, data_len: int) -> TensorEntry:

@@ -92,6 +92,7 @@ class SafetensorsFile:
         return self._handle
 
     def load(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` through safetensors' torch reader (CheckpointError if it fails)."""
         handle = self._open()
         try:
             return handle.get_tensor(name)
@@ -107,6 +108,7 @@ class SafetensorsFile:
         return read_numpy(self.path, self.entries[name])
 
     def close(self) -> None:
+        """Close the file handle, if open (errors while closing are ignored)."""
         if self._handle is not None:
             handle, self._handle = self._handle, None
             try:
@@ -142,6 +144,7 @@ class SafetensorsCheckpoint(Checkpoint):
         return self._owner[name].entries[name]
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One handle per tensor; fp8 weights with a block scale load dequantised to float32."""
         consumed = {scale for scale, _ in self._scales.values()}
         for f in self._files:
             for name in f.entries:
@@ -168,6 +171,7 @@ class SafetensorsCheckpoint(Checkpoint):
                     )
 
     def close(self) -> None:
+        """Close every file."""
         for f in self._files:
             f.close()
 
@@ -194,5 +198,6 @@ class _LoadNumpy(_Load):
 
 
 def open_safetensors(path: Path) -> Checkpoint:
+    """One safetensors file, its header validated before any tensor is read."""
     f = SafetensorsFile(path)
     return SafetensorsCheckpoint(path, "safetensors", [f], {n: f for n in f.entries}, path.parent)

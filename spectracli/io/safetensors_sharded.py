@@ -16,6 +16,13 @@ def open_sharded(index_path: Path, shown_path: Path) -> Checkpoint:
     Every shard named by the index must exist and every tensor the index places in a shard must
     be in that shard's header; all headers are validated before any handle is yielded. Each shard
     is opened once and serves all of its tensors.
+
+    Returns:
+        The checkpoint, shown as ``shown_path``; tensors a shard holds that the index forgot
+        are served too, once.
+
+    Raises:
+        CheckpointError: an unreadable index, a missing shard, or a tensor its shard lacks.
     """
     root = index_path.parent
     weight_map = read_weight_map(index_path)

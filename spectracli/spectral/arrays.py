@@ -40,6 +40,9 @@ def dtype_name(dtype: Any) -> str | None:
     """``"float32"`` for ``"float32"``, ``"torch.float32"``, ``torch.float32`` or ``np.float32``.
 
     ``None`` stays ``None`` (the callers' "exact values, float64").
+
+    Returns:
+        The dtype's name without a ``torch.`` prefix, or None.
     """
     if dtype is None:
         return None
@@ -52,9 +55,12 @@ def dtype_name(dtype: Any) -> str | None:
 
 
 def namespace(*arrays: Any) -> Any:
-    """The array API namespace of ``arrays``: numpy itself for numpy arrays (numpy >= 2.1 has
-    every name used here, and its compat wrapper costs 0.1 s of imports), else
-    ``array_api_compat.array_namespace`` (torch's wrapper).
+    """The array API namespace of ``arrays`` (Python array API standard).
+
+    Returns:
+        numpy itself for numpy arrays (numpy >= 2.1 has every name used here, and its compat
+        wrapper costs 0.1 s of imports), else ``array_api_compat.array_namespace`` (torch's
+        wrapper).
 
     Raises:
         TypeError: an object that is no array of a supported library, or arrays of two libraries.
@@ -66,6 +72,9 @@ def namespace(*arrays: Any) -> Any:
 
 def float_dtype(xp: Any, dtype: Any) -> Any:
     """The namespace's floating dtype for ``dtype`` (a name or either library's dtype object).
+
+    Returns:
+        ``xp``'s dtype object of that name.
 
     Raises:
         ValueError: a dtype the namespace has no floating type of that name for.
@@ -91,6 +100,9 @@ def to_numpy(x: Any) -> np.ndarray:
     """A float64 numpy copy (or view) of ``x`` on the host.
 
     Takes numpy arrays, torch tensors on any device (detached), or anything numpy can read.
+
+    Returns:
+        The float64 numpy array (a view when ``x`` is already float64 numpy).
     """
     if array_api_compat.is_torch_array(x):
         import torch  # a tensor is given: torch is loaded already

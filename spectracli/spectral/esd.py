@@ -73,6 +73,9 @@ def all_finite(w: Any) -> bool:
     """No NaN/Inf in ``w`` (numpy array or torch tensor).
 
     Checked block by block, so no full-size mask is allocated.
+
+    Returns:
+        True when every entry is finite.
     """
     xp = namespace(w)
     flat = xp.reshape(w, (-1,))

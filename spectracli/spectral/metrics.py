@@ -44,6 +44,9 @@ def storage_eps(dtype: Any) -> float:
 
     ``None`` means the values are exact as given (float64). A name that is not a float dtype
     (e.g. an unknown quantised format) counts as float32.
+
+    Returns:
+        eps of the dtype: 2^-52 float64, 2^-23 float32, 2^-10 float16, 2^-7 bfloat16 ...
     """
     if dtype is None:
         return STORAGE_PRECISION["float64"][0]
@@ -59,8 +62,8 @@ def _storage_bits(dtype: Any) -> int:
 def rank_tolerance(lam: Any, shape: tuple[int, int], dtype: Any = None) -> Any:
     """Singular values at or below this are zero at the precision ``dtype`` W was stored in.
 
-    ``lam``: (slices, k) ascending sigma^2 of each (m, n) matrix (numpy array or torch tensor);
-    returns (slices,) tolerances in the same library:
+    ``lam``: (slices, k) ascending sigma^2 of each (m, n) matrix (numpy array or torch tensor).
+    The tolerance:
 
     - float32 / float64 storage: numpy's ``matrix_rank`` rule on the stored matrix,
       sigma_max * max(m, n) * eps(dtype) (Press et al., Numerical Recipes, sec. 2.6).
@@ -69,6 +72,9 @@ def rank_tolerance(lam: Any, shape: tuple[int, int], dtype: Any = None) -> Any:
       instead the bound of the rounding itself: each stored entry is within u = eps / 2 of its
       value, so the rounding error E has ||E||_2 <= ||E||_F <= u ||W||_F and (Weyl) no singular
       value below u ||W||_F can be told from zero.
+
+    Returns:
+        (slices,) tolerances in the library of ``lam``.
     """
     xp = namespace(lam)
     lam = xp.reshape(lam, (-1, lam.shape[-1]))
@@ -95,6 +101,9 @@ def precision_thresholds(
     r x c random matrix; measured at most 1.5x that on rank-1 and rank-3 matrices stored in
     bfloat16, float16 and float32, tests/test_powerlaw_status.py). ``frobenius_norm`` is of the
     whole stack of ``n_matrices`` slices of ``shape`` (m, n).
+
+    Returns:
+        ``(zero, resolution)``, singular values (not sigma^2).
     """
     m, n = shape
     r, c = window or shape
@@ -136,6 +145,11 @@ def matrix_metrics(lam: Any, shape: tuple[int, int], stored_dtype: Any = None) -
     are computed in float64 on the host, so both give the same metrics for the same ``lam``.
     ``stored_dtype`` is the dtype the weights were stored in (before any upcast): it sets the
     rank tolerance (:func:`rank_tolerance`). ``None``: the values are exact (float64).
+
+    Returns:
+        The metrics of docs/metrics.md: sigma_max and sigma_min over the matrices, condition
+        number (inf when rank deficient, flagged), Frobenius norm, stable rank, entropy,
+        numerical rank and the rest of :class:`MatrixMetrics`.
 
     Example:
         >>> import numpy as np
