@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import os
 import threading
@@ -288,8 +289,12 @@ class _LoadGroup:
         return handle.load().to(device=self._device)
 
     def tensors(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """(checkpoint tensors, base tensors for ``W - W_base``), in their stored dtype: numpy
-        arrays on the CPU (device None), else torch tensors on the device."""
+        """The group's tensors, loaded once for all its plans.
+
+        Returns:
+            ``(checkpoint tensors, base tensors for W - W_base or None)``, in their stored
+            dtype: numpy arrays on the CPU (device None), else torch tensors on the device.
+        """
         with self._lock:
             if self._tensors is None:
                 # Kept in its stored dtype: the math upcasts block by block (spectral.esd.gram).
@@ -307,6 +312,7 @@ class _LoadGroup:
             return self._tensors, self._base_tensors
 
     def done(self) -> None:
+        """One plan of the group is solved; the last one frees the tensors."""
         with self._lock:
             self._left -= 1
             if self._left == 0:
@@ -333,8 +339,14 @@ def _load_groups(
 
 
 def host_array(tensor: Any) -> np.ndarray:
-    """A CPU torch tensor as a numpy array sharing its memory; bfloat16 and float8 (which numpy
-    lacks) widened to float32, exactly (every value of theirs is a float32)."""
+    """A CPU torch tensor as a numpy array sharing its memory.
+
+    bfloat16 and float8, which numpy lacks, are widened to float32, exactly (every value of
+    theirs is a float32).
+
+    Returns:
+        The numpy array (a copy only for the widened dtypes).
+    """
     import torch
 
     tensor = tensor.detach()
@@ -359,9 +371,13 @@ def _check_selection(
     skipped: Sequence[SkippedTensor],
     config: AnalyzeConfig,
 ) -> None:
-    """Refuse an include/exclude selection that leaves nothing to analyse, and a base that
-    matches fewer than half of the weight matrices (most likely another architecture: the rest
-    would be skipped)."""
+    """Refuse a selection that leaves nothing to analyse, or a base of another architecture.
+
+    Raises:
+        SpectraError: include/exclude leave no weight matrix, or the base matches fewer than
+            half of them by name and shape (most likely another architecture: the rest would
+            be skipped).
+    """
     if (config.include or config.exclude) and not work:
         excluded = sum("include/exclude" in s.reason for s in skipped)
         raise SpectraError(
@@ -384,25 +400,34 @@ def _check_selection(
 def _open_source(
     source: str | Path | Checkpoint, trust_pickle: bool, revision: str | None = None
 ) -> contextlib.AbstractContextManager[Checkpoint]:
-    """An open checkpoint for a path or hub id (closed after use) or one given open (left
-    open)."""
+    """An open checkpoint for a path or hub id (closed after use) or one given open (left open)."""
     if isinstance(source, Checkpoint):
         return contextlib.nullcontext(source)
     return open_checkpoint(source, trust_pickle=trust_pickle, revision=revision)
 
 
 def _shown(source: str | Path | Checkpoint) -> str:
-    """How the report names a source: the path or hub id as given (normalised: ``a/../b`` is
-    ``b``, never made absolute), an open checkpoint's path."""
+    """How the report names a source.
+
+    Returns:
+        The path or hub id as given (normalised: ``a/../b`` is ``b``, never made absolute), or
+        an open checkpoint's path.
+    """
     text = str(source.path if isinstance(source, Checkpoint) else source)
     return os.path.normpath(text) if text and "://" not in text else text
 
 
 def plan_cost(plan: MatrixPlan, config: AnalyzeConfig) -> float:
-    """Estimated solve cost of one plan in flops: per matrix (m x n, k = min, M = max) the Gram
-    product and its eigensolve, M k^2 + k^3, plus the same for each FARMS window, plus the fits
-    (a few hundred flops per eigenvalue and bootstrap resample). Only ratios between plans
-    matter: :func:`shard_items` balances ranks with it."""
+    """Estimated solve cost of one plan in flops.
+
+    Per matrix (m x n, k = min, M = max): the Gram product and its eigensolve, M k^2 + k^3,
+    plus the same for each FARMS window, plus the fits (a few hundred flops per eigenvalue and
+    bootstrap resample). Only ratios between plans matter: :func:`shard_items` balances ranks
+    with it.
+
+    Returns:
+        The estimate, in flops.
+    """
     m, n = plan.matrix_shape
     k, big = min(m, n), max(m, n)
     cost = plan.n_matrices * (big * k * k + k**3)
@@ -419,9 +444,15 @@ def plan_cost(plan: MatrixPlan, config: AnalyzeConfig) -> float:
 def shard_items(
     items: Sequence[tuple[_LoadGroup, MatrixPlan]], config: AnalyzeConfig, world: int
 ) -> list[int]:
-    """The rank that solves each item: whole load groups (a stored tensor is read by one rank),
-    largest estimated cost first, each to the least-loaded rank (greedy longest processing time,
-    Graham 1969: within 4/3 of the best makespan). Deterministic: every rank computes the same."""
+    """The rank that solves each item, whole load groups at a time.
+
+    A stored tensor is read by one rank. Groups go largest estimated cost first, each to the
+    least-loaded rank (greedy longest processing time, Graham 1969: within 4/3 of the best
+    makespan). Deterministic: every rank computes the same.
+
+    Returns:
+        The rank of each item, in item order.
+    """
     if world <= 1:
         return [0] * len(items)
     groups: dict[int, list[int]] = {}
@@ -440,9 +471,12 @@ def shard_items(
 
 
 class _Job:
-    """The distributed side of one analyze call: whole-job progress on rank 0 (a counter in the
-    process group's store, which needs no collective) and one all_gather of every rank's layers
-    or error. Every rank ends in exactly one :meth:`exchange`, whether it failed or not."""
+    """The distributed side of one analyze call.
+
+    Whole-job progress on rank 0 (a counter in the process group's store, which needs no
+    collective) and one all_gather of every rank's layers or error. Every rank ends in exactly
+    one :meth:`exchange`, whether it failed or not.
+    """
 
     _calls = 0
 
@@ -457,6 +491,7 @@ class _Job:
         """This rank's own submissions: not the job's progress, so not shown."""
 
     def solved(self, name: str) -> None:
+        """Count one solved layer in the job's counter; rank 0 reports the job's progress."""
         done = distributed.store_add(self.key + "/done", 1)
         if self.progress is not None and done is not None:
             self.progress(done, self.total, name)
@@ -465,6 +500,9 @@ class _Job:
         self, part: tuple[list[int], list[LayerResult], float] | None, error: str | None
     ) -> tuple[list[LayerResult], float]:
         """Every rank's layers in checkpoint order and the summed solve time, on every rank.
+
+        Returns:
+            ``(layers, solve seconds summed over the ranks)``.
 
         Raises:
             RankError: the first failed rank and its cause, on every rank (never a hang: the
@@ -496,7 +534,9 @@ def analyze_checkpoint(
     config: AnalyzeConfig | None = None,
     progress: Progress | None = None,
 ) -> AnalysisReport:
-    """Analyse every weight matrix of a checkpoint: a path (file, sharded directory) or an open
+    """Analyse every weight matrix of a checkpoint.
+
+    ``source`` is a path (file, sharded directory) or an open
     :class:`~spectracli.io.base.Checkpoint` (e.g. :func:`spectracli.io.memory.memory_checkpoint`
     of a model in memory). ``spectracli.analyze(obj, **options)`` is the friendlier front.
 
@@ -507,6 +547,11 @@ def analyze_checkpoint(
     sharded over the ranks (:func:`shard_items`), each rank reads only its tensors, and every
     rank returns the same report (layers in checkpoint order, each with the ``rank`` that solved
     it; ``settings.world_size``); ``progress`` is called on rank 0 for the whole job.
+
+    Returns:
+        The :class:`~spectracli.results.AnalysisReport`: one layer per analysed matrix (ESD
+        metrics, power-law and FARMS fits; definitions in docs/metrics.md), the skipped tensors
+        with their reasons, the settings and the timing.
 
     Raises:
         SpectraError: a bad option, or no matrix in common with ``base``; under torchrun a
@@ -535,12 +580,14 @@ def solved_in_order(
     workers: int,
     progress: Progress | None = None,
 ) -> Iterator[tuple[LayerResult, float]]:
-    """The analyze scheduler: submit ``items`` to ``pool`` and yield ``solve``'s results in
-    item order, with at most ``workers`` in flight.
+    """The analyze scheduler: ``solve``'s results in item order, at most ``workers`` in flight.
 
     A load group above ``BIG_TENSOR_BYTES`` is solved with no other group in flight (its parts
     still in parallel), so memory holds at most ``workers`` ordinary tensors or one big one.
     ``progress(index, total, name)`` is called as each item is submitted.
+
+    Yields:
+        ``solve(item)`` for each item, in item order.
     """
     pending: deque[tuple[Future, _LoadGroup, bool]] = deque()
     for index, item in enumerate(items):
@@ -564,26 +611,24 @@ def _analyze(
     progress: Progress | None,
     job: _Job | None,
 ) -> AnalysisReport:
-    """analyze_checkpoint on this rank (``job``: the distributed side, None for one process)."""
+    """analyze_checkpoint on this rank (``job``: the distributed side, None for one process).
+
+    Returns:
+        The report (under torchrun, every rank's layers in checkpoint order).
+
+    Raises:
+        SpectraError: invalid settings, or a base with no weight matrix in common.
+    """
     config.validate()
     world, my_rank = distributed.world_size(), distributed.rank()
-    # None: the CPU, where the math runs in numpy (known without torch when host_device says so).
-    host = host_device(config.device)
-    device = None if host else resolve_device(config.device)
-    if device is not None and device.type == "cpu":
-        host, device = str(device), None
+    host, device = _where(config)
     on_gpu = device is not None and device.type == "cuda"
     workers = 1 if on_gpu else (config.threads or available_cores())
     started = time.perf_counter()
     solve_s = 0.0
     layers: list[LayerResult] = []
     with contextlib.ExitStack() as stack:
-        base: dict[str, TensorHandle] | None = None
-        base_source = None
-        if config.base is not None:
-            base_ckpt = stack.enter_context(_open_source(config.base, config.trust_pickle))
-            base = {alias: h for h in base_ckpt.handles() for alias in (h.name, *h.aliases)}
-            base_source = {"path": _shown(config.base), "format": base_ckpt.format}
+        base, base_source = _open_base(stack, config)
         ckpt = stack.enter_context(_open_source(source, config.trust_pickle, config.revision))
         handles = list(ckpt.handles())
         by_name = {h.name: h for h in handles}
@@ -604,29 +649,7 @@ def _analyze(
             job.total = total_items
             items = [items[i] for i in mine]
 
-        def solve(item: tuple[_LoadGroup, MatrixPlan]) -> tuple[LayerResult, float]:
-            group, plan = item
-            try:
-                tensors, base_tensors = group.tensors()
-                weight = plan.build(tensors)
-                if base_tensors is not None and plan.subtract_base:
-                    # a difference needs the working precision first
-                    xp = namespace(weight)
-                    dtype = float_dtype(xp, config.dtype)
-                    weight = xp.astype(weight, dtype) - xp.astype(plan.build(base_tensors), dtype)
-                t0 = time.perf_counter()
-                layer = analyze_matrices(
-                    plan.name, as_stack(weight, plan), plan,
-                    config if plan.farms else replace(config, farms=False),
-                    plan.shape, plan.dtype,
-                )
-            finally:
-                group.done()
-            _add_provenance(layer, plan)
-            layer.aliases = _result_aliases(plan, by_name)
-            quant = {by_name[s].meta.get("quant_type") for s in plan.sources if s in by_name}
-            layer.quant_type = quant.pop() if len(quant) == 1 else None  # e.g. GGUF "Q4_K"
-            return layer, time.perf_counter() - t0
+        solve = functools.partial(_solve_item, config=config, by_name=by_name)
 
         # Matrices are solved by `workers` threads with one BLAS thread each (numpy and torch
         # release the GIL in their kernels): on small CPUs this beats multi-threaded BLAS, which
@@ -649,17 +672,7 @@ def _analyze(
             items = [None] * total_items  # the whole job, for the final progress call
         if progress:
             progress(len(items), len(items), "")
-        source = {
-            "path": _shown(source),
-            "format": ckpt.format,
-            "size_bytes": ckpt.size_bytes,
-            "n_tensors": len(handles),
-            "base": base_source,
-        }
-        if ckpt.hub:  # a Hugging Face id: what it resolved to
-            source["hub"] = dict(ckpt.hub)
-        if ckpt.stubbed_globals:  # pickle globals read as inert placeholders, never run
-            source["stubbed_globals"] = list(ckpt.stubbed_globals)
+        source = _source_info(source, ckpt, len(handles), base_source)
     return AnalysisReport(
         tool_version=__version__,
         created=_timestamp(),
@@ -673,6 +686,87 @@ def _analyze(
             "solve_s": round(solve_s, 4),
         },
     )
+
+
+def _where(config: AnalyzeConfig) -> tuple[str | None, torch.device | None]:
+    """Where the math runs: the host CPU (numpy) or a torch device.
+
+    Returns:
+        ``(host, None)`` on the CPU, where the math runs in numpy (known without importing torch
+        when :func:`~spectracli.device.host_device` says so), else ``(None, device)``.
+    """
+    host = host_device(config.device)
+    device = None if host else resolve_device(config.device)
+    if device is not None and device.type == "cpu":
+        host, device = str(device), None
+    return host, device
+
+
+def _open_base(stack: contextlib.ExitStack, config: AnalyzeConfig) -> tuple[
+        dict[str, TensorHandle] | None, dict[str, Any] | None]:
+    """The base checkpoint of ``W - W_base``, opened on ``stack``, when ``config.base`` is set.
+
+    Returns:
+        ``(handles by name and alias, the report's base source)``, or ``(None, None)``.
+    """
+    if config.base is None:
+        return None, None
+    base_ckpt = stack.enter_context(_open_source(config.base, config.trust_pickle))
+    base = {alias: h for h in base_ckpt.handles() for alias in (h.name, *h.aliases)}
+    return base, {"path": _shown(config.base), "format": base_ckpt.format}
+
+
+def _solve_item(item: tuple[_LoadGroup, MatrixPlan], config: AnalyzeConfig,
+                by_name: dict[str, TensorHandle]) -> tuple[LayerResult, float]:
+    """Build one plan's matrices (minus the base's) and analyse them.
+
+    Returns:
+        The layer result (provenance, aliases and quantisation type set) and the seconds its
+        solve took.
+    """
+    group, plan = item
+    try:
+        tensors, base_tensors = group.tensors()
+        weight = plan.build(tensors)
+        if base_tensors is not None and plan.subtract_base:
+            # a difference needs the working precision first
+            xp = namespace(weight)
+            dtype = float_dtype(xp, config.dtype)
+            weight = xp.astype(weight, dtype) - xp.astype(plan.build(base_tensors), dtype)
+        t0 = time.perf_counter()
+        layer = analyze_matrices(
+            plan.name, as_stack(weight, plan), plan,
+            config if plan.farms else replace(config, farms=False),
+            plan.shape, plan.dtype,
+        )
+    finally:
+        group.done()
+    _add_provenance(layer, plan)
+    layer.aliases = _result_aliases(plan, by_name)
+    quant = {by_name[s].meta.get("quant_type") for s in plan.sources if s in by_name}
+    layer.quant_type = quant.pop() if len(quant) == 1 else None  # e.g. GGUF "Q4_K"
+    return layer, time.perf_counter() - t0
+
+
+def _source_info(source: str | Path | Checkpoint, ckpt: Checkpoint, n_tensors: int,
+                 base_source: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's ``source``: path, format, size, tensors, base, hub resolution, stubs.
+
+    Returns:
+        The ``source`` dict of the report.
+    """
+    info: dict[str, Any] = {
+        "path": _shown(source),
+        "format": ckpt.format,
+        "size_bytes": ckpt.size_bytes,
+        "n_tensors": n_tensors,
+        "base": base_source,
+    }
+    if ckpt.hub:  # a Hugging Face id: what it resolved to
+        info["hub"] = dict(ckpt.hub)
+    if ckpt.stubbed_globals:  # pickle globals read as inert placeholders, never run
+        info["stubbed_globals"] = list(ckpt.stubbed_globals)
+    return info
 
 
 # `spectracli.analyze(model, **options)` calls spectracli.api.analyze; the module stays a module

@@ -24,7 +24,11 @@ GPU_DRIVER_FILES = ("/proc/driver/nvidia/gpus", "/dev/nvidiactl", "/dev/nvidia0"
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when torch sees a GPU; ``cuda`` without one is a usage error.
+
     Under torchrun, ``auto`` and ``cuda`` mean this rank's GPU, ``cuda:LOCAL_RANK``.
+
+    Returns:
+        The torch device.
 
     Raises:
         SpectraError: an unknown name, or ``cuda`` when torch sees no GPU.
@@ -47,6 +51,9 @@ def gpu_possible() -> bool:
 
     True when torch is loaded and sees one; else False on macOS (no CUDA builds) and on Linux
     without any GPU driver file (:data:`GPU_DRIVER_FILES`); True otherwise (then torch decides).
+
+    Returns:
+        Whether a GPU is possible.
     """
     if "torch" in sys.modules:
         return bool(sys.modules["torch"].cuda.is_available())
@@ -62,6 +69,9 @@ def host_device(name: str) -> str | None:
 
     ``cpu`` always; ``auto`` when no GPU is possible (:func:`gpu_possible`) and the process is
     not one rank of several (torchrun). Anything else is for :func:`resolve_device` to decide.
+
+    Returns:
+        ``"cpu"`` or None.
 
     Raises:
         SpectraError: an unknown name.
