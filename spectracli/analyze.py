@@ -6,12 +6,12 @@ prints.
 
 Two array libraries, one math (spectracli.spectral.arrays): on the CPU the solves run in numpy
 (numpy's LAPACK), on CUDA in torch, through the same code. A tensor a reader gives as torch
-(pickles, fp8, GGUF, ONNX, an in-memory model) is handed to numpy without a copy (bfloat16 and
+(pickles, fp8 safetensors, an in-memory model) is handed to numpy without a copy (bfloat16 and
 fp8 widened exactly to float32), so a model gives the same report bit for bit whether it came
 as a file or as an object. When the reader can give every analysed tensor as numpy itself
-(safetensors float16/32/64 and bfloat16, .npz) and the device is known to be the CPU without
-asking torch (``cpu``, or ``auto`` where no GPU driver is installed), torch is never imported:
-about a second saved at start-up (tests/test_torch_free.py, docs/benchmarks.md).
+(safetensors float16/32/64 and bfloat16, .npz, GGUF, ONNX) and the device is known to be the
+CPU without asking torch (``cpu``, or ``auto`` where no GPU driver is installed), torch is never
+imported: about a second saved at start-up (tests/test_torch_free.py, docs/benchmarks.md).
 
 Example::
 

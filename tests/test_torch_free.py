@@ -233,3 +233,76 @@ def test_cli_default_device_is_torch_free_without_a_gpu_driver(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     assert '"device": "cpu"' in out.read_text()
+
+
+def _gguf_file(path):
+    gguf = pytest.importorskip("gguf")
+    q = gguf.GGMLQuantizationType
+    rng = np.random.default_rng(3)
+    w = gguf.GGUFWriter(str(path), "llama")
+    for name, data, qtype in (
+        ("blk.0.attn_q.weight", rng.standard_normal((24, 64)).astype(np.float32), None),
+        ("blk.0.attn_k.weight", rng.standard_normal((20, 64)).astype(np.float16), None),
+        ("blk.0.attn_v.weight",
+         gguf.quants.quantize(rng.standard_normal((16, 64)).astype(np.float32), q.BF16), q.BF16),
+        ("blk.0.ffn_up.weight",
+         gguf.quants.quantize(rng.standard_normal((32, 64)).astype(np.float32), q.Q8_0), q.Q8_0),
+    ):
+        w.add_tensor(name, data, raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _onnx_file(path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    w = {
+        "fc1.weight": rng.standard_normal((16, 32)).astype(np.float32),  # MatMul B: transposed
+        "fc2.weight": rng.standard_normal((24, 32)).astype(np.float32),  # Gemm transB=1
+        "q.weight": rng.integers(-128, 127, size=(20, 24)).astype(np.int8),
+        "q.scale": rng.uniform(0.01, 0.1, size=24).astype(np.float32),
+        "q.zero_point": rng.integers(-5, 5, size=24).astype(np.int8),
+    }
+    inits = [numpy_helper.from_array(v, k) for k, v in w.items()]
+    bf16 = rng.standard_normal((12, 20)).astype(np.float32)
+    inits.append(helper.make_tensor("bf.weight", TensorProto.BFLOAT16, bf16.shape,
+                                    bf16.view(np.uint32) >> 16))
+    nodes = [
+        helper.make_node("MatMul", ["x", "fc1.weight"], ["h1"]),
+        helper.make_node("Gemm", ["h1", "fc2.weight"], ["h2"], transB=1),
+        helper.make_node("DequantizeLinear", ["q.weight", "q.scale", "q.zero_point"], ["qd"],
+                         axis=1),
+        helper.make_node("MatMul", ["h2", "qd"], ["h3"]),
+        helper.make_node("Cast", ["bf.weight"], ["bf_f"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["h3", "bf_f"], ["h4"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("h4", TensorProto.FLOAT, [1, 12])], initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+@pytest.mark.parametrize("make, suffix", [(_gguf_file, ".gguf"), (_onnx_file, ".onnx")],
+                         ids=["gguf", "onnx"])
+def test_gguf_and_onnx_numpy_reads_and_reports_equal_torch(tmp_path, make, suffix):
+    import torch
+
+    path = tmp_path / f"model{suffix}"
+    make(path)
+    with open_checkpoint(path) as ckpt:
+        handles = list(ckpt.handles())
+        assert all(h.numpy_loader is not None for h in handles)
+        for h in handles:
+            t = h.load()
+            wide = t.float() if t.dtype == torch.bfloat16 else t
+            np.testing.assert_array_equal(h.load_numpy(), wide.numpy())  # bit for bit
+    config = dict(device="cpu", ci_resamples=20, farms_window=8)
+    fast = analyze_checkpoint(path, AnalyzeConfig(**config)).to_dict()
+    with open_checkpoint(path) as ckpt:
+        slow = analyze_checkpoint(TorchOnly(ckpt), AnalyzeConfig(**config)).to_dict()
+    assert len(fast["layers"]) == 4
+    assert_same(fast, slow)

@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from spectracli.errors import CheckpointError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -76,3 +78,38 @@ def missing_extra(package: str, extra: str, what: str) -> CheckpointError:
     return CheckpointError(
         f"reading {what} needs the '{package}' package: pip install 'spectracli[{extra}]'"
     )
+
+
+# numpy dtypes torch.from_numpy accepts; the numpy name is the torch name.
+TENSOR_DTYPES = (
+    "float64", "float32", "float16", "complex64", "complex128", "int64", "int32", "int16",
+    "int8", "uint64", "uint32", "uint16", "uint8", "bool",
+)
+
+
+def tensor_dtype_name(dtype: np.dtype) -> str | None:
+    """The torch dtype name of a numpy dtype torch can hold, decided without importing torch.
+
+    Returns:
+        ``"float32"`` etc. (the numpy names of :data:`TENSOR_DTYPES` are torch's), else None.
+    """
+    if dtype.fields is not None or dtype.subdtype is not None:
+        return None
+    name = dtype.newbyteorder("=").name
+    return name if name in TENSOR_DTYPES else None
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> the same values as float32, exactly.
+
+    bfloat16 is the top half of a float32 (same sign, exponent and 7 fraction bits), so
+    ``(uint16 as uint32) << 16`` viewed as float32 is the exact value.
+
+    Returns:
+        float32 array of ``bits``' shape.
+
+    Example:
+        >>> bfloat16_to_float32(np.array([0x3F80, 0xC000, 0x7F80], dtype=np.uint16))
+        array([ 1., -2., inf], dtype=float32)
+    """
+    return (bits.astype(np.uint32) << 16).view(np.float32)

@@ -31,10 +31,11 @@ class TensorHandle:
     the format lists the tensor but it cannot be produced, e.g. a quantisation the installed
     library cannot dequantise; the analysis lists it as skipped with that reason).
 
-    ``numpy_loader``, where the format allows it (safetensors float16/32/64 and bfloat16, .npz),
-    reads the same tensor as a numpy array without importing torch: a bfloat16 tensor comes as
-    float32 holding exactly the same values (``dtype`` stays the stored ``"bfloat16"``). ``None``
-    when only torch can produce it (fp8, pickles, GGUF, ONNX, in-memory modules).
+    ``numpy_loader``, where the format allows it (safetensors float16/32/64 and bfloat16, .npz,
+    GGUF, ONNX), reads the same tensor as a numpy array without importing torch: a bfloat16
+    tensor comes as float32 holding exactly the same values (``dtype`` stays the stored
+    ``"bfloat16"``). ``None`` when only torch can produce it (fp8 safetensors, pickles,
+    in-memory modules).
     """
 
     name: str

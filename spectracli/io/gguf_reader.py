@@ -33,14 +33,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import missing_extra, one_line
+from spectracli.io._common import bfloat16_to_float32, missing_extra, one_line
 from spectracli.io.base import Checkpoint, TensorHandle
+
+if TYPE_CHECKING:
+    import torch
 
 _AS_STORED = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
               "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64"}
@@ -140,7 +142,8 @@ class GgufCheckpoint(Checkpoint):
             if t.name in self._unreadable:
                 meta["skip"] = self._unreadable[t.name]
             yield TensorHandle(name=t.name, shape=shape, dtype=dtype,
-                               loader=_Load(self, index), meta=meta)
+                               loader=_Load(self, index), meta=meta,
+                               numpy_loader=_LoadNumpy(self, index))
         for name, shape, code in self._reader.unknown:
             why = (f"GGUF tensor type {code} is unknown to the installed gguf {version}: "
                    "cannot dequantise (try a newer gguf)")
@@ -149,8 +152,8 @@ class GgufCheckpoint(Checkpoint):
                                meta={"quant_type": f"type {code}", "stored_dtype": f"type {code}",
                                      "skip": why})
 
-    def load(self, index: int) -> torch.Tensor:
-        """Tensor ``index``, dequantised to float32 (float types as stored; CheckpointError)."""
+    def _read(self, index: int) -> tuple[np.ndarray, bool]:
+        """Tensor ``index`` as numpy in PyTorch's shape, and whether it holds bfloat16 bits."""
         if self._reader is None:
             raise CheckpointError(f"{self.path} is closed")
         t = self._reader.tensors[index]
@@ -160,18 +163,32 @@ class GgufCheckpoint(Checkpoint):
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
         try:
             if qname == "BF16":  # stored as raw bytes by the reader
-                raw = np.ascontiguousarray(t.data).view(np.int16)
-                return torch.from_numpy(raw.copy()).view(torch.bfloat16).reshape(shape)
+                raw = np.ascontiguousarray(t.data).view(np.uint16)
+                return raw.copy().reshape(shape), True
             if qname in _AS_STORED:
-                return torch.from_numpy(np.array(t.data)).reshape(shape)
+                return np.array(t.data).reshape(shape), False
             values = self._gguf.quants.dequantize(t.data, t.tensor_type)
-            return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(shape)
+            return np.ascontiguousarray(values, dtype=np.float32).reshape(shape), False
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged block surfaces as any numpy error
             raise CheckpointError(
                 f"cannot read tensor '{t.name}' ({qname}) from {self.path}: {one_line(exc)}"
             ) from None
+
+    def load(self, index: int) -> torch.Tensor:
+        """Tensor ``index``, dequantised to float32 (float types as stored; CheckpointError)."""
+        import torch
+
+        arr, bf16 = self._read(index)
+        if bf16:
+            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(arr)
+
+    def load_numpy(self, index: int) -> np.ndarray:
+        """Tensor ``index`` as numpy, without torch (bfloat16 as exact float32; CheckpointError)."""
+        arr, bf16 = self._read(index)
+        return bfloat16_to_float32(arr) if bf16 else arr
 
     def close(self) -> None:
         """Drop the reader and its memory map."""
@@ -257,6 +274,13 @@ class _Load:
 
     def __call__(self) -> torch.Tensor:
         return self.ckpt.load(self.index)
+
+
+class _LoadNumpy(_Load):
+    __slots__ = ()
+
+    def __call__(self) -> np.ndarray:  # type: ignore[override]
+        return self.ckpt.load_numpy(self.index)
 
 
 class _Refuse:

@@ -17,17 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import one_line
+from spectracli.io._common import one_line, tensor_dtype_name
 from spectracli.io.base import Checkpoint, TensorHandle
 
 if TYPE_CHECKING:
     import torch
-
-# numpy dtypes torch.from_numpy accepts; the numpy name is the torch name.
-TENSOR_DTYPES = (
-    "float64", "float32", "float16", "complex64", "complex128", "int64", "int32", "int16",
-    "int8", "uint64", "uint32", "uint16", "uint8", "bool",
-)
 
 
 def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
@@ -39,13 +33,6 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
     else:  # (3, 0) only differs in allowing utf-8 field names
         shape, _, dtype = np.lib.format._read_array_header(fh, version)
     return tuple(int(d) for d in shape), dtype
-
-
-def _torch_dtype_name(dtype: np.dtype) -> str | None:
-    if dtype.fields is not None or dtype.subdtype is not None:
-        return None
-    name = dtype.newbyteorder("=").name
-    return name if name in TENSOR_DTYPES else None
 
 
 class NpzCheckpoint(Checkpoint):
@@ -76,7 +63,7 @@ class NpzCheckpoint(Checkpoint):
                         f"{path}: array '{key}' holds Python objects (dtype=object), which would "
                         "need unpickling; .npz files are read with allow_pickle=False"
                     )
-                name = _torch_dtype_name(dtype)
+                name = tensor_dtype_name(dtype)
                 if name is not None:
                     self._entries.append((key, shape, name))
         except CheckpointError:

@@ -33,14 +33,21 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import missing_extra, one_line
+from spectracli.io._common import (
+    bfloat16_to_float32,
+    missing_extra,
+    one_line,
+    tensor_dtype_name,
+)
 from spectracli.io.base import Checkpoint, TensorHandle
+
+if TYPE_CHECKING:
+    import torch
 
 _PASS_THROUGH = ("Identity", "Cast")
 # Quantised weight ops: (weight input, scale input or -1, zero point input, kind). A linear weight
@@ -154,7 +161,7 @@ class OnnxCheckpoint(Checkpoint):
                 shape = (shape[1], shape[0])
                 meta["transposed"] = True
             yield TensorHandle(name=name, shape=shape, dtype=dtype, loader=_Load(self, name),
-                               meta=meta)
+                               meta=meta, numpy_loader=_LoadNumpy(self, name))
 
     def _array(self, name: str) -> np.ndarray:
         proto = self._init[name]
@@ -171,55 +178,67 @@ class OnnxCheckpoint(Checkpoint):
                 f"cannot read tensor '{name}' from {self.path}: {one_line(exc)}"
             ) from None
 
-    def load(self, name: str) -> torch.Tensor:
-        """Initializer ``name`` as ``W`` (dequantised and transposed as its plan says)."""
+    def _read(self, name: str) -> tuple[np.ndarray, bool]:
+        """Initializer ``name`` dequantised (numpy), and whether it is a plain bfloat16 one."""
         plan = self._plans.get(name, _Plan())
         arr = self._array(name)
         if plan.scale is not None:
-            t = _dequantize(arr, self._array(plan.scale),
-                            self._array(plan.zero_point) if plan.zero_point else None,
-                            plan.axis, plan.block_size)
+            return _dequantize(arr, self._array(plan.scale),
+                               self._array(plan.zero_point) if plan.zero_point else None,
+                               plan.axis, plan.block_size), False
+        return arr, arr.dtype.name == "bfloat16"  # ml_dtypes' bfloat16: same bits as torch's
+
+    def load(self, name: str) -> torch.Tensor:
+        """Initializer ``name`` as ``W`` (dequantised and transposed as its plan says)."""
+        import torch
+
+        arr, bf16 = self._read(name)
+        if bf16:
+            t = torch.from_numpy(arr.view(np.int16).copy()).view(torch.bfloat16)
         else:
-            t = _to_torch(arr)
-        if plan.transpose and t.dim() == 2:
+            arr = np.ascontiguousarray(arr)
+            t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+        if self._plans.get(name, _Plan()).transpose and t.dim() == 2:
             t = t.t().contiguous()
         return t
 
+    def load_numpy(self, name: str) -> np.ndarray:
+        """Initializer ``name`` as ``W`` in numpy, without torch (bfloat16 as exact float32)."""
+        arr, bf16 = self._read(name)
+        if bf16:
+            arr = bfloat16_to_float32(arr.view(np.uint16))
+        if self._plans.get(name, _Plan()).transpose and arr.ndim == 2:
+            arr = arr.T
+        return np.ascontiguousarray(arr)
 
 def _dtype_name(onnx: Any, data_type: int) -> str:
     if data_type == onnx.TensorProto.BFLOAT16:
         return "bfloat16"
     try:
-        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(data_type)
-        return str(torch.from_numpy(np.empty(0, dtype=np_dtype)).dtype).removeprefix("torch.")
-    except Exception:  # noqa: BLE001 - types torch has no dtype for (strings, 4-bit, fp8 ...)
-        return onnx.TensorProto.DataType.Name(data_type).lower()
-
-
-def _to_torch(arr: np.ndarray) -> torch.Tensor:
-    if arr.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: same bits as torch's
-        return torch.from_numpy(arr.view(np.int16).copy()).view(torch.bfloat16)
-    arr = np.ascontiguousarray(arr)
-    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+        name = tensor_dtype_name(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)))
+    except Exception:  # noqa: BLE001 - types numpy has no dtype for
+        name = None
+    # types torch has no dtype for (strings, 4-bit, fp8 ...): ONNX's own name
+    return name or onnx.TensorProto.DataType.Name(data_type).lower()
 
 
 def _dequantize(
     x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int, block_size: int
-) -> torch.Tensor:
+) -> np.ndarray:
     """ONNX ``DequantizeLinear``: ``(x - zero_point) * scale`` (per tensor, axis or block)."""
     xf = x.astype(np.float32)
     s = scale.astype(np.float32)
     z = zero_point.astype(np.float32) if zero_point is not None else np.zeros_like(s)
     if s.ndim == 0 or s.size == 1:
-        return torch.from_numpy((xf - z.reshape(())) * s.reshape(()))
+        return (xf - z.reshape(())) * s.reshape(())
     axis = axis % x.ndim
     if block_size and s.ndim == x.ndim:  # blocked: repeat each scale along the axis
         s = np.repeat(s, block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
         z = np.repeat(z, block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
-        return torch.from_numpy((xf - z) * s)
+        return (xf - z) * s
     shape = [1] * x.ndim
     shape[axis] = -1
-    return torch.from_numpy((xf - z.reshape(shape)) * s.reshape(shape))
+    return (xf - z.reshape(shape)) * s.reshape(shape)
 
 
 def _attr(node: Any, key: str, default: int) -> int:
@@ -356,6 +375,13 @@ class _Load:
 
     def __call__(self) -> torch.Tensor:
         return self.ckpt.load(self.name)
+
+
+class _LoadNumpy(_Load):
+    __slots__ = ()
+
+    def __call__(self) -> np.ndarray:  # type: ignore[override]
+        return self.ckpt.load_numpy(self.name)
 
 
 def open_onnx(path: Path) -> Checkpoint:

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import one_line
+from spectracli.io._common import bfloat16_to_float32, one_line
 from spectracli.io.safetensors_header import TensorEntry
 
 # safetensors dtype code -> numpy dtype of the stored bytes (little-endian, as the format says)
+__all__ = ["NUMPY_DTYPES", "bfloat16_to_float32", "numpy_readable", "read_numpy"]
+
 NUMPY_DTYPES: dict[str, str] = {
     "F64": "<f8",
     "F32": "<f4",
@@ -40,16 +42,6 @@ NUMPY_DTYPES: dict[str, str] = {
 def numpy_readable(entry: TensorEntry) -> bool:
     """Whether :func:`read_numpy` can read this tensor (its dtype has a numpy path)."""
     return entry.code in NUMPY_DTYPES
-
-
-def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) -> the same values as float32, exactly.
-
-    Example:
-        >>> bfloat16_to_float32(np.array([0x3F80, 0xC000, 0x7F80], dtype=np.uint16))
-        array([ 1., -2., inf], dtype=float32)
-    """
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def read_numpy(path: Path, entry: TensorEntry) -> np.ndarray:
