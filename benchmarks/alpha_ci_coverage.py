@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 
 import torch
 
 from spectracli.spectral import fit_power_law, squared_singular_values
 
-
-def pareto_matrix(alpha: float, n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    lam = torch.rand(n, generator=g, dtype=torch.float64) ** (-1.0 / (alpha - 1.0))
-    u, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-    return (u * lam.sqrt()) @ v.T
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.dense_truths import pareto_matrix  # noqa: E402  (one Pareto-spectrum generator)
 
 
 def main() -> None:
@@ -37,7 +34,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{'size':>5s} {'rule':>6s} {'alpha':>5s} {'covered':>8s} {'width':>7s} {'ok':>5s}")
     for n in args.sizes:
-        spectra = {(a, s): squared_singular_values(pareto_matrix(a, n, s)).numpy()
+        spectra = {(a, s): squared_singular_values(pareto_matrix(a, n, n, s)).numpy()
                    for a in (2.5, 3.5, 5.0) for s in range(args.seeds)}
         for rule in args.rules:
             for alpha in (2.5, 3.5, 5.0):

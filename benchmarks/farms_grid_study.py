@@ -20,26 +20,20 @@ Llama-1.1B geometry: hidden 2048, intermediate 5632, 256-wide k/v):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.dense_truths import pareto_matrix  # noqa: E402  (one Pareto-spectrum generator)
 
 
 def shapes(scale: float) -> list[tuple[str, tuple[int, int]]]:
     h, i, kv = (max(16, round(d * scale)) for d in (2048, 5632, 256))
     return [("q_proj", (h, h)), ("k_proj", (kv, h)), ("up_proj", (i, h)), ("down_proj", (h, i))]
-
-
-def pareto_matrix(alpha: float, m: int, n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    k = min(m, n)
-    lam = torch.rand(k, generator=g, dtype=torch.float64) ** (-1.0 / (alpha - 1.0))
-    u, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
-    return ((u * lam.sqrt()) @ v.T).float()
 
 
 def workload(scale: float, seeds: list[int]) -> dict[str, torch.Tensor]:
@@ -49,7 +43,7 @@ def workload(scale: float, seeds: list[int]) -> dict[str, torch.Tensor]:
     for seed in seeds:
         for name, (m, n) in shapes(scale):
             for a in (2.5, 3.5, 5.0):
-                out[f"pareto{a}.s{seed}.{name}.weight"] = pareto_matrix(a, m, n, seed)
+                out[f"pareto{a}.s{seed}.{name}.weight"] = pareto_matrix(a, m, n, seed).float()
             g = torch.Generator().manual_seed(1000 + seed)
             out[f"gauss.s{seed}.{name}.weight"] = torch.randn(m, n, generator=g) / n**0.5
     for model in ("digits_mlp", "digits_cnn"):

@@ -1,4 +1,5 @@
-"""Dense ground truths shared by the solver tests (float64, small enough for eigh)."""
+"""Dense ground truths shared by the tests (float64, small enough for eigh): matrices with known
+spectra for the solvers and the power-law fits (benchmarks take them from here too)."""
 
 from __future__ import annotations
 
@@ -12,3 +13,18 @@ def symmetric_with_eigenvalues(eigs: torch.Tensor, seed: int = 0) -> torch.Tenso
     q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
     a = q @ torch.diag(eigs) @ q.T
     return (a + a.T) / 2
+
+
+def pareto_matrix(alpha: float, m: int, n: int, seed: int) -> torch.Tensor:
+    """W = U diag(sqrt(lambda)) V^T (float64, m x n) whose ESD is a known power law.
+
+    U (m x k) and V (n x k), k = min(m, n), have seeded random orthonormal columns and lambda
+    holds k draws of a Pareto law of density ~ x^-alpha on [1, inf), so the eigenvalues of
+    W^T W are exactly lambda (and zeros).
+    """
+    g = torch.Generator().manual_seed(seed)
+    k = min(m, n)
+    lam = torch.rand(k, generator=g, dtype=torch.float64) ** (-1.0 / (alpha - 1.0))
+    u, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
+    return (u * lam.sqrt()) @ v.T

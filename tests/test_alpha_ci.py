@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from dense_truths import pareto_matrix
 
 from spectracli.spectral import fit_power_law, squared_singular_values
 from spectracli.spectral.bootstrap import analytic_interval, bootstrap_interval
@@ -13,20 +14,11 @@ N = 200  # matrix size: fast, and the tail fits still have tens of eigenvalues
 SEEDS = 40
 
 
-def pareto_matrix(alpha: float, seed: int) -> torch.Tensor:
-    """W = U diag(sqrt(lambda)) V^T, lambda ~ Pareto(alpha) (density ~ x^-alpha on [1, inf))."""
-    g = torch.Generator().manual_seed(seed)
-    lam = torch.rand(N, generator=g, dtype=torch.float64) ** (-1.0 / (alpha - 1.0))
-    u, _ = torch.linalg.qr(torch.randn(N, N, generator=g, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(N, N, generator=g, dtype=torch.float64))
-    return (u * lam.sqrt()) @ v.T
-
-
 @pytest.mark.parametrize("alpha", [2.5, 3.5, 5.0])
 def test_95_percent_interval_covers_the_true_alpha(alpha, one_thread):
     covered = 0
     for seed in range(SEEDS):
-        lam = squared_singular_values(pareto_matrix(alpha, seed)).numpy()
+        lam = squared_singular_values(pareto_matrix(alpha, N, N, seed)).numpy()
         fit = fit_power_law(lam, "ks", seed=seed)
         assert fit.ci_method == "bootstrap" and fit.ci_level == 0.95
         low, high = fit.alpha_ci
@@ -48,7 +40,7 @@ def test_gaussian_noise_gives_a_wide_interval_or_a_fit_that_is_not_ok(one_thread
 
 
 def test_interval_is_deterministic_for_a_seed_and_moves_with_it():
-    lam = squared_singular_values(pareto_matrix(3.0, 1)).numpy()
+    lam = squared_singular_values(pareto_matrix(3.0, N, N, 1)).numpy()
     a, b = fit_power_law(lam, seed=7), fit_power_law(lam, seed=7)
     assert a.alpha_ci == b.alpha_ci
     assert fit_power_law(lam, seed=8).alpha_ci != a.alpha_ci

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from dense_truths import pareto_matrix
 
 from spectracli.spectral import esd, farms_esd, farms_grid, fit_power_law, mp_fit
 from spectracli.spectral.mp import mp_median
@@ -151,15 +152,6 @@ def test_bounded_grid_rejects_bad_arguments():
         farms_grid(100, 100, layout="tiles")
 
 
-def _pareto_matrix(alpha: float, m: int, n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    k = min(m, n)
-    lam = torch.rand(k, generator=g, dtype=torch.float64) ** (-1.0 / (alpha - 1.0))
-    u, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
-    return (u * lam.sqrt()) @ v.T
-
-
 def test_bounded_farms_alpha_agrees_with_the_released_grid():
     """The issue's criterion on heavy-tailed matrices with a known ESD law (Pareto lambda,
     alpha 2.5, 3.5, 5) in LLM shapes scaled by 1/8 (window 250 for 2000): the bounded layout's
@@ -169,7 +161,7 @@ def test_bounded_farms_alpha_agrees_with_the_released_grid():
     hits, total = 0, 0
     for m, n in ((256, 256), (704, 256), (256, 704), (32, 256)):
         for alpha in (2.5, 3.5, 5.0):
-            w = _pareto_matrix(alpha, m, n, seed=int(alpha * 10) + m)
+            w = pareto_matrix(alpha, m, n, seed=int(alpha * 10) + m)
             fits = {}
             for layout in ("released", "bounded"):
                 lam, grid = farms_esd(w, window=250, layout=layout)
