@@ -48,20 +48,26 @@ class TensorHandle:
 
     @property
     def is_float(self) -> bool:
+        """Whether the stored dtype is a floating type (the spectra are of float weights)."""
         return self.dtype in FLOAT_DTYPES
 
     @property
     def numel(self) -> int:
+        """The number of entries, from the shape (nothing is read)."""
         n = 1
         for d in self.shape:
             n *= d
         return n
 
     def load(self) -> torch.Tensor:
+        """This tensor alone, read now: on the CPU, in its stored dtype."""
         return self.loader()
 
     def load_numpy(self) -> np.ndarray:
         """This tensor as a numpy array, read without torch (bfloat16 as exact float32).
+
+        Returns:
+            The array, in native byte order.
 
         Raises:
             ValueError: the reader has no numpy path for this tensor (``numpy_loader`` is None).
@@ -85,10 +91,11 @@ class Checkpoint:
     stubbed_globals: list[str] = []  # readers assign a new list; never mutated in place
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One lazy handle per stored tensor (tied ones once, with aliases), in file order."""
         raise NotImplementedError
 
-    def close(self) -> None:  # readers holding files override this
-        pass
+    def close(self) -> None:
+        """Release the files (readers holding files override this)."""
 
     def __enter__(self) -> Checkpoint:
         return self

@@ -36,6 +36,8 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
 
 
 class NpzCheckpoint(Checkpoint):
+    """The arrays of one ``.npz`` archive as lazy handles (see the module docstring)."""
+
     def __init__(self, path: Path):
         self.path = path
         self.format = "npz"
@@ -81,11 +83,20 @@ class NpzCheckpoint(Checkpoint):
             )
 
     def load(self, key: str) -> torch.Tensor:
+        """Array ``key`` as a torch tensor sharing the numpy array's memory."""
         import torch
 
         return torch.from_numpy(self.load_numpy(key))
 
     def load_numpy(self, key: str) -> np.ndarray:
+        """Array ``key``, read anew from the archive, in native byte order.
+
+        Returns:
+            The array.
+
+        Raises:
+            CheckpointError: the archive is closed, or the member cannot be read.
+        """
         if self._npz is None:
             raise CheckpointError(f"{self.path} is closed")
         try:
@@ -99,6 +110,7 @@ class NpzCheckpoint(Checkpoint):
         return arr
 
     def close(self) -> None:
+        """Close the archive."""
         npz, self._npz = getattr(self, "_npz", None), None
         if npz is not None:
             npz.close()
@@ -122,4 +134,5 @@ class _GetNumpy(_Get):
 
 
 def open_npz(path: Path) -> Checkpoint:
+    """The ``.npz`` archive at ``path`` (read with ``allow_pickle=False``)."""
     return NpzCheckpoint(path)

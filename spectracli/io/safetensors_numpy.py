@@ -49,6 +49,9 @@ def read_numpy(path: Path, entry: TensorEntry) -> np.ndarray:
 
     bfloat16 comes back as float32 holding the same values; every other type as stored.
 
+    Returns:
+        The array, shaped as the entry says.
+
     Raises:
         CheckpointError: no numpy path for the dtype, or the file cannot be read (or is
             shorter than its header says).
