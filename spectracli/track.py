@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from spectracli import __version__
-from spectracli.errors import SpectraError
+from spectracli.errors import CheckpointError, SpectraError
 
 # progress(stage, index, total, label); stage: "hash" | "analyze" | "hessian"
 TrackProgress = Callable[[str, int, int, str], None]
@@ -398,8 +398,9 @@ def track_run(
         ``warm_started``, ``overlap``, ``gradient_fraction``) or None.
 
     Raises:
-        SpectraError: no checkpoints, unreadable checkpoints, invalid settings, or a Hessian
-            requested without ``model``/``data``.
+        SpectraError: no checkpoints, no readable checkpoint (a checkpoint that cannot be read
+            is passed over: listed in ``ignored`` with its reason), invalid settings, or a
+            Hessian requested without ``model``/``data``.
     """
     from spectracli.analyze import AnalyzeConfig
 
@@ -418,22 +419,29 @@ def track_run(
     hits = 0
     cache_errors: list[str] = []
     n = len(checkpoints)
+    unreadable: list[CheckpointError] = []
     for i, ckpt in enumerate(checkpoints):
         label = f"step {ckpt.step}: {ckpt.path.name}"
         if progress:
             progress("analyze", i, n, label)
-        digest = content_hash(ckpt.path)
-        report, cached, error = analyze_step(ckpt.path, analyze_config, cache_dir, digest)
+        try:  # an unreadable checkpoint (an empty checkpoint-N/ a Trainer died writing) is
+            # passed over with its reason; the run's other steps are still tracked
+            digest = content_hash(ckpt.path)
+            report, cached, error = analyze_step(ckpt.path, analyze_config, cache_dir, digest)
+            hess = None
+            if tracker is not None:
+                if progress:
+                    progress("hessian", i, n, label)
+                hess = tracker.step(ckpt.path)
+        except CheckpointError as exc:
+            unreadable.append(exc)
+            ignored.append({"path": str(ckpt.path), "reason": f"not read: {exc}"})
+            continue
         hits += cached
         if error:
             cache_errors.append(error)
         source = dict(report["source"])
         source.update(content_hash=digest, cached=cached)
-        hess = None
-        if tracker is not None:
-            if progress:
-                progress("hessian", i, n, label)
-            hess = tracker.step(ckpt.path)
         steps.append({
             "step": ckpt.step,
             "source": source,
@@ -444,6 +452,8 @@ def track_run(
         })
     if progress:
         progress("done", n, n, "")
+    if not steps and unreadable:
+        raise unreadable[0]
     first_settings = None
     if steps:
         from spectracli.device import resolve_device
@@ -460,7 +470,7 @@ def track_run(
         "cache": {
             "dir": str(cache_dir) if cache_dir is not None else None,
             "hits": hits,
-            "misses": n - hits if cache_dir is not None else None,
+            "misses": len(steps) - hits if cache_dir is not None else None,
             "errors": cache_errors[:5],
         },
     }

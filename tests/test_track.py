@@ -94,6 +94,26 @@ def test_a_checkpoint_being_written_is_passed_over(run_dir, tmp_path):
     assert [i["path"] for i in ignored] == [str(tmp_path / "run" / "tmp-checkpoint-200")]
 
 
+def test_an_unreadable_checkpoint_is_passed_over_with_its_reason(run_dir, tmp_path):
+    """An empty checkpoint-N/ (a Trainer that died while saving) does not abort the run."""
+    run = tmp_path / "run"
+    for step in (5, 10):
+        shutil.copytree(run_dir / f"checkpoint-{step}", run / f"checkpoint-{step}")
+    (run / "checkpoint-7").mkdir()
+    report = track_run(run, TrackConfig(analyze=AnalyzeConfig(**FAST), cache=False)).to_dict()
+    assert [s["step"] for s in report["steps"]] == [5, 10]
+    (note,) = report["ignored"]
+    assert note["path"] == str(run / "checkpoint-7")
+    assert note["reason"].startswith("not read: ") and "holds no weights" in note["reason"]
+    res = runner.invoke(app, ["track", str(run), "--no-farms", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert "checkpoint-7: not read:" in res.output
+    shutil.rmtree(run / "checkpoint-5")
+    shutil.rmtree(run / "checkpoint-10")
+    with pytest.raises(SpectraError, match="holds no weights"):  # nothing readable at all
+        track_run(run, TrackConfig(analyze=AnalyzeConfig(**FAST), cache=False))
+
+
 def test_glob_selects_and_lists_what_it_passed_over(tmp_path):
     for name in ("epoch=0-step=10.ckpt", "epoch=1-step=20.ckpt", "last.ckpt", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
