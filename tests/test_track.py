@@ -114,6 +114,26 @@ def test_an_unreadable_checkpoint_is_passed_over_with_its_reason(run_dir, tmp_pa
         track_run(run, TrackConfig(analyze=AnalyzeConfig(**FAST), cache=False))
 
 
+def test_blank_cells_of_a_tiny_model_are_explained(tmp_path):
+    """A model too small to analyse, or to fit, gives '-' cells and a line saying why."""
+    gen = torch.Generator().manual_seed(0)
+    for step in (1, 2):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        save_file({"fc1.weight": torch.randn(8, 4, generator=gen),
+                   "fc2.weight": torch.randn(3, 8, generator=gen)},
+                  str(tmp_path / f"checkpoint-{step}" / "model.safetensors"))
+    res = runner.invoke(app, ["track", str(tmp_path), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert ("steps 1, 2: no layer analysed: 2 skipped, matrix has fewer than min_size=10 rows "
+            "or columns (--min-size sets") in res.output
+    res = runner.invoke(app, ["track", str(tmp_path), "--no-cache", "--min-size", "3",
+                              "--no-farms", "-f", "markdown"])
+    assert res.exit_code == 0, res.output
+    assert ("- steps 1, 2: mean_alpha '-': no power-law fit is ok (2 too_few_eigenvalues)"
+            in res.output)
+    assert "- steps 1, 2: mean_farms_alpha '-': FARMS is off (--no-farms)" in res.output
+
+
 def test_glob_selects_and_lists_what_it_passed_over(tmp_path):
     for name in ("epoch=0-step=10.ckpt", "epoch=1-step=20.ckpt", "last.ckpt", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")

@@ -92,6 +92,48 @@ def step_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _steps_text(steps: list[str]) -> str:
+    return ("step " if len(steps) == 1 else "steps ") + ", ".join(steps)
+
+
+def blank_notes(report: dict[str, Any]) -> list[str]:
+    """Why a step's row shows '-': no layer analysed (the skip reasons, counted), or no power-law
+    fit that is ok (the fit statuses, counted), or FARMS off; one line per reason, naming the
+    steps it holds for."""
+    from collections import Counter
+
+    from spectracli.report.table import reason_group
+
+    farms_on = ((report.get("settings") or {}).get("analyze") or {}).get("farms") is not False
+    notes: dict[str, list[str]] = {}
+    for step in report["steps"]:
+        s = step.get("summary") or {}
+        label = str(step.get("step"))
+        if not s.get("n_layers"):
+            reasons = Counter(reason_group(str(k.get("reason"))) for k in step.get("skipped") or [])
+            text = "no layer analysed" + (
+                ": " + "; ".join(f"{n} skipped, {r}" for r, n in reasons.most_common(3))
+                if reasons else "")
+            if any("min_size" in r for r in reasons):
+                text += " (--min-size sets the smallest side analysed)"
+            notes.setdefault(text, []).append(label)
+            continue
+        for column, key in (("mean_alpha", "fit_status"), ("mean_farms_alpha", "farms")):
+            if s.get(column) is not None:
+                continue
+            if key == "farms" and not farms_on:
+                text = f"{column} '-': FARMS is off (--no-farms)"
+            else:
+                statuses = Counter(
+                    str((layer.get("farms") or {}).get("fit_status") if key == "farms"
+                        else layer.get("fit_status"))
+                    for layer in step.get("layers") or [])
+                text = (f"{column} '-': no power-law fit is ok ("
+                        + ", ".join(f"{n} {st}" for st, n in statuses.most_common()) + ")")
+            notes.setdefault(text, []).append(label)
+    return [f"{_steps_text(steps)}: {text}" for text, steps in notes.items()]
+
+
 def _footer(report: dict[str, Any]) -> list[str]:
     src = report.get("source") or {}
     cache = src.get("cache") or {}
@@ -99,6 +141,7 @@ def _footer(report: dict[str, Any]) -> list[str]:
              + (f"{cache.get('dir')}: {cache.get('hits')} reused, {cache.get('misses')} analysed"
                 if cache.get("dir") else "off")]
     lines += [f"cache warning: {e}" for e in cache.get("errors") or []]
+    lines += blank_notes(report)
     steps = report["steps"]
     hvps = [s["hessian"]["hvp_count"] for s in steps if isinstance(s.get("hessian"), dict)]
     if hvps:
