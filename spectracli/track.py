@@ -251,6 +251,7 @@ class TrackConfig:
     checkpoint), ``False`` for no cache. ``hessian``: a ``HessianConfig`` to also compute the
     Hessian (then ``model`` and ``data`` are required). ``warm_start``: start each Lanczos solve
     from the previous step's Ritz vectors. ``gradient``: also report ``gradient_fraction``.
+    ``hooks``: ``batch_fn`` / ``output_fn`` as :func:`spectracli.hessian.analyze` takes them.
     """
 
     glob: str | None = None
@@ -264,6 +265,9 @@ class TrackConfig:
     gradient: bool = False
     trust_pickle: bool = False
     source: dict[str, Any] = field(default_factory=dict)  # how model/data/loss were named
+    # batch_fn / output_fn hooks of spectracli.hessian.analyze (batches and outputs of other
+    # shapes); None entries are left out
+    hooks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -597,7 +601,8 @@ class HessianTracker:
 
         cfg = self.config.hessian
         init = self.previous if self.config.warm_start else None
-        kwargs: dict[str, Any] = {}
+        hooks = {k: v for k, v in self.config.hooks.items() if v is not None}
+        kwargs: dict[str, Any] = dict(hooks)
         if init is not None:
             kwargs["v0"] = warm_start_vector(init)
         result = analyze(
@@ -614,7 +619,7 @@ class HessianTracker:
         )
         out["gradient_fraction"] = None
         if self.config.gradient and vectors is not None:
-            op, _ = build_operator(model, self.config.data, self.config.loss, cfg)
+            op, _ = build_operator(model, self.config.data, self.config.loss, cfg, **hooks)
             _, g = op.loss_and_grad()
             out["gradient_fraction"] = gradient_fraction(vectors, g)
         self.previous = vectors.detach().cpu() if vectors is not None else None

@@ -428,6 +428,45 @@ def test_cli_track_hessian(run_dir, tmp_path):
     assert res.exit_code == 2 and "nope.npz" in res.output
 
 
+def test_cli_track_hessian_takes_the_hessian_commands_options(run_dir, tmp_path):
+    """--which, --params, --hvp-mode, --density, --output-fn (and the rest of HESSIAN_OPTIONS)
+    reach each step's solve: the first step equals the library's Hessian of that checkpoint
+    with the same settings and hook."""
+    from spectracli.hessian import HessianConfig, analyze
+    from spectracli.io import load_state_dict
+
+    hook = tmp_path / "hooks.py"
+    hook.write_text("def double(out):\n    return 2.0 * out\n")
+    model = f"{ROOT / 'sample_models' / 'digits.py'}:build_mlp"
+    args = ["track", str(run_dir), "--glob", "checkpoint-[14]*", "--no-farms", "--no-cache",
+            "--hessian", "--model", model, "--data", str(ROOT / "sample_models" / "digits.npz"),
+            "-k", "1", "--max-samples", "64", "--hessian-dtype", "float64", "--max-hvps", "40",
+            "--which", "both", "--params", "fc2.*", "--hvp-mode", "forward-over-reverse",
+            "--density", "--density-probes", "1", "--density-steps", "6",
+            "--output-fn", f"{hook}:double", "-f", "json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    first = report["steps"][0]["hessian"]
+    from spectracli.report.track import render_track
+
+    assert "| lambda_max | lambda_min |" in render_track(report, "markdown")
+    net = build_mlp()
+    net.load_state_dict(load_state_dict(run_dir / "checkpoint-10"))
+    x, y = load_digits("train")
+    truth = analyze(net, (x, y), "cross_entropy", HessianConfig(
+        k=1, which="both", params=["fc2.*"], dtype="float64", max_hvps=40, max_samples=64,
+        hvp_mode="forward-over-reverse", density=True, density_probes=1, density_steps=6),
+        output_fn=lambda out: 2.0 * out).to_dict()
+    assert first["n_params"] == 256 * 128 + 128
+    assert first["settings"]["which"] == "both" and first["settings"]["params"] == ["fc2.*"]
+    assert first["settings"]["hvp_mode"] == "forward-over-reverse"
+    assert first["eigenvalues"] == pytest.approx(truth["eigenvalues"], rel=1e-9)
+    assert first["density"]["n_probes"] == 1
+    res = runner.invoke(app, ["track", str(run_dir), "--which", "smallest"])
+    assert res.exit_code == 2 and "--which is for the Hessian: add --hessian" in res.output
+
+
 def test_hessian_of_lightning_checkpoints_with_a_model_prefix(run_dir, tmp_path):
     """A LightningModule holding the network as ``self.model`` saves ``model.<name>`` keys in
     ``state_dict``; the factory's model is loaded from them."""

@@ -17,9 +17,24 @@ from typing import Any
 import typer
 
 from spectracli.cli import analyze as _analyze_cli
+from spectracli.cli import hessian as _hessian_cli
 from spectracli.cli.common import emit, handle_errors, is_plain_output, terminal_progress
 
 TRACK_FORMATS = ("table", "json", "csv", "markdown", "html")
+# Options of ``spectracli hessian`` that ``track --hessian`` takes with their definitions as they
+# are there (read from ``spectracli.cli.hessian.hessian``, never copied).
+HESSIAN_OPTIONS = ("which", "params", "max_basis", "density", "density_probes", "density_steps",
+                   "hvp_mode", "batch_fn", "output_fn")
+
+
+def _hessian_parameters() -> dict[str, inspect.Parameter]:
+    params = inspect.signature(_hessian_cli.hessian).parameters
+    return {name: params[name] for name in HESSIAN_OPTIONS}
+
+
+def _hessian_default(name: str) -> Any:
+    default = _hessian_parameters()[name].default
+    return getattr(default, "default", default)  # a typer OptionInfo holds the real default
 
 
 @contextlib.contextmanager
@@ -96,6 +111,7 @@ def _track(
         raise SpectraError(f"--format must be one of {', '.join(TRACK_FORMATS)}, got {fmt!r}")
     if no_cache and cache is not None:
         raise SpectraError("--cache and --no-cache exclude each other")
+    shared = {name: analyze_options.pop(name) for name in HESSIAN_OPTIONS}
     analyze_config = _analyze_cli.analyze_config(**analyze_options)
     config = TrackConfig(
         glob=glob, analyze=analyze_config, cache=False if no_cache else cache,
@@ -107,19 +123,28 @@ def _track(
                 raise SpectraError(f"{flag} is for the Hessian: add --hessian")
         if cold or gradient or trace:
             raise SpectraError("--cold, --gradient and --trace are for the Hessian: add --hessian")
+        for name, value in shared.items():
+            if value != _hessian_default(name) and value not in (None, []):
+                raise SpectraError(f"--{name.replace('_', '-')} is for the Hessian: add --hessian")
     else:
         if model is None or data is None:
             raise SpectraError("--hessian needs --model and --data")
         from spectracli.cli.hessian import load_data
         from spectracli.device import resolve_device
         from spectracli.hessian import HessianConfig
-        from spectracli.hessian.loading import build_model, resolve_loss
+        from spectracli.hessian.loading import build_model, resolve_hook, resolve_loss
 
         config.hessian = HessianConfig(
             k=top_k, operator=operator, tol=tol, max_hvps=max_hvps, dtype=hessian_dtype,
             device=str(resolve_device(analyze_config.device)), batch_size=batch_size,
             max_samples=max_samples, seed=seed, trace=trace, trace_hvps=trace_hvps, lr=lr,
+            which=shared["which"].value, params=list(shared["params"] or []) or None,
+            max_basis=shared["max_basis"], density=shared["density"],
+            density_probes=shared["density_probes"], density_steps=shared["density_steps"],
+            hvp_mode=shared["hvp_mode"].value,
         )
+        config.hooks = {name: resolve_hook(shared[name], name)
+                        for name in ("batch_fn", "output_fn")}
         config.hessian.validate()
         build_model(model)  # fail now, before any checkpoint is read
 
@@ -146,9 +171,11 @@ def _track(
 
 
 def _signature() -> inspect.Signature:
-    """track's own parameters, then every number-setting option of ``analyze``."""
+    """track's own parameters, the Hessian options shared with ``hessian``, then every
+    number-setting option of ``analyze``."""
     own = [p for p in inspect.signature(_track).parameters.values()
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    own += list(_hessian_parameters().values())
     names = {p.name for p in own}
     shared = [
         p for name, p in inspect.signature(_analyze_cli.analyze).parameters.items()
@@ -168,5 +195,7 @@ track.__doc__ = _track.__doc__
 # analyze's annotations resolved in its own module (they name spectracli.options enums).
 track.__annotations__ = {
     **{k: v for k, v in typing.get_type_hints(_analyze_cli.analyze).items() if k != "return"},
+    **{k: v for k, v in typing.get_type_hints(_hessian_cli.hessian).items()
+       if k in HESSIAN_OPTIONS},
     **_track.__annotations__,
 }

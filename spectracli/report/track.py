@@ -72,8 +72,11 @@ def step_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     with_hessian = any(isinstance(s.get("hessian"), dict) for s in report["steps"])
     header = ["step", "checkpoint", "layers", "mean_alpha", "mean_farms_alpha",
               "max_sigma_max", "max_cond", "fit_failed", "cached"]
+    with_min = any(isinstance(s.get("hessian"), dict) and s["hessian"].get("lambda_min")
+                   is not None for s in report["steps"])  # --which smallest | both
     if with_hessian:
-        header += ["lambda_max", "lr*lmax/2", "overlap_min", "grad_frac", "HVPs", "warm"]
+        header += ["lambda_max", *(["lambda_min"] if with_min else []), "lr*lmax/2",
+                   "overlap_min", "grad_frac", "HVPs", "warm"]
     rows = []
     for step in report["steps"]:
         s = step.get("summary") or {}
@@ -85,7 +88,8 @@ def step_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         if with_hessian:
             h = step.get("hessian")
             row += [fmt_num(hessian_step_metric(h, m)) for m in
-                    ("lambda_max", "edge_of_stability", "overlap_min", "gradient_fraction")]
+                    ("lambda_max", *(["lambda_min"] if with_min else []), "edge_of_stability",
+                     "overlap_min", "gradient_fraction")]
             row += [str(h.get("hvp_count")) if h else "-",
                     ("yes" if h.get("warm_started") else "no") if h else "-"]
         rows.append(row)
