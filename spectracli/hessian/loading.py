@@ -171,8 +171,18 @@ def resolve_loss(ref: str) -> tuple[Loss | Callable[..., Any], str]:
 
 
 def resolve_hook(ref: str | None, what: str) -> Callable[..., Any] | None:
-    """``file.py:callable`` of a batch_fn / output_fn hook, or None."""
-    return None if ref is None else resolve_callable(ref, what)
+    """``file.py:callable`` of a batch_fn / output_fn hook, or None.
+
+    Raises:
+        SpectraError: ``ref`` cannot be resolved; the error names ``what`` as its parameter, so
+            a client can spell it its own way (the CLI says ``--output-fn``).
+    """
+    if ref is None:
+        return None
+    try:
+        return resolve_callable(ref, what)
+    except SpectraError as exc:
+        raise SpectraError(str(exc), params=(what,)) from None
 
 
 def call_data(ref: str) -> Any:

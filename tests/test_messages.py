@@ -1,0 +1,31 @@
+"""Fresh users' findings on wording: every CLI message names the flag a user types (not the
+library's parameter), a hint names a flag or command that exists, and aliases users try work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from spectracli.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = f"{ROOT / 'sample_models' / 'digits.py'}:build_mlp"
+DATA = str(ROOT / "sample_models" / "digits.npz")
+runner = CliRunner()
+
+
+def _error(args: list[str]) -> str:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    return res.stderr.strip()
+
+
+def test_hook_errors_name_the_flags(tmp_path):
+    hook = tmp_path / "hooks.py"
+    hook.write_text("def f(out):\n    return out\n")
+    line = _error(["hessian", "--model", MODEL, "--data", DATA, "--output-fn", f"{hook}:g"])
+    assert line == f"spectracli: error: --output-fn {hook} has no attribute 'g'"
+    line = _error(["hessian", "--model", MODEL, "--data", DATA, "--batch-fn", "nope.py:g"])
+    assert line == "spectracli: error: --batch-fn file nope.py does not exist"
