@@ -173,6 +173,13 @@ def resolve_loss(ref: str) -> tuple[Loss | Callable[..., Any], str]:
 def resolve_hook(ref: str | None, what: str) -> Callable[..., Any] | None:
     """``file.py:callable`` of a batch_fn / output_fn hook, or None.
 
+    Args:
+        ref: ``path/to/file.py:callable`` or ``package.module:callable``, or None.
+        what: the hook's parameter name (``batch_fn`` or ``output_fn``).
+
+    Returns:
+        The callable, or None when ``ref`` is None.
+
     Raises:
         SpectraError: ``ref`` cannot be resolved; the error names ``what`` as its parameter, so
             a client can spell it its own way (the CLI says ``--output-fn``).
