@@ -129,3 +129,65 @@ def test_cli_gate_on_a_saved_track_report(tmp_path):
     assert "3 steps below (10 to 40), lowest 1.3" in res.output
     junit = (tmp_path / "j.xml").read_text()
     assert "<failure" in junit and "3 consecutive steps (10 to 40" in junit
+
+
+def _with_hessian_settings(report: dict, outcomes: list[dict]) -> dict:
+    for step, extra in zip(report["steps"], outcomes, strict=True):
+        step["hessian"]["settings"] = {"tol": 1e-6, "k": 1, **extra}
+    return report
+
+
+def test_solver_outcomes_are_not_differing_settings():
+    """deflation_hvps, n_restarts, n_deflations say what Lanczos did, not what was asked."""
+    report = _with_hessian_settings(
+        _track({"a": {"sigma_max": [1.0, 1.0, 1.0]}}, [1, 2, 3], hessian=[1.0, 1.0, 1.0]),
+        [{"deflation_hvps": d, "n_restarts": r, "n_deflations": r} for d, r in
+         ((17, 0), (23, 1), (17, 2))])
+    rules = _rules({"metric": "lambda_max", "match": "hessian", "max_rel_increase": 0.5})
+    result = evaluate(rules, report)
+    assert [f.kind for f in result.findings] == []
+    assert [(c.layer, c.status) for c in result.checks] == [("hessian", "pass")]
+    report["steps"][2]["hessian"]["settings"]["tol"] = 1e-4  # a real setting still differs
+    result = evaluate(rules, report)
+    assert [f.kind for f in result.findings] == ["settings_differ"]
+    assert "tol: 1e-06 in the baseline, 0.0001 now" in result.findings[0].message
+
+
+def test_a_rule_matching_in_one_view_is_not_unmatched_and_counts_its_checks():
+    """A layer glob on a metric both views have (condition_number) matches the weights, not the
+    Hessian pseudo-layer: no 'matched nothing' note, one check per matched layer; a glob that
+    matches nothing anywhere gives one note, not one per view or pair of steps."""
+    report = _track({"fc1": {"condition_number": [1.0, 1.0, 1.0]},
+                     "fc2": {"condition_number": [1.0, 1.0, 1.0]},
+                     "head": {"condition_number": [1.0, 1.0, 1.0]}}, [1, 2, 3],
+                    hessian=[1.0, 1.0, 1.0])
+    for raw in ({"metric": "condition_number", "match": "fc*", "max": 10.0},
+                {"metric": "condition_number", "match": "fc*", "max_rel_increase": 0.5}):
+        rule = build_rule(raw, "r")
+        rule.report = "any"  # as --max condition_number@fc*=10 builds it
+        result = evaluate(GateConfig(rules=[rule]), report)
+        assert result.findings == []
+        assert sorted(c.layer for c in result.checks) == ["fc1", "fc2"]
+    rule = build_rule({"metric": "condition_number", "match": "nope*",
+                       "max_rel_increase": 0.5}, "r")
+    rule.report = "any"
+    result = evaluate(GateConfig(rules=[rule]), report)
+    assert [f.kind for f in result.findings] == ["unmatched"]
+    assert [c.layer for c in result.checks] == [None]
+
+
+def test_cli_default_drift_checks_of_a_track_baseline(tmp_path):
+    report = _track({"a": {"sigma_max": [1.0, 1.0], "condition_number": [2.0, 2.0],
+                           "alpha": [3.0, 3.0]}}, [1, 2], hessian=[1.0, 1.0])
+    base, now = tmp_path / "base.json", tmp_path / "now.json"
+    base.write_text(json.dumps(report))
+    report["steps"][-1]["layers"][0]["sigma_max"] = 2.0
+    now.write_text(json.dumps(report))
+    res = CliRunner().invoke(app, ["gate", str(now), "--baseline", str(base), "-f", "json"])
+    assert res.exit_code == 0, res.output  # drift defaults are warnings
+    assert ("drift of sigma_max +10%, condition_number +25%, alpha +-0.5, lambda_max +10%"
+            in res.stderr)
+    data = json.loads(res.stdout)
+    assert {f["rule"] for f in data["findings"]} == {"default.sigma_max-drift"}
+    # one check per rule and layer: three on layer a, lambda_max on the Hessian
+    assert data["counts"]["checks"] == 4 and data["counts"]["layers"] == 2

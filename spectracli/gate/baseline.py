@@ -20,11 +20,17 @@ from spectracli.report.text import article
 from spectracli.results import load_report
 
 # Settings that change no number, so differing values between report and baseline are fine.
-# (For Hessian reports: batching, HVP mode and Lanczos caps change the cost, not the operator.)
+# (For Hessian reports: batching, HVP mode and Lanczos caps change the cost, not the operator;
+# the batch count, the process count and a warm start follow from those.)
 NEUTRAL_SETTINGS = frozenset({
     "device", "threads", "store_esd", "trust_pickle", "include", "exclude", "progress",
     "batch_size", "hvp_mode", "max_basis", "max_hvps", "check_determinism",
+    "n_batches", "n_empty_batches", "world_size", "graph_cached", "warm_start",
+    "warm_start_vector",
 })
+# Outcomes a Hessian report keeps beside its settings (what the solver did, not what was
+# asked): never a "settings differ" note.
+SOLVER_OUTCOMES = frozenset({"n_restarts", "n_deflations", "deflation_hvps"})
 
 
 class BaselineError(SpectraError):
@@ -128,7 +134,7 @@ def settings_differences(report: dict[str, Any], baseline: dict[str, Any]) -> li
     old = baseline.get("settings") if isinstance(baseline.get("settings"), dict) else {}
     out = []
     for key in sorted(set(now) | set(old)):
-        if key in NEUTRAL_SETTINGS:
+        if key in NEUTRAL_SETTINGS or key in SOLVER_OUTCOMES:
             continue
         if key in now and key in old and now[key] != old[key]:
             out.append(f"{key}: {old[key]!r} in the baseline, {now[key]!r} now")

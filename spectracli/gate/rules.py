@@ -591,8 +591,11 @@ def default_rules(report_kind: str) -> list[Rule]:
     """The default drift checks for a baseline of ``report_kind`` (:data:`DEFAULT_DRIFT`).
 
     Returns:
-        Warning rules with ids ``default.<metric>-drift``.
+        Warning rules with ids ``default.<metric>-drift``; for a track report those of its
+        weights (analyze) and of its Hessian.
     """
+    if report_kind == "track":
+        return [*default_rules("analyze"), *default_rules("hessian")]
     return [
         Rule(id=f"default.{metric}-drift", metric=metric, severity="warning",
              report=report_kind, origin="default drift checks (docs/ci.md)",

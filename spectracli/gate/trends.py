@@ -110,6 +110,7 @@ def evaluate_track(
         _gate_consecutive(acc, dataclasses.replace(config, rules=trend), report, source)
     for rule in below:
         _steps_below(rule, report, steps, acc.findings, acc.checks, acc.applied)
+    acc.settle_unmatched()
 
     n_layers = len(subjects(analyze_view(report, last)))
     n_layers += isinstance(last.get("hessian"), dict)
@@ -133,13 +134,21 @@ class _Collected:
     findings: list[Finding] = dataclasses.field(default_factory=list)
     checks: dict[tuple[str, str | None], Check] = dataclasses.field(default_factory=dict)
     applied: dict[str, Rule] = dataclasses.field(default_factory=dict)
+    # A rule that matched nothing in one view (a layer glob in the Hessian's view, "hessian" in
+    # the weights' view) or in one pair of steps is said once, at the end, and only when it
+    # matched nothing anywhere: rule id -> its first "matched nothing" finding and check.
+    unmatched: dict[str, tuple[Finding, Check]] = dataclasses.field(default_factory=dict)
 
     def merge(self, result: GateResult) -> None:
         """Add a sub-result; a check seen before keeps its worst status and all messages."""
-        self.findings.extend(result.findings)
+        missed = {f.rule_id: f for f in result.findings if f.kind == "unmatched"}
+        self.findings.extend(f for f in result.findings if f.kind != "unmatched")
         for rule in result.rules:
             self.applied.setdefault(rule.id, rule)
         for c in result.checks:
+            if c.layer is None and c.rule_id in missed:
+                self.unmatched.setdefault(c.rule_id, (missed[c.rule_id], c))
+                continue
             key = (c.rule_id, c.layer)
             old = self.checks.get(key)
             if old is None:
@@ -148,6 +157,14 @@ class _Collected:
             old.messages += [m for m in c.messages if m not in old.messages]
             if _STATUS_ORDER[c.status] > _STATUS_ORDER[old.status]:
                 old.status, old.severity, old.value = c.status, c.severity, c.value
+
+    def settle_unmatched(self) -> None:
+        """The "matched nothing" notes of rules that matched nothing in any view or step."""
+        matched = {rule_id for rule_id, _ in self.checks}
+        for rule_id, (finding, check) in self.unmatched.items():
+            if rule_id not in matched:
+                self.findings.append(finding)
+                self.checks[(rule_id, None)] = check
 
 
 def _gate_last_step(
