@@ -20,7 +20,13 @@ from spectracli.cli.common import (
     terminal_progress,
 )
 from spectracli.options import Blocks, BuiltinLoss, Dtype, HessianFormat, HvpMode, Operator, Which
-from spectracli.report.hessian import condition_text, eigen_title, outlier_text
+from spectracli.report.hessian import (
+    by_end,
+    condition_text,
+    eigen_rows,
+    eigen_title,
+    outlier_text,
+)
 
 
 class HvpEstimate:
@@ -101,9 +107,8 @@ def _print_summary(d: dict[str, Any]) -> None:
                   box=box.ASCII if is_plain_output(sys.stdout) else box.HEAVY_HEAD)
     for col in ("#", "eigenvalue", "residual", "converged"):
         table.add_column(col, justify="right")
-    rows = zip(d["eigenvalues"], d["residuals"], d["converged"], strict=True)
-    for i, (v, r, c) in enumerate(rows, 1):
-        table.add_row(str(i), f"{v:.8g}", f"{r:.1e}", "yes" if c else "NO")
+    for label, v, r, c in eigen_rows(d):  # numbered from the asked end
+        table.add_row(label, f"{v:.8g}", f"{r:.1e}", "yes" if c else "NO")
     console.print(table)
     for line in _summary_lines(d):
         console.print(line)
@@ -149,14 +154,20 @@ def _print_blocks(d: dict[str, Any], console: Any, stream: Any) -> None:
     from rich import box
     from rich.table import Table
 
+    which = d["settings"].get("which") or "largest"
     table = Table(title=f"diagonal blocks ({d['settings']['blocks']}), in model order",
                   box=box.ASCII if is_plain_output(stream) else box.HEAVY_HEAD)
-    for col in ("block", "params", "lambda_max", "next eigenvalues", "trace", "+-"):
+    ends = {"largest": ("lambda_max", "next largest"), "smallest": ("lambda_min", "next smallest")}
+    asked = ("largest", "smallest") if which == "both" else (which,)
+    for col in ("block", "params", *(c for end in asked for c in ends[end]), "trace", "+-"):
         table.add_column(col, justify="left" if col == "block" else "right")
     for b in d["blocks"]:
-        ev = b["eigenvalues"]
-        table.add_row(b["name"], f"{b['n_params']:,}", f"{ev[0]:.6g}" if ev else "-",
-                      " ".join(f"{v:.4g}" for v in ev[1:]) or "-", f"{b['trace']:.6g}",
+        largest, smallest = by_end(b["eigenvalues"], which)
+        cells = []
+        for end in asked:  # each end its own columns, each starting at its extreme value
+            ev = largest if end == "largest" else smallest
+            cells += [f"{ev[0]:.6g}" if ev else "-", " ".join(f"{v:.4g}" for v in ev[1:]) or "-"]
+        table.add_row(b["name"], f"{b['n_params']:,}", *cells, f"{b['trace']:.6g}",
                       f"{b['trace_stderr']:.2g}")
     console.print(table)
 

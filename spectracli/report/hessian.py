@@ -2,6 +2,8 @@
 
 - :func:`eigen_title`: which end the eigenvalues come from ("Top eigenvalues (5)", "Smallest
   eigenvalues (5)", "Top (5) and smallest (5) eigenvalues").
+- :func:`eigen_rows`: the eigenvalues numbered from the asked end (``smallest``: 1 is the most
+  negative), ``largest``/``smallest`` rows for ``both``.
 - :func:`condition_text`: the condition number, or why there is none (only converged extreme
   pairs of ``which=both`` with ``lambda_min > 0`` define it).
 - :func:`outlier_lists` / :func:`outlier_text`: the SLQ outliers at both ends with one count,
@@ -29,6 +31,51 @@ def eigen_title(report: dict[str, Any]) -> str:
         top = (n + 1) // 2
         return f"Top ({top}) and smallest ({n - top}) eigenvalues"
     return f"Top eigenvalues ({n})"
+
+
+def end_order(n: int, which: str) -> list[tuple[str, int, int]]:
+    """The display order of ``n`` descending eigenvalues by the asked end of the spectrum.
+
+    Returns ``(end, rank, index)`` triples: ``end`` is ``largest`` or ``smallest``, ``rank``
+    counts from 1 at that end (largest #1 is the largest value, smallest #1 the smallest, i.e.
+    the most negative), ``index`` points into the descending list (JSON ``eigenvalues``, which
+    holds the top half then the bottom half for ``which="both"``, as :func:`eigen_title`
+    counts them).
+    """
+    if which == "smallest":
+        return [("smallest", r + 1, n - 1 - r) for r in range(n)]
+    if which == "both":
+        top = (n + 1) // 2
+        return ([("largest", r + 1, r) for r in range(top)]
+                + [("smallest", r + 1, n - 1 - r) for r in range(n - top)])
+    return [("largest", r + 1, r) for r in range(n)]
+
+
+def by_end(values: list[float], which: str) -> tuple[list[float], list[float]]:
+    """Descending ``values`` split by the asked end: ``(largest, smallest)``, the largest
+    descending and the smallest ascending (each list starts at its end of the spectrum; the
+    end not asked for is empty)."""
+    largest: list[float] = []
+    smallest: list[float] = []
+    for end, _, i in end_order(len(values), which):
+        (largest if end == "largest" else smallest).append(values[i])
+    return largest, smallest
+
+
+def eigen_rows(report: dict[str, Any]) -> list[tuple[str, float, Any, Any]]:
+    """The eigenvalue table's rows ``(label, eigenvalue, residual, converged)`` by the asked end:
+    ``1, 2, ...`` from that end (``smallest``: 1 is the most negative), or ``largest 1 ...``
+    then ``smallest 1 ...`` for ``which=both``."""
+    eig = report.get("eigenvalues") or []
+    res = report.get("residuals") or []
+    conv = report.get("converged") or []
+    which = _which(report)
+    rows = []
+    for end, rank, i in end_order(len(eig), which):
+        label = f"{end} {rank}" if which == "both" else str(rank)
+        rows.append((label, eig[i], res[i] if i < len(res) else None,
+                     conv[i] if i < len(conv) else None))
+    return rows
 
 
 def condition_text(report: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ import base64
 from html import escape
 from typing import Any
 
-from spectracli.report.hessian import eigen_title, outlier_text
+from spectracli.report.hessian import eigen_rows, eigen_title, outlier_text
 from spectracli.report.markdown import (
     LAYER_COLUMNS,
     MISSING,
@@ -260,19 +260,16 @@ def _hessian_body(report: dict[str, Any], image_format: str) -> str:
     parts.append('<section id="summary"><h2>Summary</h2>')
     parts.append(_kv_table(hessian_summary_rows(report)))
     parts.append("</section>")
-    eig = report.get("eigenvalues") or []
-    res = report.get("residuals") or []
-    conv = report.get("converged") or []
-    not_conv = [i + 1 for i, c in enumerate(conv) if c is False]
+    rows = eigen_rows(report)
+    not_conv = [label for label, _, _, c in rows if c is False]
     parts.append(f'<section id="eigenvalues"><h2>{escape(eigen_title(report))}</h2>')
     if not_conv:
         parts.append(f'<p class="note"><b>Not converged:</b> eigenpairs '
-                     f'{", ".join(map(str, not_conv))} (residuals above the tolerance).</p>')
+                     f'{escape(", ".join(not_conv))} (residuals above the tolerance).</p>')
     body = "".join(
-        f'<tr{" class=flagged" if i + 1 in not_conv else ""}>{_td(i + 1)}{_td(v)}'
-        f"{_td(res[i] if i < len(res) else None)}"
-        f"<td>{'yes' if i < len(conv) and conv[i] else 'no'}</td></tr>"
-        for i, v in enumerate(eig)
+        f'<tr{" class=flagged" if c is False else ""}><td>{escape(label)}</td>{_td(v)}'
+        f"{_td(r)}<td>{'yes' if c else 'no'}</td></tr>"
+        for label, v, r, c in rows
     )
     parts.append('<table class="sortable" id="eigen-table"><thead><tr><th>k</th>'
                  "<th>eigenvalue</th><th>residual</th><th>converged</th></tr></thead>"

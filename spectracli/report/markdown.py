@@ -18,7 +18,13 @@ import math
 from typing import Any
 
 from spectracli.errors import ReportError
-from spectracli.report.hessian import condition_text, eigen_title, outlier_count, outlier_text
+from spectracli.report.hessian import (
+    condition_text,
+    eigen_rows,
+    eigen_title,
+    outlier_count,
+    outlier_text,
+)
 from spectracli.report.numbers import ci_half_width, fmt_num
 
 ALPHA_BAND = (2.0, 6.0)
@@ -337,17 +343,11 @@ def render_hessian_markdown(report: dict[str, Any]) -> str:
     lines.append(md_table(["metric", "value"], [list(r) for r in hessian_summary_rows(report)],
                           {1}))
     lines.append("")
-    eig = report.get("eigenvalues") or []
-    res = report.get("residuals") or []
-    conv = report.get("converged") or []
     lines += [f"## {eigen_title(report)}", ""]
-    rows = [
-        [i + 1, v, res[i] if i < len(res) else None, conv[i] if i < len(conv) else None]
-        for i, v in enumerate(eig)
-    ]
-    lines.append(md_table(["k", "eigenvalue", "residual", "converged"], rows, {0, 1, 2}))
+    rows = [list(r) for r in eigen_rows(report)]
+    lines.append(md_table(["k", "eigenvalue", "residual", "converged"], rows, {1, 2}))
     lines.append("")
-    not_conv = [i + 1 for i, c in enumerate(conv) if c is False]
+    not_conv = [r[0] for r in rows if r[3] is False]
     if not_conv:
         lines += [f"**Not converged**: eigenpairs {', '.join(map(str, not_conv))} "
                   "(their residuals are above the tolerance).", ""]
