@@ -87,3 +87,32 @@ def test_blocks_with_which_both_give_each_end_its_columns(model_file):
     res = runner.invoke(app, [*args, "-f", "json"])
     block = json.loads(res.stdout)["blocks"][0]
     assert block["name"] == "weight" and len(block["eigenvalues"]) == 4
+
+
+def test_the_advice_names_the_cap_that_stopped_the_solve():
+    from spectracli.report.hessian import convergence_advice
+
+    base = {"converged": [False, True], "residuals": [3e-6, 5e-8], "hvp_count": 300,
+            "n_params": 50826, "multiplicity_verified": False}
+    restarted = {**base, "settings": {"tol": 1e-6, "n_restarts": 14, "max_basis": 40}}
+    assert "restarted 14 times at its cap of 40 vectors; raise --max-basis" in (
+        convergence_advice(restarted))
+    budget = {**base, "settings": {"tol": 1e-6, "n_restarts": 0, "max_basis": 300}}
+    assert convergence_advice(budget) == (
+        "not all eigenpairs converged within 300 HVPs: raise --max-hvps, or loosen --tol")
+    checking = {**base, "residuals": [1e-7, 1e-8], "settings": {"tol": 1e-6}}
+    assert "multiplicity check" in convergence_advice(checking)
+    assert convergence_advice({**base, "converged": [True, True]}) is None
+
+
+def test_the_default_basis_does_not_restart_at_the_smallest_end():
+    """A GGN's smallest end is its null space: restarts there stall (docs/hessian.md), so while
+    the vectors fit SMALL_BASIS_BYTES the basis holds the default HVP budget (300)."""
+    from spectracli.hessian.api import basis_cap
+
+    memory = 64 * 2**30
+    assert basis_cap(50826, 2, "largest", memory) == 40
+    assert basis_cap(50826, 2, "smallest", memory) == 300
+    assert basis_cap(50826, 2, "both", memory) == 300
+    assert basis_cap(10**8, 2, "smallest", memory) == 14  # large models: 2w + 10, unchanged
+    assert basis_cap(200, 2, "smallest", memory) == 200  # never more than n

@@ -23,6 +23,7 @@ from spectracli.options import Blocks, BuiltinLoss, Dtype, HessianFormat, HvpMod
 from spectracli.report.hessian import (
     by_end,
     condition_text,
+    convergence_advice,
     eigen_rows,
     eigen_title,
     outlier_text,
@@ -123,7 +124,6 @@ def _summary_lines(d: dict[str, Any]) -> list[str]:
         HVPs, condition number, edge of stability, trace, density, and a warning when pairs
         did not converge.
     """
-    s = d["settings"]
     lines = [f"HVPs {d['hvp_count']} ({', '.join(f'{k} {v}' for k, v in d['hvp_counts'].items())})"
              f" in {d['timing']['total_s']:.2f} s"]
     lines.append(f"condition number lambda_max/lambda_min {condition_text(d)}")
@@ -140,13 +140,9 @@ def _summary_lines(d: dict[str, Any]) -> list[str]:
         den = d["density"]
         lines.append(f"density: {den['n_probes']} probes x {den['n_steps']} steps; "
                      f"{outlier_text(den)}")
-    if not all(d["converged"]):
-        tol = s.get("tol") or 0.0
-        if d.get("multiplicity_verified") is False and all(r <= tol for r in d["residuals"]):
-            lines.append("WARNING: the residuals meet --tol but the multiplicity check (deflated "
-                         "restarts) did not finish: raise --max-hvps")
-        else:
-            lines.append("WARNING: not all eigenpairs converged; raise --max-hvps or --tol")
+    advice = convergence_advice(d)
+    if advice:
+        lines.append(f"WARNING: {advice}")
     return lines
 
 

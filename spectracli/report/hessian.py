@@ -78,6 +78,28 @@ def eigen_rows(report: dict[str, Any]) -> list[tuple[str, float, Any, Any]]:
     return rows
 
 
+def convergence_advice(report: dict[str, Any]) -> str | None:
+    """What to change when not every eigenpair converged (None when all did), naming the cap
+    that stopped the solve: the basis (thick restarts at ``max_basis`` vectors lose the slowly
+    converging directions of eigenvalues crowded near zero: raising the HVP budget alone does not
+    help) or the HVP budget."""
+    if all(report.get("converged") or [True]):
+        return None
+    s = report.get("settings") or {}
+    tol = s.get("tol") or 0.0
+    residuals = [r for r in report.get("residuals") or [] if isinstance(r, (int, float))]
+    if report.get("multiplicity_verified") is False and all(r <= tol for r in residuals):
+        return ("the residuals meet --tol but the multiplicity check (deflated restarts) did not "
+                "finish: raise --max-hvps")
+    restarts, basis = s.get("n_restarts") or 0, s.get("max_basis")
+    if restarts and basis and basis < (report.get("n_params") or 0):
+        return (f"not all eigenpairs converged: the Lanczos basis was restarted {restarts} times "
+                f"at its cap of {basis} vectors; raise --max-basis (memory: 8 bytes x "
+                "parameters per vector) and --max-hvps, or loosen --tol")
+    return (f"not all eigenpairs converged within {report.get('hvp_count')} HVPs: raise "
+            "--max-hvps, or loosen --tol")
+
+
 def condition_text(report: dict[str, Any]) -> str:
     """The condition number ``lambda_max / lambda_min`` as text, or ``n/a`` and the reason."""
     value = report.get("condition_number")

@@ -20,6 +20,7 @@ from typing import Any
 from spectracli.errors import ReportError
 from spectracli.report.hessian import (
     condition_text,
+    convergence_advice,
     eigen_rows,
     eigen_title,
     outlier_count,
@@ -351,6 +352,9 @@ def render_hessian_markdown(report: dict[str, Any]) -> str:
     if not_conv:
         lines += [f"**Not converged**: eigenpairs {', '.join(map(str, not_conv))} "
                   "(their residuals are above the tolerance).", ""]
+        advice = convergence_advice(report)
+        if advice:
+            lines += [f"To converge: {advice}.", ""]
     density = report.get("density")
     if isinstance(density, dict):
         lines += ["## Spectral density (SLQ)", ""]
