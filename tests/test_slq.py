@@ -58,3 +58,24 @@ def test_invalid_arguments(spiked):
         slq_density(DenseOperator(a), n_probes=0)
     with pytest.raises(TypeError, match="LinearOperator"):
         slq_density(a, n_probes=2)
+
+
+def test_simple_outliers_are_listed_once_and_a_double_one_twice():
+    """Truth: a dense operator with a [0, 1] bulk, simple outliers 5, 8, 12 and a double 20.
+    With 5 probes a simple outlier's count scatters (variance ~2 per probe): round(count) listed
+    12 twice for seed 1; it is listed once for every seed. With 200 probes the double is
+    resolved (listed twice) and the simple ones stay single."""
+    from spectracli.hessian.slq import outlier_multiplicity
+
+    n = 400
+    vals = torch.cat([torch.linspace(0, 1, n - 5, dtype=torch.float64),
+                      torch.tensor([5.0, 8.0, 12.0, 20.0, 20.0], dtype=torch.float64)])
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=gen))
+    op = DenseOperator(q @ torch.diag(vals) @ q.T)
+    for seed in range(10):
+        found = [round(x, 6) for x in slq_density(op, 5, 20, seed=seed).outliers]
+        assert all(found.count(v) == 1 for v in (5.0, 8.0, 12.0)), (seed, found)
+    found = [round(x, 6) for x in slq_density(op, 200, 20, seed=0).outliers]
+    assert found == [20.0, 20.0, 12.0, 8.0, 5.0]
+    assert outlier_multiplicity(1.4, 5) == 1 and outlier_multiplicity(2.0, 200) == 2

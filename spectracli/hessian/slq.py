@@ -14,8 +14,11 @@ merged into clusters whose estimated eigenvalue count is ``n * mean_probe(weight
 clusters counting fewer than ``BULK_COUNT`` eigenvalues are outliers (an isolated eigenvalue
 counts about 1); the first cluster above that count marks the bulk, and its upper node is
 ``bulk_edge``; the same walk from the bottom gives ``outliers_below`` and ``bulk_edge_low``
-(negative curvature). Each outlier cluster is listed once per eigenvalue it holds
-(``round(count)``), so ``n_outliers`` is the length of the two lists together.
+(negative curvature). Each outlier cluster is listed once per eigenvalue the probes show it
+holds (:func:`outlier_multiplicity`: ``d`` times only when the count exceeds ``d - 1`` by three
+standard errors; a simple eigenvalue's count scatters around 1 with variance ~2 per probe, so
+``round(count)`` listed it twice once in a few runs), and ``n_outliers`` is the length of the
+two lists together.
 
 Example::
 
@@ -138,8 +141,8 @@ class Outliers:
 
     ``above`` (descending) lie above ``bulk_edge``, the upper edge of the bulk; ``below``
     (ascending) below ``bulk_edge_low``. A cluster of nodes estimated to hold ``c`` eigenvalues
-    is listed ``max(1, round(c))`` times at its centre, so ``count == len(above) + len(below)``
-    is the one number every report shows.
+    is listed :func:`outlier_multiplicity` times at its centre, so
+    ``count == len(above) + len(below)`` is the one number every report shows.
     """
 
     bulk_edge: float | None
@@ -176,18 +179,44 @@ def _clusters(
     return clusters
 
 
-def _walk(clusters: list[tuple[float, float, float]]) -> tuple[int | None, list[float]]:
+def outlier_multiplicity(count: float, n_probes: int) -> int:
+    """How many eigenvalues an outlier cluster of estimated ``count`` is listed as.
+
+    A ``d``-fold eigenvalue's per-probe count ``n * sum_i (q . u_i)^2`` (Rademacher ``q / sqrt
+    n``) has mean ``d`` and variance about ``2 d`` (Hutchinson's estimator on the projector onto
+    the eigenspace; Avron & Toledo 2011), so the probe mean has standard error
+    ``sqrt(2 d / n_probes)``. The cluster is listed ``d`` times for the largest ``d >= 1`` whose
+    next-smaller multiplicity ``d - 1`` the count exceeds by three standard errors (a simple
+    eigenvalue is then listed twice about once in a thousand clusters with many probes; with 5
+    probes, whose mean count is chi-square(5) / 5, about once in a hundred). A repeated
+    eigenvalue seen by few probes may be listed fewer times than it holds.
+
+    Args:
+        count: the cluster's estimated eigenvalue count (``n`` x mean probe weight).
+        n_probes: the probes averaged (>= 1).
+
+    Returns:
+        The multiplicity, at least 1.
+    """
+    d = 1
+    while count > d + 3.0 * (2.0 * d / max(1, n_probes)) ** 0.5:
+        d += 1
+    return d
+
+
+def _walk(clusters: list[tuple[float, float, float]],
+          n_probes: int) -> tuple[int | None, list[float]]:
     """Walk the clusters in order; those before the first holding ``BULK_COUNT`` are outliers.
 
     Returns:
         The index of the first bulk cluster (None: no bulk) and the outliers, one entry per
-        estimated eigenvalue at its cluster's centre.
+        eigenvalue (:func:`outlier_multiplicity`) at its cluster's centre.
     """
     out: list[float] = []
     for i, (top, bottom, cnt) in enumerate(clusters):
         if cnt >= BULK_COUNT:
             return i, out
-        out.extend([(top + bottom) / 2] * max(1, round(cnt)))
+        out.extend([(top + bottom) / 2] * outlier_multiplicity(cnt, n_probes))
     return None, out
 
 
@@ -211,11 +240,11 @@ def find_outliers(
         The outliers at both ends and the bulk edges.
     """
     clusters = _clusters(nodes, weights, n, sigma)
-    first, above = _walk(clusters)
+    first, above = _walk(clusters, len(nodes))
     if first is None:
         return Outliers(None, None, above, [])
     from_bottom = [(b, t, c) for t, b, c in reversed(clusters)]
-    last, below = _walk(from_bottom)
+    last, below = _walk(from_bottom, len(nodes))
     edge_low = from_bottom[last][0] if last is not None else None
     return Outliers(clusters[first][0], edge_low, above, below)
 
