@@ -78,3 +78,33 @@ def test_invalid_arguments(hessian_like):
         hutchpp(DenseOperator(hessian_like), n_matvecs=5)
     with pytest.raises(TypeError, match="as_operator"):
         hutchpp(lambda v: v, n_matvecs=6)
+
+
+def test_exact_trace_when_the_budget_reaches_n(hessian_like):
+    """With n_matvecs >= n, n unit-vector products give the trace itself (Hutch++ with
+    n <= m < 3n products is only an estimate): the whole-model --trace as the blocks do it."""
+    exact = float(torch.trace(hessian_like))
+    n = hessian_like.shape[0]
+    for m in (n, 2 * n):
+        op = DenseOperator(hessian_like)
+        est = hutchpp(op, n_matvecs=m, seed=3)
+        assert est.exact and est.stderr == 0.0 and est.n_matvecs == n == op.matvecs
+        assert est.estimate == pytest.approx(exact, rel=1e-13, abs=1e-12)
+    small = DenseOperator(torch.diag(torch.tensor([1.0, -2.0, 5.0], dtype=torch.float64)))
+    assert hutchpp(small, n_matvecs=4).estimate == pytest.approx(4.0, abs=1e-15)
+    assert not hutchpp(DenseOperator(hessian_like), n_matvecs=n - 1).exact
+
+
+def test_whole_model_trace_is_exact_when_trace_hvps_reach_the_parameter_count():
+    from spectracli.hessian import HessianConfig, analyze
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1, bias=False).double()
+    x = torch.randn(16, 4, dtype=torch.float64)
+    y = torch.zeros(16, dtype=torch.float64)
+    out = analyze(model, (x, y), "mse", HessianConfig(k=1, dtype="float64", trace=True,
+                                                      trace_hvps=6)).to_dict()
+    # the Hessian of mse here is X^T X / N (the project's mse convention: 0.5 mean squared)
+    truth = float(torch.trace(x.T @ x / len(x)))
+    assert out["trace"]["exact"] and out["trace"]["n_matvecs"] == 4
+    assert out["trace"]["estimate"] == pytest.approx(truth, rel=1e-12)

@@ -134,7 +134,8 @@ def _summary_lines(d: dict[str, Any]) -> list[str]:
                      f"({verdict} the GD stability limit 1)")
     if d["trace"] is not None:
         t = d["trace"]
-        lines.append(f"trace {_fmt(t['estimate'])} +- {_fmt(t['stderr'])} "
+        lines.append(f"trace {_fmt(t['estimate'])} (exact: {t['n_matvecs']} unit-vector HVPs)"
+                     if t.get("exact") else f"trace {_fmt(t['estimate'])} +- {_fmt(t['stderr'])} "
                      f"(Hutch++, {t['n_matvecs']} HVPs)")
     if d["density"] is not None:
         den = d["density"]

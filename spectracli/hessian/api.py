@@ -222,6 +222,7 @@ class HessianResult:
                     "estimate": self.trace.estimate,
                     "stderr": self.trace.stderr,
                     "n_matvecs": self.trace.n_matvecs,
+                    "exact": self.trace.exact,
                 }
                 if self.trace
                 else None
@@ -434,17 +435,12 @@ def _groups(names: list[str], by: str) -> list[tuple[str, list[str]]]:
 def _exact_or_hutchpp(op: Any, budget: int, seed: int) -> tuple[float, float, int]:
     """Trace of a block: exact by ``n`` unit products when ``n <= budget``, else Hutch++.
 
+    :func:`~spectracli.hessian.hutchpp.hutchpp` makes that choice, for blocks and whole models
+    alike.
+
     Returns:
         ``(trace, standard error, products)``; the error is 0 for the exact trace.
     """
-    if op.n <= budget:
-        eye = torch.zeros(op.n, dtype=torch.float64, device=op.device)
-        total = 0.0
-        for i in range(op.n):
-            eye.zero_()
-            eye[i] = 1.0
-            total += float(op.matvec(eye)[i])
-        return total, 0.0, op.n
     est = hutchpp(op, budget, seed=seed)
     return est.estimate, est.stderr, est.n_matvecs
 

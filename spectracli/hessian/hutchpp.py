@@ -7,7 +7,11 @@ only sees the deflated remainder: error ``O(1/m)`` instead of ``O(1/sqrt m)``. T
 the standard error of that Hutchinson mean (sample std / sqrt(probes)); the sketch term adds no
 variance given ``Q``.
 
-Memory: ``m/3`` float64 vectors of length ``n``.
+When ``m >= n`` the trace is computed exactly instead, as ``sum_i e_i^T A e_i`` over the ``n``
+unit vectors (``n`` products, ``stderr`` 0, ``exact`` true): Hutch++ with ``n <= m < 3n``
+products is still an estimate, and ``n`` products give the answer.
+
+Memory: ``m/3`` float64 vectors of length ``n`` (one for the exact trace).
 
 Example::
 
@@ -40,6 +44,7 @@ class TraceEstimate:
     sketch_trace: float  # tr(Q^T A Q), the exact part
     n_sketch: int
     n_probes: int
+    exact: bool = False  # the sum of e_i^T A e_i over all n unit vectors (n_matvecs >= n)
 
     def to_dict(self) -> dict[str, Any]:
         """The estimate's fields as JSON."""
@@ -62,7 +67,8 @@ def hutchpp(
     Args:
         op: the symmetric operator (:class:`~spectracli.hessian.linop.LinearOperator`).
         n_matvecs: products in all, >= 6: ``min(n_matvecs // 3, n)`` sketch vectors, as many
-            products for ``tr(Q^T A Q)``, the rest Hutchinson probes of the deflated operator.
+            products for ``tr(Q^T A Q)``, the rest Hutchinson probes of the deflated operator;
+            when ``n_matvecs >= n``, the exact trace by ``n`` unit-vector products instead.
         seed: seed of the Rademacher vectors.
         progress: ``progress(products done, products in all)``.
 
@@ -70,12 +76,14 @@ def hutchpp(
         :class:`TraceEstimate` (``estimate`` +- ``stderr``, one standard error).
 
     Raises:
-        ValueError: when ``n_matvecs < 6``.
+        ValueError: when ``n_matvecs < 6`` (and ``< n``).
         TypeError: when ``op`` is not a LinearOperator.
         FloatingPointError: when a product is not finite.
     """
     op = check_operator(op)
     n, device = op.n, torch.device(op.device)
+    if n_matvecs >= n:
+        return exact_trace(op, progress)
     if n_matvecs < 6:
         raise ValueError(f"n_matvecs must be >= 6 for Hutch++ (3 groups of >= 2), got {n_matvecs}")
     gen = torch.Generator().manual_seed(seed)
@@ -115,3 +123,33 @@ def hutchpp(
         n_sketch=n_sketch,
         n_probes=n_probes,
     )
+
+
+def exact_trace(
+    op: LinearOperator, progress: Callable[[int, int], None] | None = None
+) -> TraceEstimate:
+    """``tr(A) = sum_i e_i^T A e_i`` from the ``n`` unit-vector products (``stderr`` 0).
+
+    Args:
+        op: the symmetric operator.
+        progress: ``progress(products done, n)``.
+
+    Returns:
+        :class:`TraceEstimate` with ``exact`` true, ``n_matvecs == n``.
+
+    Raises:
+        TypeError: when ``op`` is not a LinearOperator.
+        FloatingPointError: when a product is not finite.
+    """
+    op = check_operator(op)
+    n = op.n
+    e = torch.zeros(n, dtype=torch.float64, device=torch.device(op.device))
+    total = 0.0
+    for i in range(n):
+        e.zero_()
+        e[i] = 1.0
+        total += float(apply(op, e)[i])
+        if progress is not None:
+            progress(i + 1, n)
+    return TraceEstimate(estimate=total, stderr=0.0, n_matvecs=n, sketch_trace=total,
+                         n_sketch=0, n_probes=0, exact=True)

@@ -226,7 +226,8 @@ def hessian_summary_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         rows.append(("edge of stability (see docs/hessian.md)", eos))
     trace = report.get("trace")
     if isinstance(trace, dict):
-        rows.append(("trace (Hutch++)", trace.get("estimate")))
+        rows.append(("trace (exact)" if trace.get("exact") else "trace (Hutch++)",
+                     trace.get("estimate")))
         rows.append(("trace stderr", trace.get("stderr")))
         rows.append(("trace matvecs", trace.get("n_matvecs")))
     density = report.get("density")
