@@ -41,7 +41,8 @@ def resolve_device(name: str) -> torch.device:
             torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SpectraError(
-            f"device {name!r} was asked for but torch sees no CUDA device", params=("device",)
+            f"device {name!r} was asked for but torch sees no GPU (a CPU-only torch build, or "
+            "no NVIDIA driver)", params=("device",)
         )
     return distributed.rank_device(torch.device(name))
 

@@ -29,3 +29,13 @@ def test_hook_errors_name_the_flags(tmp_path):
     assert line == f"spectracli: error: --output-fn {hook} has no attribute 'g'"
     line = _error(["hessian", "--model", MODEL, "--data", DATA, "--batch-fn", "nope.py:g"])
     assert line == "spectracli: error: --batch-fn file nope.py does not exist"
+
+
+def test_a_cuda_device_without_a_gpu_says_so_once(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = _error(["analyze", str(ROOT / "sample_models" / "digits_mlp.safetensors"),
+                   "--device", "cuda"])
+    assert line == ("spectracli: error: --device 'cuda' was asked for but torch sees no GPU "
+                    "(a CPU-only torch build, or no NVIDIA driver)")
