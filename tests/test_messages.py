@@ -39,3 +39,19 @@ def test_a_cuda_device_without_a_gpu_says_so_once(monkeypatch):
                    "--device", "cuda"])
     assert line == ("spectracli: error: --device 'cuda' was asked for but torch sees no GPU "
                     "(a CPU-only torch build, or no NVIDIA driver)")
+
+
+def test_numpys_allow_pickle_is_not_taken_for_a_flag(tmp_path):
+    """Only keywords that are options of a command become flags: a hint naming numpy's
+    allow_pickle=False became a nonexistent --allow-pickle (the flag is --trust-pickle)."""
+    import numpy as np
+
+    from spectracli.cli.common import in_cli_words
+    from spectracli.errors import SpectraError
+
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.array([np.zeros(2), np.zeros(3)], dtype=object), y=np.zeros(2))
+    line = _error(["hessian", "--model", MODEL, "--data", str(path)])
+    assert "allow_pickle=False" in line and "--allow-pickle" not in line
+    assert in_cli_words(SpectraError("x.pt runs code; pass trust_pickle=True only if")) == (
+        "x.pt runs code; pass --trust-pickle only if")

@@ -66,12 +66,26 @@ def flag_for(param: str, value: bool | None = None) -> str:
     return flag
 
 
+@functools.lru_cache(maxsize=1)
+def command_parameters() -> frozenset[str]:
+    """The parameter names of every registered command (each is an option or argument)."""
+    import inspect
+
+    from spectracli.cli.app import app
+
+    names: set[str] = set()
+    for info in app.registered_commands:
+        if info.callback is not None:
+            names.update(inspect.signature(info.callback).parameters)
+    return frozenset(names)
+
+
 def in_cli_words(exc: SpectraError) -> str:
     """A library error's message with the parameters it names written as this CLI's flags.
 
     Only the parameters the error declares (``exc.params``, or the leading name of a
-    ``"<name> must be ..."`` message, or a keyword spelled ``name=True``/``name=False``) are
-    rewritten, as whole words.
+    ``"<name> must be ..."`` message, or a keyword spelled ``name=True``/``name=False`` that is
+    one of the commands' parameters) are rewritten, as whole words.
 
     Returns:
         The message, e.g. ``top_k must be >= 1`` -> ``--top-k must be >= 1``.
@@ -80,8 +94,10 @@ def in_cli_words(exc: SpectraError) -> str:
     params = tuple(getattr(exc, "params", ()) or ())
     if not params and (lead := _LEADING_PARAM.match(message)):
         params = (lead.group(1),)
-    # a keyword spelled out as Python (``pass trust_pickle=True``) is always a parameter
-    params += tuple(dict.fromkeys(_BOOL_KEYWORD.findall(message)))
+    # a keyword spelled out as Python (``pass trust_pickle=True``) is a parameter when this CLI
+    # has it as an option (numpy's ``allow_pickle=False`` in a reader's message is not a flag)
+    params += tuple(k for k in dict.fromkeys(_BOOL_KEYWORD.findall(message))
+                    if k in command_parameters())
     for param in params:
         name = re.escape(param)
         message = re.sub(
