@@ -55,3 +55,14 @@ def test_numpys_allow_pickle_is_not_taken_for_a_flag(tmp_path):
     assert "allow_pickle=False" in line and "--allow-pickle" not in line
     assert in_cli_words(SpectraError("x.pt runs code; pass trust_pickle=True only if")) == (
         "x.pt runs code; pass --trust-pickle only if")
+
+
+def test_revision_messages_name_the_flag(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sample = str(ROOT / "sample_models" / "digits_mlp.safetensors")
+    line = _error(["analyze", sample, "--revision", "main"])
+    assert line == (f"spectracli: error: --revision 'main' applies to Hugging Face ids, but "
+                    f"{sample} is a local path")
+    line = _error(["analyze", "org/name@v1", "--revision", "main"])
+    assert line == ("spectracli: error: org/name@v1 carries @v1 but --revision 'main' was also "
+                    "given: give one")

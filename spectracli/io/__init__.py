@@ -82,7 +82,8 @@ def open_checkpoint(
             p, hub_info = resolve_hub_id(str(path), revision, allow_download=allow_download)
         elif revision is not None:
             raise CheckpointError(
-                f"revision={revision!r} applies to Hugging Face ids, but {path} is a local path"
+                f"revision {revision!r} applies to Hugging Face ids, but {path} is a local path",
+                params=("revision",),
             )
     ckpt = _open(p, trust_pickle)
     ckpt.hub = hub_info

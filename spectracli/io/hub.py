@@ -112,7 +112,8 @@ def resolve_hub_id(
     repo_id, rev_in_id, file = parsed
     if rev_in_id and revision and rev_in_id != revision:
         raise CheckpointError(
-            f"{spec} names revision {rev_in_id!r} but revision={revision!r} was also given"
+            f"{spec} carries @{rev_in_id} but revision {revision!r} was also given: give one",
+            params=("revision",),
         )
     revision = rev_in_id or revision or "main"
     hub = _hub()
