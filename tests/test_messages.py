@@ -66,3 +66,13 @@ def test_revision_messages_name_the_flag(monkeypatch):
     line = _error(["analyze", "org/name@v1", "--revision", "main"])
     assert line == ("spectracli: error: org/name@v1 carries @v1 but --revision 'main' was also "
                     "given: give one")
+
+
+def test_report_on_a_checkpoint_quotes_each_command_whole():
+    sample = "sample_models/digits_mlp.safetensors"
+    line = _error(["report", sample])
+    assert line == (f"spectracli: error: {sample} is a checkpoint; 'spectracli report' reads a "
+                    f"saved JSON report. Run 'spectracli analyze {sample}' instead (or save a "
+                    f"report first: 'spectracli analyze {sample} -f json -o report.json')")
+    assert "'spectracli analyze sample_models/digits_mlp.safetensors --plots plots/' instead" in (
+        _error(["plot", sample]))

@@ -333,7 +333,8 @@ def refuse_binary_to_terminal(fmt: str, output: Path | None) -> None:
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".npz", ".gguf", ".onnx")
 
 
-def load_saved_report(path: Path, command: str, instead: str) -> dict[str, Any]:
+def load_saved_report(path: Path, command: str, instead: str,
+                      save: str | None = None) -> dict[str, Any]:
     """A saved JSON report for ``report``/``plot``; a checkpoint is refused.
 
     Returns:
@@ -341,7 +342,8 @@ def load_saved_report(path: Path, command: str, instead: str) -> dict[str, Any]:
 
     Raises:
         typer.Exit: ``path`` is a checkpoint (exit 2; the message names the command to run
-            instead: ``instead``, with ``{path}`` filled in).
+            instead: ``instead``, with ``{path}`` filled in, and when given the command that
+            saves a report, ``save``; each quoted on its own).
         SpectraError: ``path`` is not a readable report.
     """  # noqa: DOC501 - the typer.Exit comes from fail(), which ruff reads as an exception
     from spectracli.results import load_report, looks_like_report
@@ -350,6 +352,7 @@ def load_saved_report(path: Path, command: str, instead: str) -> dict[str, Any]:
         path.is_dir() or path.suffix.lower() in CHECKPOINT_SUFFIXES
     ):
         shown = os.path.normpath(str(path))
-        raise fail(f"{shown} is a checkpoint; `spectracli {command}` reads a saved JSON report. "
-                   f"Run `{instead.format(path=shown)}` instead")
+        also = f" (or save a report first: '{save.format(path=shown)}')" if save else ""
+        raise fail(f"{shown} is a checkpoint; 'spectracli {command}' reads a saved JSON report. "
+                   f"Run '{instead.format(path=shown)}' instead{also}")
     return load_report(path)

@@ -45,9 +45,8 @@ def report(
     from spectracli.report import render
 
     refuse_binary_to_terminal(fmt, output)
-    data = load_saved_report(
-        report_path, "report", "spectracli analyze {path}  (or save a report with: "
-        "spectracli analyze {path} -f json -o report.json)")
+    data = load_saved_report(report_path, "report", "spectracli analyze {path}",
+                             save="spectracli analyze {path} -f json -o report.json")
     name = fmt.value
     if data["kind"] == "hessian":
         if name == "csv":
