@@ -175,11 +175,39 @@ class ComparisonResult:
         }
 
 
+PASS_A_REPORT = ("an AnalysisReport (spectracli.analyze(...)), its to_dict(), or the path of a "
+                 "saved JSON report")
+
+
+def as_report(report: Any, label: str) -> Any:
+    """``report`` as a report dict: an object with ``to_dict()`` gives it, a ``.json`` path is
+    read (:func:`spectracli.results.load_report`); anything else is returned as it is.
+
+    Raises:
+        SpectraError: a path that is not a saved JSON report (a checkpoint: analyse it first).
+    """
+    import os
+
+    if hasattr(report, "to_dict"):
+        return report.to_dict()
+    if isinstance(report, (str, os.PathLike)):
+        from spectracli.results import load_report, looks_like_report
+
+        if looks_like_report(report):
+            return load_report(report)
+        raise SpectraError(
+            f"compare: {label} is the path {str(report)!r}, not a saved JSON report; pass "
+            f"{PASS_A_REPORT} (for a checkpoint: spectracli.analyze({str(report)!r}))")
+    return report
+
+
 def _check_analyze(report: dict[str, Any], label: str) -> list[dict[str, Any]]:
-    if not isinstance(report, dict) or report.get("kind") != "analyze":
-        kind = report.get("kind") if isinstance(report, dict) else type(report).__name__
-        raise SpectraError(f"compare needs two analyze reports; {label} is {article(str(kind))} "
-                           "report")
+    if not isinstance(report, dict):
+        raise SpectraError(f"compare needs two analyze reports; {label} is "
+                           f"{article(type(report).__name__)}: pass {PASS_A_REPORT}")
+    if report.get("kind") != "analyze":
+        raise SpectraError(f"compare needs two analyze reports; {label} is "
+                           f"{article(str(report.get('kind')))} report")
     layers = report.get("layers")
     if not isinstance(layers, list):
         raise SpectraError(f"compare: report {label} has no 'layers' list")
@@ -192,9 +220,12 @@ def _sort_key(layer: LayerComparison) -> tuple[float, ...]:
 
 
 def compare_reports(
-    a: dict[str, Any], b: dict[str, Any], rtol: float = DEFAULT_RTOL
+    a: dict[str, Any] | Any, b: dict[str, Any] | Any, rtol: float = DEFAULT_RTOL
 ) -> ComparisonResult:
-    """Compare analyze report dicts ``a`` (before) and ``b`` (after), matching layers by name.
+    """Compare analyze reports ``a`` (before) and ``b`` (after), matching layers by name.
+
+    Each is a report dict, an ``AnalysisReport`` or the path of a saved JSON report
+    (:func:`as_report`).
 
     Args:
         a: the analyze report before.
@@ -210,6 +241,7 @@ def compare_reports(
     """
     if not (isinstance(rtol, (int, float)) and rtol >= 0 and math.isfinite(rtol)):
         raise SpectraError(f"rtol must be a finite number >= 0, got {rtol!r}")
+    a, b = as_report(a, "A"), as_report(b, "B")
     layers_a = _check_analyze(a, "A")
     layers_b = _check_analyze(b, "B")
     by_name_b = {layer.get("name"): layer for layer in layers_b}

@@ -13,6 +13,7 @@ the schema (version, kinds, metric names: :mod:`spectracli.schema`), attribute a
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -197,8 +198,11 @@ class AnalysisReport(JsonFields):
 
         return figures(self.to_dict())
 
-    def compare(self, other: AnalysisReport | dict[str, Any], rtol: float | None = None) -> Any:
+    def compare(self, other: AnalysisReport | dict[str, Any] | str | os.PathLike[str],
+                rtol: float | None = None) -> Any:
         """Layer-by-layer changes from this report (A) to ``other`` (B).
+
+        ``other`` is a report, its dict or the path of a saved JSON report.
 
         Returns:
             The :class:`~spectracli.compare.ComparisonResult` of
@@ -206,8 +210,7 @@ class AnalysisReport(JsonFields):
         """
         from spectracli.compare import DEFAULT_RTOL, compare_reports
 
-        b = other.to_dict() if hasattr(other, "to_dict") else other
-        return compare_reports(self.to_dict(), b, DEFAULT_RTOL if rtol is None else rtol)
+        return compare_reports(self.to_dict(), other, DEFAULT_RTOL if rtol is None else rtol)
 
     def _repr_html_(self) -> str:
         from spectracli.report.notebook import report_html

@@ -76,3 +76,23 @@ def test_report_on_a_checkpoint_quotes_each_command_whole():
                     f"report first: 'spectracli analyze {sample} -f json -o report.json')")
     assert "'spectracli analyze sample_models/digits_mlp.safetensors --plots plots/' instead" in (
         _error(["plot", sample]))
+
+
+def test_report_compare_takes_a_saved_reports_path_and_says_what_to_pass(tmp_path):
+    import pytest
+
+    import spectracli
+    from spectracli.errors import SpectraError
+
+    sample = ROOT / "sample_models" / "digits_mlp.safetensors"
+    report = spectracli.analyze(sample, farms=False, fit="median")
+    saved = tmp_path / "r.json"
+    saved.write_text(report.to_json())
+    by_path = report.compare(str(saved)).to_dict()
+    assert by_path == report.compare(report).to_dict() and by_path["n_common"] == 3
+    with pytest.raises(SpectraError) as info:
+        report.compare(str(sample))
+    assert "not a saved JSON report; pass an AnalysisReport" in str(info.value)
+    assert f"spectracli.analyze({str(sample)!r})" in str(info.value)
+    with pytest.raises(SpectraError, match="B is an int: pass an AnalysisReport"):
+        report.compare(3)
