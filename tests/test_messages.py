@@ -96,3 +96,14 @@ def test_report_compare_takes_a_saved_reports_path_and_says_what_to_pass(tmp_pat
     assert f"spectracli.analyze({str(sample)!r})" in str(info.value)
     with pytest.raises(SpectraError, match="B is an int: pass an AnalysisReport"):
         report.compare(3)
+
+
+def test_a_csv_baseline_suggests_a_command_that_works(tmp_path):
+    sample = "sample_models/digits_mlp.safetensors"
+    csv = tmp_path / "r.csv"
+    csv.write_text("layer,metric,value\n")
+    line = _error(["gate", sample, "--baseline", str(csv)])
+    assert f"'spectracli baseline {csv}" not in line
+    assert "write one from the checkpoint with 'spectracli baseline CHECKPOINT --output " in line
+    line = _error(["gate", sample, "--baseline", sample])
+    assert f"write one with 'spectracli baseline {sample} --output baseline.json'" in line

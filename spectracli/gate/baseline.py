@@ -50,8 +50,16 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     from spectracli.results import looks_like_report
 
     if not looks_like_report(path):
-        raise BaselineError(f"baseline {path} is not a saved report (.json); write one with "
-                            f"'spectracli baseline {path} --output baseline.json'")
+        from spectracli.track import CHECKPOINT_SUFFIXES
+
+        p = Path(path)
+        if p.is_dir() or p.name.lower().endswith((*CHECKPOINT_SUFFIXES, ".gguf", ".onnx")):
+            raise BaselineError(f"baseline {path} is not a saved report (.json); write one with "
+                                f"'spectracli baseline {path} --output baseline.json'")
+        raise BaselineError(
+            f"baseline {path} is not a saved JSON report (only the JSON report keeps every "
+            "number); write one from the checkpoint with 'spectracli baseline CHECKPOINT "
+            "--output baseline.json'")
     return load_report(path)
 
 
