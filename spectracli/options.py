@@ -225,5 +225,8 @@ class HessianFormat(Choice):
     MARKDOWN = "markdown"
 
 
+# Other spellings of --format values that users type (``-f md``), mapped to the one value.
+FORMAT_ALIASES = {"md": "markdown"}
+
 # Formats that are not plain text on a terminal: refused without --output.
 BINARY_FORMATS = frozenset({"html"})

@@ -107,3 +107,18 @@ def test_a_csv_baseline_suggests_a_command_that_works(tmp_path):
     assert "write one from the checkpoint with 'spectracli baseline CHECKPOINT --output " in line
     line = _error(["gate", sample, "--baseline", sample])
     assert f"write one with 'spectracli baseline {sample} --output baseline.json'" in line
+
+
+def test_md_is_markdown_for_every_format_option(tmp_path):
+    sample = "sample_models/digits_mlp.safetensors"
+    for spelling in (["-f", "md"], ["--format", "MD"], ["--format=md"], ["-fmd"]):
+        res = runner.invoke(app, ["analyze", sample, "--no-farms", "--fit", "median",
+                                  *spelling])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.startswith("# spectracli weight spectra")
+    saved = tmp_path / "r.json"
+    runner.invoke(app, ["analyze", sample, "--no-farms", "-f", "json", "-o", str(saved)])
+    res = runner.invoke(app, ["report", str(saved), "-f", "md"])
+    assert res.exit_code == 0 and res.stdout.startswith("# spectracli weight spectra")
+    res = runner.invoke(app, ["gate", str(saved), "--max", "sigma_max=1e9", "-f", "md"])
+    assert res.exit_code == 0 and "spectracli gate passed" in res.stdout

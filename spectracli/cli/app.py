@@ -25,6 +25,7 @@ class OneLineErrors(typer.core.TyperGroup):
         """Run the command line; parsing errors as one line on stderr, exit code 2."""
         from spectracli.cli.common import EXIT_USAGE, usage_error_line
 
+        args = _with_format_aliases(_argv(args))
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -78,6 +79,23 @@ def command(name: str) -> Any:
 
 def _argv(args: Any) -> list[str]:
     return [str(a) for a in (sys.argv[1:] if args is None else args)]
+
+
+def _with_format_aliases(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--format``/``-f`` value that is an alias (``md``) spelled as its
+    choice (``markdown``; :data:`spectracli.options.FORMAT_ALIASES`), in any case."""
+    from spectracli.options import FORMAT_ALIASES
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("--format", "-f") and i + 1 < len(out):
+            out[i + 1] = FORMAT_ALIASES.get(out[i + 1].lower(), out[i + 1])
+        elif arg.startswith("--format="):
+            value = arg.split("=", 1)[1]
+            out[i] = "--format=" + FORMAT_ALIASES.get(value.lower(), value)
+        elif arg.startswith("-f") and len(arg) > 2 and not arg.startswith("--"):
+            out[i] = "-f" + FORMAT_ALIASES.get(arg[2:].lower(), arg[2:])
+    return out
 
 
 def _command_of(args: Any) -> str:
