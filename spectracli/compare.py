@@ -180,8 +180,16 @@ PASS_A_REPORT = ("an AnalysisReport (spectracli.analyze(...)), its to_dict(), or
 
 
 def as_report(report: Any, label: str) -> Any:
-    """``report`` as a report dict: an object with ``to_dict()`` gives it, a ``.json`` path is
-    read (:func:`spectracli.results.load_report`); anything else is returned as it is.
+    """``report`` as a report dict.
+
+    Args:
+        report: a report dict, an object with ``to_dict()`` (``AnalysisReport``) or the path
+            of a saved JSON report.
+        label: how messages name it (``A``, ``B``).
+
+    Returns:
+        ``to_dict()`` of an object that has it, the read report of a ``.json`` path
+        (:func:`spectracli.results.load_report`), anything else as it is.
 
     Raises:
         SpectraError: a path that is not a saved JSON report (a checkpoint: analyse it first).

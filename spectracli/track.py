@@ -383,6 +383,41 @@ def _timestamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def _track_step(
+    ckpt: RunCheckpoint, position: tuple[int, int], analyze_config: Any,
+    cache_dir: Path | None, tracker: HessianTracker | None, progress: TrackProgress | None,
+) -> tuple[dict[str, Any], str | None]:
+    """One checkpoint's step of a track report (analysis, cached, and the Hessian).
+
+    Returns:
+        The step dict and the cache error (None when the cache was written or off).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+    """
+    i, n = position
+    label = f"step {ckpt.step}: {ckpt.path.name}"
+    if progress:
+        progress("analyze", i, n, label)
+    digest = content_hash(ckpt.path)
+    report, cached, error = analyze_step(ckpt.path, analyze_config, cache_dir, digest)
+    hess = None
+    if tracker is not None:
+        if progress:
+            progress("hessian", i, n, label)
+        hess = tracker.step(ckpt.path)
+    source = dict(report["source"])
+    source.update(content_hash=digest, cached=cached)
+    return {
+        "step": ckpt.step,
+        "source": source,
+        "layers": report["layers"],
+        "skipped": report["skipped"],
+        "summary": report["summary"],
+        "hessian": hess,
+    }, error
+
+
 def track_run(
     run: str | Path | Sequence[str | Path],
     config: TrackConfig | None = None,
@@ -425,35 +460,17 @@ def track_run(
     n = len(checkpoints)
     unreadable: list[CheckpointError] = []
     for i, ckpt in enumerate(checkpoints):
-        label = f"step {ckpt.step}: {ckpt.path.name}"
-        if progress:
-            progress("analyze", i, n, label)
         try:  # an unreadable checkpoint (an empty checkpoint-N/ a Trainer died writing) is
             # passed over with its reason; the run's other steps are still tracked
-            digest = content_hash(ckpt.path)
-            report, cached, error = analyze_step(ckpt.path, analyze_config, cache_dir, digest)
-            hess = None
-            if tracker is not None:
-                if progress:
-                    progress("hessian", i, n, label)
-                hess = tracker.step(ckpt.path)
+            step, error = _track_step(ckpt, (i, n), analyze_config, cache_dir, tracker, progress)
         except CheckpointError as exc:
             unreadable.append(exc)
             ignored.append({"path": str(ckpt.path), "reason": f"not read: {exc}"})
             continue
-        hits += cached
+        hits += step["source"]["cached"]
         if error:
             cache_errors.append(error)
-        source = dict(report["source"])
-        source.update(content_hash=digest, cached=cached)
-        steps.append({
-            "step": ckpt.step,
-            "source": source,
-            "layers": report["layers"],
-            "skipped": report["skipped"],
-            "summary": report["summary"],
-            "hessian": hess,
-        })
+        steps.append(step)
     if progress:
         progress("done", n, n, "")
     if not steps and unreadable:

@@ -82,8 +82,12 @@ def _argv(args: Any) -> list[str]:
 
 
 def _with_format_aliases(argv: list[str]) -> list[str]:
-    """``argv`` with each ``--format``/``-f`` value that is an alias (``md``) spelled as its
-    choice (``markdown``; :data:`spectracli.options.FORMAT_ALIASES`), in any case."""
+    """``argv`` with ``--format``/``-f`` aliases spelled as their choices.
+
+    Returns:
+        A copy of ``argv`` where each format value that is an alias (``md``, any case) reads
+        as its choice (``markdown``; :data:`spectracli.options.FORMAT_ALIASES`).
+    """
     from spectracli.options import FORMAT_ALIASES
 
     out = list(argv)

@@ -118,14 +118,8 @@ def _track(
         trust_pickle=analyze_config.trust_pickle, warm_start=not cold, gradient=gradient,
     )
     if not hessian:
-        for flag, value in (("--model", model), ("--data", data), ("--lr", lr)):
-            if value is not None:
-                raise SpectraError(f"{flag} is for the Hessian: add --hessian")
-        if cold or gradient or trace:
-            raise SpectraError("--cold, --gradient and --trace are for the Hessian: add --hessian")
-        for name, value in shared.items():
-            if value != _hessian_default(name) and value not in (None, []):
-                raise SpectraError(f"--{name.replace('_', '-')} is for the Hessian: add --hessian")
+        _refuse_hessian_options({"--model": model, "--data": data, "--lr": lr},
+                                cold or gradient or trace, shared)
     else:
         if model is None or data is None:
             raise SpectraError("--hessian needs --model and --data")
@@ -170,9 +164,33 @@ def _track(
     emit(render_track(report, fmt), output)
 
 
+def _refuse_hessian_options(given: dict[str, Any], switches: bool,
+                            shared: dict[str, Any]) -> None:
+    """Without --hessian, refuse the options that only the Hessian reads.
+
+    Raises:
+        SpectraError: one of ``given`` is set, a switch (--cold, --gradient, --trace) is on, or
+            a shared ``hessian`` option differs from its default.
+    """
+    from spectracli.errors import SpectraError
+
+    for flag, value in given.items():
+        if value is not None:
+            raise SpectraError(f"{flag} is for the Hessian: add --hessian")
+    if switches:
+        raise SpectraError("--cold, --gradient and --trace are for the Hessian: add --hessian")
+    for name, value in shared.items():
+        if value != _hessian_default(name) and value not in (None, []):
+            raise SpectraError(f"--{name.replace('_', '-')} is for the Hessian: add --hessian")
+
+
 def _signature() -> inspect.Signature:
-    """track's own parameters, the Hessian options shared with ``hessian``, then every
-    number-setting option of ``analyze``."""
+    """The signature typer reads for ``track``.
+
+    Returns:
+        track's own parameters, the Hessian options shared with ``hessian``, then every
+        number-setting option of ``analyze``.
+    """
     own = [p for p in inspect.signature(_track).parameters.values()
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
     own += list(_hessian_parameters().values())

@@ -36,11 +36,12 @@ def eigen_title(report: dict[str, Any]) -> str:
 def end_order(n: int, which: str) -> list[tuple[str, int, int]]:
     """The display order of ``n`` descending eigenvalues by the asked end of the spectrum.
 
-    Returns ``(end, rank, index)`` triples: ``end`` is ``largest`` or ``smallest``, ``rank``
-    counts from 1 at that end (largest #1 is the largest value, smallest #1 the smallest, i.e.
-    the most negative), ``index`` points into the descending list (JSON ``eigenvalues``, which
-    holds the top half then the bottom half for ``which="both"``, as :func:`eigen_title`
-    counts them).
+    Returns:
+        ``(end, rank, index)`` triples: ``end`` is ``largest`` or ``smallest``, ``rank``
+        counts from 1 at that end (largest #1 is the largest value, smallest #1 the smallest,
+        i.e. the most negative), ``index`` points into the descending list (JSON
+        ``eigenvalues``, which holds the top half then the bottom half for ``which="both"``,
+        as :func:`eigen_title` counts them).
     """
     if which == "smallest":
         return [("smallest", r + 1, n - 1 - r) for r in range(n)]
@@ -52,9 +53,12 @@ def end_order(n: int, which: str) -> list[tuple[str, int, int]]:
 
 
 def by_end(values: list[float], which: str) -> tuple[list[float], list[float]]:
-    """Descending ``values`` split by the asked end: ``(largest, smallest)``, the largest
-    descending and the smallest ascending (each list starts at its end of the spectrum; the
-    end not asked for is empty)."""
+    """Descending ``values`` split by the asked end.
+
+    Returns:
+        ``(largest, smallest)``: the largest descending and the smallest ascending (each list
+        starts at its end of the spectrum; the end not asked for is empty).
+    """
     largest: list[float] = []
     smallest: list[float] = []
     for end, _, i in end_order(len(values), which):
@@ -63,9 +67,13 @@ def by_end(values: list[float], which: str) -> tuple[list[float], list[float]]:
 
 
 def eigen_rows(report: dict[str, Any]) -> list[tuple[str, float, Any, Any]]:
-    """The eigenvalue table's rows ``(label, eigenvalue, residual, converged)`` by the asked end:
-    ``1, 2, ...`` from that end (``smallest``: 1 is the most negative), or ``largest 1 ...``
-    then ``smallest 1 ...`` for ``which=both``."""
+    """The eigenvalue table's rows, numbered from the asked end.
+
+    Returns:
+        ``(label, eigenvalue, residual, converged)`` rows: labels ``1, 2, ...`` from that end
+        (``smallest``: 1 is the most negative), or ``largest 1 ...`` then ``smallest 1 ...``
+        for ``which=both``.
+    """
     eig = report.get("eigenvalues") or []
     res = report.get("residuals") or []
     conv = report.get("converged") or []
@@ -79,10 +87,14 @@ def eigen_rows(report: dict[str, Any]) -> list[tuple[str, float, Any, Any]]:
 
 
 def convergence_advice(report: dict[str, Any]) -> str | None:
-    """What to change when not every eigenpair converged (None when all did), naming the cap
-    that stopped the solve: the basis (thick restarts at ``max_basis`` vectors lose the slowly
-    converging directions of eigenvalues crowded near zero: raising the HVP budget alone does not
-    help) or the HVP budget."""
+    """What to change when not every eigenpair converged.
+
+    Returns:
+        None when all converged; else the advice naming the cap that stopped the solve: the
+        basis (thick restarts at ``max_basis`` vectors lose the slowly converging directions of
+        eigenvalues crowded near zero: raising the HVP budget alone does not help) or the HVP
+        budget.
+    """
     if all(report.get("converged") or [True]):
         return None
     s = report.get("settings") or {}

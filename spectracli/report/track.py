@@ -101,9 +101,12 @@ def _steps_text(steps: list[str]) -> str:
 
 
 def blank_notes(report: dict[str, Any]) -> list[str]:
-    """Why a step's row shows '-': no layer analysed (the skip reasons, counted), or no power-law
-    fit that is ok (the fit statuses, counted), or FARMS off; one line per reason, naming the
-    steps it holds for."""
+    """Why a step's row shows '-'.
+
+    Returns:
+        One line per reason, naming the steps it holds for: no layer analysed (the skip
+        reasons, counted), no power-law fit that is ok (the fit statuses, counted), FARMS off.
+    """
     from collections import Counter
 
     from spectracli.report.table import reason_group
