@@ -27,7 +27,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
-from spectracli.report.text import shorten_middle
+from spectracli.report.text import shorten_middle, shorten_unique
 
 GAP = 2
 
@@ -186,7 +186,9 @@ def layout(columns: list[Column], rows: list[list[str]], width: int | None = Non
 
         block = [Line(fmt([columns[i].header for i in group])[0], header=True),
                  Line((" " * GAP).join("-" * w for w in widths))]
+        # names that shortening would make equal stay distinct (report/text.py)
+        keys = shorten_unique([row[key] for row in rows], widths[k])
         block += [Line(text, row=r) for r, row in enumerate(rows)
-                  for text in fmt([row[i] for i in group])]
+                  for text in fmt([keys[r] if i == key else row[i] for i in group])]
         out.blocks.append(block)
     return out

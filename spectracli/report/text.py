@@ -46,6 +46,57 @@ def shorten_middle(text: str, width: int) -> str:
     return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
+def _window(text: str, width: int, at: int) -> str:
+    """``text`` in ``width`` characters around index ``at``.
+
+    Returns:
+        Its start, the characters around ``at`` and its end, joined by ellipses
+        (``encod…rs.10…weight``).
+    """
+    room = width - 2
+    head = tail = room // 3
+    mid = room - head - tail
+    start = min(max(head, at - mid // 2), len(text) - tail - mid)
+    if start <= head:  # the window touches the start: one ellipsis before the tail
+        return text[:head + mid] + ELLIPSIS + text[len(text) - tail - 1:][-(tail + 1):]
+    if start + mid >= len(text) - tail:
+        return text[:head + 1] + ELLIPSIS + text[-(tail + mid):]
+    return text[:head] + ELLIPSIS + text[start:start + mid] + ELLIPSIS + text[-tail:]
+
+
+def shorten_unique(texts: list[str], width: int) -> list[str]:
+    """Each of ``texts`` cut to at most ``width`` characters, different texts kept different.
+
+    :func:`shorten_middle` first; names it would make equal (``encoder.layers.10.attn.q`` and
+    ``...11.attn.q`` both ``encode…attn.q``) show, between two ellipses, the part where each
+    differs from the others (``enc…s.10…tn.q``). Two texts still equal then (a width under 8)
+    get a ``~2``, ``~3`` ... suffix within the width.
+
+    Returns:
+        The shortened texts, in order; equal inputs stay equal.
+    """
+    out = [shorten_middle(t, width) for t in texts]
+    groups: dict[str, set[str]] = {}
+    for text, short in zip(texts, out, strict=True):
+        groups.setdefault(short, set()).add(text)
+    for short, members in groups.items():
+        if len(members) < 2:
+            continue
+        fixed: dict[str, str] = {}
+        for text in sorted(members):
+            at = max(len(os.path.commonprefix([text, other])) for other in members
+                     if other != text)
+            fixed[text] = _window(text, width, at) if width >= 8 else short
+        seen: dict[str, int] = {}
+        for text in sorted(members):  # still equal: number them
+            n = seen[fixed[text]] = seen.get(fixed[text], 0) + 1
+            if n > 1:
+                mark = f"~{n}"
+                fixed[text] = shorten_middle(text, max(1, width - len(mark))) + mark
+        out = [fixed.get(t, o) if o == short else o for t, o in zip(texts, out, strict=True)]
+    return out
+
+
 def display_path(path: str | os.PathLike[str] | None) -> str | None:
     """A path as the user typed it, normalised, never made absolute.
 
