@@ -39,3 +39,23 @@ def test_a_narrow_analyze_table_never_shows_two_layers_as_one(width):
     first_table = rows[:len(NAMES)]  # the key column of the first table
     assert all(name not in first_table for name in NAMES)  # they were shortened
     assert len(set(first_table)) == len(NAMES), first_table
+
+
+def test_a_newline_in_a_tensor_name_stays_in_its_row():
+    import torch
+
+    import spectracli
+    from spectracli.report import render
+    from spectracli.report.text import printable
+
+    assert printable("a\nb\tc\x00") == "a\\nb\\tc\\x00" and printable("é q") == "é q"
+    gen = torch.Generator().manual_seed(0)
+    report = spectracli.analyze({"enc.a\nb.weight": torch.randn(32, 32, generator=gen),
+                                 "x|y.weight": torch.randn(32, 32, generator=gen)},
+                                farms=False, fit="median").to_dict()
+    table = render(report, "table")
+    rows = [line for line in table.splitlines() if "linear" in line]
+    assert [r.split()[0] for r in rows] == ["enc.a\\nb.weight", "x|y.weight"]
+    assert not any(line.startswith("b.weight") for line in table.splitlines())
+    md = render(report, "markdown")
+    assert "| enc.a\\nb.weight |" in md and "x\\|y.weight" in md

@@ -27,7 +27,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
-from spectracli.report.text import shorten_middle, shorten_unique
+from spectracli.report.text import printable, shorten_middle, shorten_unique
 
 GAP = 2
 
@@ -153,6 +153,7 @@ def layout(columns: list[Column], rows: list[list[str]], width: int | None = Non
     Returns:
         The tables, and the headers of the columns that did not fit (``hidden``).
     """
+    rows = [[printable(cell) for cell in row] for row in rows]  # one line per row, always
     natural = _widths(columns, rows)
     groups, dropped = _groups(_fit_widths(columns, natural), columns, width, min_key, key)
     out = Layout(hidden=[columns[i].header for i in dropped])

@@ -27,6 +27,7 @@ from spectracli.report.hessian import (
     outlier_text,
 )
 from spectracli.report.numbers import ci_half_width, fmt_num
+from spectracli.report.text import printable
 
 ALPHA_BAND = (2.0, 6.0)
 MISSING = "-"
@@ -140,7 +141,7 @@ LAYER_COLUMNS: tuple[tuple[str, Any], ...] = (
 
 def _cell(value: Any) -> str:
     """A Markdown table cell: escape pipes, keep it on one line."""
-    text = fmt_num(value, 6)
+    text = printable(fmt_num(value, 6))
     return " ".join(text.replace("|", "\\|").split()) or MISSING
 
 

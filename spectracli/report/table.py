@@ -18,7 +18,7 @@ from typing import Any
 
 from spectracli.report.layout import Column, layout
 from spectracli.report.numbers import fmt_alpha, fmt_num
-from spectracli.report.text import display_path, plural
+from spectracli.report.text import display_path, plural, printable
 
 # (column, key): priority order; wrap=False columns are left out when they do not fit.
 COLUMNS = (
@@ -195,7 +195,7 @@ def _sections(report: dict[str, Any], verbose: bool, hidden: list[str]) -> tuple
     if hidden:
         after.append(("", [f"not shown at this width: {', '.join(hidden)} "
                            "(a wider terminal, or -f csv/json, shows them)"]))
-    return head, after
+    return [printable(h) for h in head], [(t, [printable(x) for x in lines]) for t, lines in after]
 
 
 def _wrap(line: str, width: int | None, indent: str = "") -> list[str]:

@@ -46,6 +46,24 @@ def shorten_middle(text: str, width: int) -> str:
     return text[:head] + ELLIPSIS + (text[-tail:] if tail else "")
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    r"""``text`` on one line: newlines, tabs and other control characters written as escapes.
+
+    A tensor name may hold any character; in a table row a newline would start a new row.
+
+    Returns:
+        ``text`` with ``\n``, ``\r``, ``\t`` and ``\xNN`` for control characters (unchanged
+        when it has none).
+    """
+    if text.isprintable():
+        return text
+    return "".join(_ESCAPES.get(c, f"\\x{ord(c):02x}") if not c.isprintable() and c != " "
+                   else c for c in text)
+
+
 def _window(text: str, width: int, at: int) -> str:
     """``text`` in ``width`` characters around index ``at``.
 
