@@ -31,7 +31,7 @@ import torch
 
 from spectracli.errors import CheckpointError, SpectraTypeError
 from spectracli.io.base import Checkpoint, TensorHandle
-from spectracli.io.pytorch_reader import find_state_dict, group_tied, strip_prefixes
+from spectracli.io.pytorch_reader import _tie_key, find_state_dict, group_tied, strip_prefixes
 
 
 class MemoryCheckpoint(Checkpoint):
@@ -47,6 +47,7 @@ class MemoryCheckpoint(Checkpoint):
         fmt: str,
         label: str,
         config: dict[str, Any] | None = None,
+        conv_transposed: set[tuple] | None = None,
     ) -> None:
         meta = [name for name, t in tensors.items() if t.is_meta]
         if meta:
@@ -59,6 +60,8 @@ class MemoryCheckpoint(Checkpoint):
         self.config = config
         self._state = tensors
         self._order = group_tied(tensors)
+        # storage keys of nn.ConvTranspose*d weights: stored (in, out / groups, *k)
+        self._conv_transposed = conv_transposed or set()
         self.size_bytes = sum(
             tensors[name].numel() * tensors[name].element_size() for name, _ in self._order
         )
@@ -73,7 +76,27 @@ class MemoryCheckpoint(Checkpoint):
                 dtype=str(t.dtype).removeprefix("torch."),
                 loader=t.detach,  # the same storage: no copy, no device move
                 aliases=list(aliases),
+                meta={"conv_transposed": True} if _tie_key(t) in self._conv_transposed else {},
             )
+
+
+def _conv_transposed_keys(model: torch.nn.Module) -> set[tuple]:
+    """The model's transposed-convolution weights, by storage.
+
+    The module type is the evidence a file lacks: PyTorch stores them (in, out / groups, *k).
+
+    Returns:
+        Their storage keys (as ``group_tied`` computes them).
+    """
+    kinds = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    keys = set()
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, kinds) and isinstance(weight, torch.Tensor):
+            key = _tie_key(weight.detach())
+            if key is not None:
+                keys.add(key)
+    return keys
 
 
 def _hf_config(model: torch.nn.Module) -> dict[str, Any] | None:
@@ -112,9 +135,11 @@ def memory_checkpoint(obj: torch.nn.Module | Mapping[str, Any]) -> MemoryCheckpo
         SpectraTypeError: ``obj`` is neither a module nor a mapping (a ``TypeError``).
         CheckpointError: it holds no tensors, or tensors without data (meta device).
     """
+    transposed: set[tuple] = set()
     if isinstance(obj, torch.nn.Module):
         label, fmt, config = f"<module {type(obj).__name__}>", "module", _hf_config(obj)
         found = find_state_dict(obj)
+        transposed = _conv_transposed_keys(obj)
     elif isinstance(obj, Mapping):
         label, fmt, config = "<state dict>", "state_dict", None
         found = find_state_dict({k: _as_tensor(v) for k, v in obj.items()})
@@ -128,4 +153,4 @@ def memory_checkpoint(obj: torch.nn.Module | Mapping[str, Any]) -> MemoryCheckpo
             f"{label} holds no tensors that look like model weights (looked for a state dict "
             "under the usual keys or tensors at the top level)"
         )
-    return MemoryCheckpoint(strip_prefixes(found), fmt, label, config)
+    return MemoryCheckpoint(strip_prefixes(found), fmt, label, config, transposed)

@@ -8,6 +8,12 @@
 - ``auto``: ``unfold`` where the slices are degenerate (a depthwise kernel, in = 1; a first layer,
   in <= 4; slices with fewer than ``min_size`` rows or columns), ``slices`` elsewhere.
 
+A transposed convolution (``nn.ConvTranspose2d``) stores (in, out / groups, *k); when the reader
+knows it (``meta["conv_transposed"]``: an in-memory module says so by its type) the kernel is read
+as (out, in, *k) (``transposed`` recorded). A file does not say which kernels are transposed:
+there they are read as stored; their ``slices`` have the same singular values either way, their
+``unfold`` matrix does not (docs/checkpoints.md).
+
 Rule: ``conv.kernel``; the view each kernel used is in the plan's ``conv_view``.
 """
 
@@ -42,16 +48,29 @@ def conv_plan(
     rule: str = "conv.kernel",
     sources: tuple[str, ...] | None = None,
     build: Recipe | None = None,
+    conv_transposed: bool = False,
     **extra: object,
 ) -> MatrixPlan:
-    """The plan of a kernel (out, in, *k) under the context's conv view."""
+    """The plan of a kernel (out, in, *k) under the context's conv view.
+
+    ``conv_transposed``: the kernel is stored (in, out, *k) (a transposed convolution); it is
+    read as (out, in, *k) and the plan records ``transposed``.
+
+    Returns:
+        The plan: ``prod(k)`` (out, in) slices or one (out, in * prod(k)) matrix.
+    """
+    stored = shape
+    if conv_transposed:
+        shape = (shape[1], shape[0], *shape[2:])
+        build = build or Cut(name, transpose=True)
+        extra["transposed"] = True
     view = conv_view_for(shape, ctx.options.conv_view, ctx.options.min_size)
     k = math.prod(shape[2:])
     out_c, in_c = shape[0], shape[1]
     matrix_shape, count = ((out_c, in_c), k) if view == "slices" else ((out_c, in_c * k), 1)
     return MatrixPlan(
         name=name, kind=f"conv{len(shape) - 2}d", rule=rule, sources=sources or (name,),
-        shape=shape, dtype=dtype, matrix_shape=matrix_shape, n_matrices=count,
+        shape=stored, dtype=dtype, matrix_shape=matrix_shape, n_matrices=count,
         build=build or Cut(name), conv_view=view, **extra,  # type: ignore[arg-type]
     )
 
@@ -70,4 +89,6 @@ def rule_conv_kernel(t: TensorInfo, ctx: Context) -> Outcome | None:
     kind = (t.meta or {}).get("kind")
     if kind not in (None, "conv"):
         return None
-    return Outcome(plans=[conv_plan(t.name, tuple(t.shape), t.dtype, ctx)])
+    transposed = bool((t.meta or {}).get("conv_transposed"))
+    return Outcome(plans=[conv_plan(t.name, tuple(t.shape), t.dtype, ctx,
+                                    conv_transposed=transposed)])
