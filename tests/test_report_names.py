@@ -59,3 +59,18 @@ def test_a_newline_in_a_tensor_name_stays_in_its_row():
     assert not any(line.startswith("b.weight") for line in table.splitlines())
     md = render(report, "markdown")
     assert "| enc.a\\nb.weight |" in md and "x\\|y.weight" in md
+
+
+def test_a_fused_tensor_without_any_config_does_not_blame_config_json():
+    import torch
+
+    import spectracli
+
+    gen = torch.Generator().manual_seed(0)
+    state = {"gpt_neox.layers.0.attention.query_key_value.weight":
+             torch.randn(96, 32, generator=gen)}
+    (layer,) = spectracli.analyze(state, farms=False, fit="median").layers
+    assert layer.rule == "fused.query_key_value.kept"
+    (note,) = layer.warnings
+    assert "config.json gives no" not in note
+    assert "no config came with the weights to give num_attention_heads" in note

@@ -68,6 +68,19 @@ class Context:
                     return value
         return None
 
+    def config_lacks(self, what: str) -> str:
+        """Why ``what`` (e.g. ``head counts``) is unknown, in words true of this source.
+
+        Returns:
+            ``config.json gives no <what>`` when a config came with the weights, else that none
+            came (a file without config.json beside it, a state dict, a model without
+            ``.config``) and where one would come from.
+        """
+        if self.config:
+            return f"config.json gives no {what}"
+        return (f"no config came with the weights to give {what} (a config.json beside them, "
+                "or a model object's .config)")
+
     def config_int(self, name: str, *keys: str) -> int | None:
         """The first of ``keys`` found in the config (see ``config_value``) when it is an int."""
         value = self.config_value(name, *keys)

@@ -131,7 +131,7 @@ def qkv_sizes(t: TensorInfo, ctx: Context, rows: int, cols: int) -> tuple[list[i
     if rows == 3 * cols:
         return [rows // 3] * 3, "thirds"
     if heads is None:
-        return f"{rows} rows are not 3 x {cols} and config.json gives no head counts"
+        return f"{rows} rows are not 3 x {cols} and {ctx.config_lacks('head counts')}"
     h, kv, d = heads
     return (f"{rows} rows do not match config.json's heads={h}, kv_heads={kv}, "
             f"head_dim={d} ({h * d} + 2 x {kv * d})")
@@ -188,7 +188,7 @@ def rule_query_key_value(t: TensorInfo, ctx: Context) -> Outcome | None:
     heads = ctx.head_counts(t.name)
     if heads is None:
         return _fused_kept(t, rule, "query_key_value interleaves q, k, v per head and "
-                           "config.json gives no num_attention_heads to split it")
+                           + ctx.config_lacks("num_attention_heads"))
     h, kv, d = heads
     rows = t.shape[0]
     model = ctx.model_type
@@ -250,8 +250,9 @@ def rule_gate_up(t: TensorInfo, ctx: Context) -> Outcome | None:
         return None
     dim = gate_up_dim(t, ctx, (t.shape[0], t.shape[1]))
     if dim is None:
-        return _fused_kept(t, "fused.gate_up", "no axis of even length matches config.json's "
-                           "intermediate size")
+        what = ("no axis of even length matches config.json's intermediate size" if ctx.config
+                else "no axis of even length, and " + ctx.config_lacks("intermediate size"))
+        return _fused_kept(t, "fused.gate_up", what)
     half = t.shape[dim] // 2
     return _split(t, ctx, "fused.gate_up", ("gate", "up"), [(b,) for b in blocks([half] * 2)],
                   dim=dim, transpose=dim == 1)
