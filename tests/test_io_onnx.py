@@ -172,3 +172,38 @@ def test_onnx_dynamic_quantisation_matmulinteger_uses_the_named_scale(tmp_path):
             (10, 16), "float32", "linear", "int8")
         want = ((wq.astype(np.float32) - 3) * np.float32(0.02)).T
         np.testing.assert_array_equal(h.load().numpy(), want)
+
+
+def test_onnx_exporter_names_and_conv_transpose_from_the_graph(tmp_path):
+    """torch.onnx names a bias-less Linear's transposed weight ``onnx::MatMul_8``: it is named
+    after its MatMul node (``/encoder/fc1/MatMul`` -> ``encoder.fc1.weight``, the stored name an
+    alias); a ConvTranspose W (in, out, k, k) is read as (out, in, k, k). Truth: numpy SVDs."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    w = {"onnx::MatMul_8": rng.standard_normal((16, 12)).astype(f32),  # (in, out)
+         "up.weight": rng.standard_normal((12, 10, 3, 3)).astype(f32)}  # (in, out, k, k)
+    nodes = [helper.make_node("MatMul", ["x", "onnx::MatMul_8"], ["h"], name="/encoder/fc1/MatMul"),
+             helper.make_node("ConvTranspose", ["img", "up.weight"], ["y"], name="/up/ConvT")]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16]),
+         helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 12, 4, 4])],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 12]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 6, 6])],
+        [numpy_helper.from_array(v, k) for k, v in w.items()])
+    model = helper.make_model(graph)
+    onnx.save_model(model, str(tmp_path / "m.onnx"))
+    report = analyze_checkpoint(tmp_path / "m.onnx", AnalyzeConfig(
+        farms=False, fit="median", min_size=3, conv_view="unfold")).to_dict()
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert set(layers) == {"encoder.fc1.weight", "up.weight"}
+    fc = layers["encoder.fc1.weight"]
+    assert fc["aliases"] == ["onnx::MatMul_8"] and fc["shape"] == [12, 16]
+    assert fc["sigma_max"] == pytest.approx(
+        float(np.linalg.svd(w["onnx::MatMul_8"].astype(np.float64), compute_uv=False)[0]),
+        rel=1e-6)
+    up = layers["up.weight"]
+    assert up["transposed"] is True and up["matrix_shape"] == [10, 12 * 9]
+    unfolded = w["up.weight"].astype(np.float64).transpose(1, 0, 2, 3).reshape(10, -1)
+    assert up["sigma_max"] == pytest.approx(
+        float(np.linalg.svd(unfolded, compute_uv=False)[0]), rel=1e-6)

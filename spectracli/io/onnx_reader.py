@@ -12,7 +12,8 @@ layout, ``meta["kind"]`` set):
 
 - ``MatMul`` input B, stored (in, out): ``linear``, presented transposed as (out, in);
 - ``Gemm`` input B: ``linear``; stored (out, in) with ``transB=1``, else (in, out) and transposed;
-- ``Conv`` / ``ConvTranspose`` input W: ``conv``, stored as torch stores it;
+- ``Conv`` / ``ConvTranspose`` input W: ``conv``, stored as torch stores it (a ``ConvTranspose``
+  kernel is (in, out / groups, *k): ``meta["conv_transposed"]``, read as (out, in, *k));
 - ``Gather`` input data: ``embedding``, (vocab, dim) as stored;
 - through ``Identity``, ``Cast`` and a 2-D ``Transpose`` (which flips the stored layout).
 
@@ -25,6 +26,11 @@ same way from their own scale and zero point inputs, and ``MatMulInteger`` weigh
 ``quantize_dynamic``) with the ``W_scale`` initializer that names them (``W_quantized``); without
 a constant scale the integer weight is listed as stored (and not analysed).
 Initializers consumed by nothing above (biases, norms, shapes) are yielded as stored.
+
+Names: an initializer the exporter named itself (``onnx::MatMul_8``: torch.onnx's name for the
+transposed weight of a bias-less ``nn.Linear``) is named after the node that uses it as a weight,
+``/encoder/fc1/MatMul`` -> ``encoder.fc1.weight`` (the stored name is kept as an alias), unless
+that name is taken or the node has no name.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class _Plan:
     axis: int = 1
     block_size: int = 0
     consumed: list[str] = field(default_factory=list)
+    node: str | None = None  # the name (or first output) of the node using it as a weight
 
 
 class OnnxCheckpoint(Checkpoint):
@@ -144,6 +151,7 @@ class OnnxCheckpoint(Checkpoint):
     def handles(self) -> Iterator[TensorHandle]:
         """One lazy handle per initializer, except the scales and zero points a plan consumes."""
         consumed = {c for p in self._plans.values() for c in p.consumed}
+        shown = _display_names(self._init, self._plans)
         for name, tensor in self._init.items():
             if name in consumed:
                 continue
@@ -151,7 +159,9 @@ class OnnxCheckpoint(Checkpoint):
             shape = tuple(int(d) for d in tensor.dims)
             stored = _dtype_name(self._onnx, tensor.data_type)
             meta: dict[str, Any] = {"stored_dtype": stored}
-            if plan.kind:
+            if plan.kind == "conv_transposed":  # ConvTranspose W is (in, out / groups, *k)
+                meta["kind"], meta["conv_transposed"] = "conv", True
+            elif plan.kind:
                 meta["kind"] = plan.kind
             dtype = stored
             if plan.scale is not None:
@@ -160,8 +170,10 @@ class OnnxCheckpoint(Checkpoint):
             if plan.transpose and len(shape) == 2:
                 shape = (shape[1], shape[0])
                 meta["transposed"] = True
-            yield TensorHandle(name=name, shape=shape, dtype=dtype, loader=_Load(self, name),
-                               meta=meta, numpy_loader=_LoadNumpy(self, name))
+            display = shown.get(name, name)
+            yield TensorHandle(name=display, shape=shape, dtype=dtype, loader=_Load(self, name),
+                               aliases=[name] if display != name else [], meta=meta,
+                               numpy_loader=_LoadNumpy(self, name))
 
     def _array(self, name: str) -> np.ndarray:
         proto = self._init[name]
@@ -210,6 +222,27 @@ class OnnxCheckpoint(Checkpoint):
         if self._plans.get(name, _Plan()).transpose and arr.ndim == 2:
             arr = arr.T
         return np.ascontiguousarray(arr)
+
+def _display_names(inits: dict[str, Any], plans: dict[str, _Plan]) -> dict[str, str]:
+    """Names for exporter-named weights (``onnx::MatMul_8``) from the node that uses them.
+
+    Returns:
+        ``{initializer name: display name}`` for those renamed (module doc).
+    """
+    out: dict[str, str] = {}
+    taken = set(inits)
+    for name, plan in plans.items():
+        if not name.startswith("onnx::") or not plan.node:
+            continue
+        parts = [p for p in plan.node.replace("/", ".").split(".") if p]
+        if len(parts) < 2:
+            continue
+        display = ".".join([*parts[:-1], "weight"])
+        if display not in taken:
+            out[name] = display
+            taken.add(display)
+    return out
+
 
 def _dtype_name(onnx: Any, data_type: int) -> str:
     if data_type == onnx.TensorProto.BFLOAT16:
@@ -280,7 +313,8 @@ def _plan_of(name: str, inits: dict[str, Any],
         if node.op_type == "DequantizeLinear" and i == 0:
             plan = _Plan(scale=_input(node, 1), zero_point=_input(node, 2),
                          axis=_attr(node, "axis", 1), block_size=_attr(node, "block_size", 0))
-            plan.kind, plan.transpose = _follow(consumers, node.output[0]) or (None, False)
+            plan.kind, plan.transpose, plan.node = (_follow(consumers, node.output[0])
+                                                    or (None, False, None))
             return plan
         if node.op_type in _DEQUANT_INPUTS and i == _DEQUANT_INPUTS[node.op_type][0]:
             _w, s, z, kind = _DEQUANT_INPUTS[node.op_type]
@@ -291,21 +325,27 @@ def _plan_of(name: str, inits: dict[str, Any],
             )
             axis = (1 if transpose else 0) if per_channel else 0
             return _Plan(kind=kind, transpose=transpose, scale=scale,
-                         zero_point=_input(node, z), axis=axis)
+                         zero_point=_input(node, z), axis=axis, node=_node_label(node))
     plan = _Plan()
-    plan.kind, plan.transpose = _follow(consumers, name) or (None, False)
+    plan.kind, plan.transpose, plan.node = _follow(consumers, name) or (None, False, None)
     return plan
 
 
+def _node_label(node: Any) -> str | None:
+    """A node's name, else its first output (what a weight it uses can be named after)."""
+    return node.name or (node.output[0] if node.output else None) or None
+
+
 def _follow(consumers: dict[str, list[tuple[Any, int]]], value: str, flipped: bool = False,
-            depth: int = 0) -> tuple[str, bool] | None:
-    """(kind, transpose) from the first op using ``value`` as a weight.
+            depth: int = 0) -> tuple[str, bool, str | None] | None:
+    """(kind, transpose, node) from the first op using ``value`` as a weight.
 
     ``flipped``: the value is the transpose of the stored initializer (a ``Transpose`` on the
     way); ``Identity``/``Cast``/``Transpose`` are followed up to 8 deep.
 
     Returns:
-        The kind and whether the stored tensor is the transpose of ``W``, or None.
+        The kind, whether the stored tensor is the transpose of ``W``, and the using node's
+        label (:func:`_node_label`); None when nothing uses it as a weight.
     """
     for node, i in consumers.get(value, []):
         op = node.op_type
@@ -316,7 +356,8 @@ def _follow(consumers: dict[str, list[tuple[Any, int]]], value: str, flipped: bo
             found = (_follow(consumers, node.output[0], not flipped, depth + 1)
                      if perm in ([], [1, 0]) else None)
         else:
-            found = _weight_use(node, i, flipped)
+            use = _weight_use(node, i, flipped)
+            found = (*use, _node_label(node)) if use else None
         if found:
             return found
     return None
@@ -333,8 +374,10 @@ def _weight_use(node: Any, i: int, flipped: bool) -> tuple[str, bool] | None:
         return "linear", not flipped
     if op == "Gemm" and i == 1:  # op(B) is (in, out): W = B if transB else B^T
         return "linear", flipped != (_attr(node, "transB", 0) == 0)
-    if op in ("Conv", "ConvTranspose") and i == 1:
+    if op == "Conv" and i == 1:
         return "conv", False
+    if op == "ConvTranspose" and i == 1:
+        return "conv_transposed", False
     if op == "Gather" and i == 0:
         return "embedding", flipped
     return None
