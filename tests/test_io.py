@@ -420,11 +420,24 @@ def test_npz_compressed(tmp_path):
     np.testing.assert_array_equal(got["a"].numpy(), arrays["a"])
 
 
-def test_npz_object_array_is_refused_naming_the_key(tmp_path):
-    path = tmp_path / "obj.npz"
-    np.savez(path, good=np.ones(3), bad=np.array([{"a": 1}, None], dtype=object))
-    with pytest.raises(CheckpointError, match="'bad'.*allow_pickle=False"):
-        open_checkpoint(path)
+def test_npz_object_array_is_skipped_with_its_reason_and_the_rest_analysed(tmp_path):
+    """One object array (which would need unpickling) no longer refuses the whole archive: it is
+    listed as skipped, never loaded, and the other arrays give the spectra they give alone."""
+    from spectracli.analyze import AnalyzeConfig, analyze_checkpoint
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((24, 16))
+    path, alone = tmp_path / "obj.npz", tmp_path / "alone.npz"
+    np.savez(path, good=w, bad=np.array([{"a": 1}, None], dtype=object))
+    np.savez(alone, good=w)
+    handles = {h.name: h for h in open_checkpoint(path).handles()}
+    assert handles["bad"].meta["skip"].startswith("array of Python objects (dtype=object)")
+    config = AnalyzeConfig(farms=False, fit="median")
+    report = analyze_checkpoint(path, config).to_dict()
+    assert [s["name"] for s in report["skipped"]] == ["bad"]
+    assert "reading it would unpickle" in report["skipped"][0]["reason"]
+    truth = analyze_checkpoint(alone, config).to_dict()["layers"][0]
+    assert report["layers"][0]["sigma_max"] == truth["sigma_max"]
 
 
 # ---------------------------------------------------------------- bad input

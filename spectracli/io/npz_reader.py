@@ -1,7 +1,8 @@
 """NumPy ``.npz`` archives, read with ``allow_pickle=False`` one array at a time.
 
 Shapes and dtypes come from each member's ``.npy`` header, read without the array data. An array
-of Python objects would need unpickling: it is refused with a ``CheckpointError`` naming the key.
+of Python objects would need unpickling: it is never loaded, and listed as skipped with that
+reason (``meta["skip"]``) while the other arrays are analysed.
 Arrays that torch cannot hold (strings, structured records, datetimes, float128) are not tensors
 and are ignored, like non-tensor entries of a PyTorch checkpoint. Each handle reads its array
 as numpy (``load_numpy``, torch never imported) or as a torch tensor sharing that memory
@@ -52,7 +53,7 @@ class NpzCheckpoint(Checkpoint):
             raise CheckpointError(
                 f"{path} is a single .npy array, not an .npz archive of named arrays"
             )
-        self._entries: list[tuple[str, tuple[int, ...], str]] = []
+        self._entries: list[tuple[str, tuple[int, ...], str, str | None]] = []
         try:
             for member in self._npz.zip.namelist():
                 if not member.endswith(".npy"):
@@ -60,14 +61,14 @@ class NpzCheckpoint(Checkpoint):
                 key = member[: -len(".npy")]
                 with self._npz.zip.open(member) as fh:
                     shape, dtype = _read_npy_header(fh)
-                if dtype.hasobject:
-                    raise CheckpointError(
-                        f"{path}: array '{key}' holds Python objects (dtype=object), which would "
-                        "need unpickling; .npz files are read with allow_pickle=False"
-                    )
+                if dtype.hasobject:  # never unpickled: listed as skipped, the rest analysed
+                    self._entries.append((key, shape, "object", (
+                        "array of Python objects (dtype=object): reading it would unpickle "
+                        "(run code); .npz arrays are read without pickle")))
+                    continue
                 name = tensor_dtype_name(dtype)
                 if name is not None:
-                    self._entries.append((key, shape, name))
+                    self._entries.append((key, shape, name, None))
         except CheckpointError:
             self.close()
             raise
@@ -76,10 +77,10 @@ class NpzCheckpoint(Checkpoint):
             raise CheckpointError(f"{path} is a corrupt .npz archive: {one_line(exc)}") from None
 
     def handles(self) -> Iterator[TensorHandle]:
-        for key, shape, dtype in self._entries:
+        for key, shape, dtype, skip in self._entries:
             yield TensorHandle(
                 name=key, shape=shape, dtype=dtype, loader=_Get(self, key),
-                numpy_loader=_GetNumpy(self, key),
+                numpy_loader=_GetNumpy(self, key), meta={"skip": skip} if skip else {},
             )
 
     def load(self, key: str) -> torch.Tensor:
