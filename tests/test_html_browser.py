@@ -130,3 +130,35 @@ def test_no_horizontal_overflow_at_1280_px(kind, tmp_path):
     assert int(inner.group(1)) == WIDTH
     wide = re.search(r'data-wide="([^"]*)"', dom).group(1)
     assert int(scroll.group(1)) <= WIDTH and not wide, (scroll.group(1), wide)
+
+
+TABLE_PROBE = """<script>
+window.addEventListener("load", function () {
+  var box = document.querySelector("#layers .scroll");
+  var row = document.querySelector("#layer-table tbody tr");
+  function shown() { return Array.prototype.filter.call(row.cells, function (c) {
+    return getComputedStyle(c).display !== "none"; }).length; }
+  document.body.setAttribute("data-table", [box.scrollWidth, box.clientWidth, shown()].join(","));
+  document.getElementById("all-columns").checked = true;
+  document.body.setAttribute("data-all", String(shown()));
+});
+</script>"""
+
+
+def test_the_layer_table_fits_1280_px_and_toggles_every_column(tmp_path):
+    """The 19-column layer table scrolled inside its box at 1280 px: by default it shows the
+    main columns and fits; one checkbox shows all 19 (the layer name stays in view, sticky)."""
+    report = build_analyze_report(n_extra=2)
+    report["layers"][0]["name"] = ("model.encoder.layers.11.self_attention."
+                                   "query_key_value.weight_with_a_very_long_suffix")
+    report["summary"] = summarize(report["layers"], len(report["skipped"]))
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report).replace("</body>", TABLE_PROBE + "</body>"),
+                    encoding="utf-8")
+    result = chromium([f"--window-size={WIDTH},{HEIGHT}", "--virtual-time-budget=10000",
+                       "--dump-dom", page.as_uri()], tmp_path / "profile")
+    table = re.search(r'data-table="(\d+),(\d+),(\d+)"', result.stdout)
+    assert table, result.stderr[-2000:]
+    scroll_width, client_width, shown = map(int, table.groups())
+    assert scroll_width <= client_width and shown == 11
+    assert re.search(r'data-all="(\d+)"', result.stdout).group(1) == "19"

@@ -31,6 +31,10 @@ from spectracli.report.markdown import (
 from spectracli.report.numbers import fmt_num
 from spectracli.schema import nonfinite_text
 
+# The per-layer table's columns shown by default; the others (same data) are toggled in.
+HTML_DEFAULT_COLUMNS = ("layer", "kind", "matrix", "sigma_max", "condition", "alpha", "alpha ±",
+                        "FARMS alpha", "fit", "status")
+
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 )
@@ -50,6 +54,14 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th:hover { background: #e6ebf0; }
 tr.flagged td { background: #fff4e5; }
 .scroll { overflow-x: auto; }
+#layer-table td:nth-child(2) { max-width: 26em; overflow-wrap: anywhere; }
+#layer-table th:nth-child(2), #layer-table td:nth-child(2) { position: sticky; left: 0;
+  background: #fff; z-index: 1; }
+#layer-table th:nth-child(2) { background: #f4f6f8; z-index: 2; }
+#layer-table tr.flagged td:nth-child(2) { background: #fff4e5; }
+#layer-table .extra { display: none; }
+#all-columns:checked ~ .scroll #layer-table .extra { display: table-cell; }
+label.toggle { font-size: 13px; color: #444; cursor: pointer; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 6px 12px; min-width: 120px; }
 .card b { display: block; font-size: 18px; } .card.warn { border-color: #e69500;
@@ -97,12 +109,15 @@ def _sort_value(value: Any) -> str | None:
     return None
 
 
-def _td(value: Any) -> str:
+def _td(value: Any, extra: bool = False) -> str:
+    more = " extra" if extra else ""  # a column toggled in (HTML_DEFAULT_COLUMNS)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         v = _sort_value(value)
-        return f'<td class="num" data-v="{escape(v or "")}">{escape(fmt_num(value, 6))}</td>'
+        return (f'<td class="num{more}" data-v="{escape(v or "")}">'
+                f"{escape(fmt_num(value, 6))}</td>")
     text = MISSING if value is None else str(value)
-    return f"<td>{escape(text)}</td>"
+    cls = ' class="extra"' if extra else ""
+    return f"<td{cls}>{escape(text)}</td>"
 
 
 def _kv_table(rows: list[tuple[str, Any]]) -> str:
@@ -222,13 +237,23 @@ def _analyze_body(report: dict[str, Any], image_format: str) -> str:
     if layers:
         parts.append('<p class="note">In depth order; click a column header to sort. Numbers '
                      "shown to 6 significant digits; the JSON report has them exact.</p>")
-        head_html = "<th>#</th>" + "".join(f"<th>{escape(h)}</th>" for h, _ in LAYER_COLUMNS)
+        # the columns beyond HTML_DEFAULT_COLUMNS are toggled in (CSS only): at 1280 px the
+        # default table fits without scrolling, the layer name stays in view when it scrolls
+        extra = [h not in HTML_DEFAULT_COLUMNS for h, _ in LAYER_COLUMNS]
+        head_html = "<th>#</th>" + "".join(
+            f'<th{" class=extra" if x else ""}>{escape(h)}</th>'
+            for (h, _), x in zip(LAYER_COLUMNS, extra, strict=True))
         flagged_ids = {i for i, _, _ in flagged}
         body_rows = []
         for i, layer in enumerate(layers):
             cls = ' class="flagged"' if i in flagged_ids else ""
-            cells = _td(i) + "".join(_td(get(layer)) for _, get in LAYER_COLUMNS)
+            cells = _td(i) + "".join(_td(get(layer), x)
+                                     for (_, get), x in zip(LAYER_COLUMNS, extra, strict=True))
             body_rows.append(f'<tr id="layer-{i}"{cls}>{cells}</tr>')
+        added = ", ".join(h for (h, _), x in zip(LAYER_COLUMNS, extra, strict=True) if x)
+        parts.append(f'<input type="checkbox" id="all-columns"> <label class="toggle" '
+                     f'for="all-columns">all {len(LAYER_COLUMNS) + 1} columns (adds '
+                     f"{escape(added)})</label>")
         parts.append(f'<div class="scroll"><table class="sortable" id="layer-table"><thead><tr>'
                      f'{head_html}</tr></thead><tbody>{"".join(body_rows)}</tbody></table></div>')
     else:
