@@ -77,6 +77,12 @@ class NpzCheckpoint(Checkpoint):
             raise CheckpointError(f"{path} is a corrupt .npz archive: {one_line(exc)}") from None
 
     def handles(self) -> Iterator[TensorHandle]:
+        """One lazy handle per array torch can hold, in archive order.
+
+        Yields:
+            The arrays' handles (numpy and torch loaders); an object array's handle carries
+            ``meta["skip"]`` (the reason) and is never loaded.
+        """
         for key, shape, dtype, skip in self._entries:
             yield TensorHandle(
                 name=key, shape=shape, dtype=dtype, loader=_Get(self, key),
