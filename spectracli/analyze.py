@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
+import inspect
 import json
 import os
 import threading
@@ -65,13 +66,57 @@ from spectracli.spectral import (
 )
 from spectracli.spectral.arrays import float_dtype, namespace, numel, to_numpy
 from spectracli.spectral.esd import all_finite
+from spectracli.spectral.farms import solve_cost
 from spectracli.spectral.metrics import precision_thresholds
 from spectracli.threads import available_cores, blas_threads
 
 if TYPE_CHECKING:
     import torch
 
-Progress = Callable[[int, int, str], None]
+Progress = Callable[..., None]
+"""``progress(done, total, name)``: matrices solved and in all, and the matrix submitted or just
+solved. A callback that takes a ``work`` keyword is also given ``work=(done, total)`` in
+modelled flops (:func:`plan_cost`), for a time estimate that weighs a 32000 x 2048 embedding
+above a 256 x 2048 projection."""
+
+
+def _takes_work(progress: Progress) -> bool:
+    """Whether ``progress`` accepts a ``work`` keyword (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: the plain three arguments
+        return False
+    return any(p.name == "work" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+class _Reporter:
+    """The progress callback of one analyze call.
+
+    Reports matrices done and, to callbacks that take it, the modelled work done
+    (``_takes_work``); a no-op without a callback.
+    """
+
+    def __init__(self, progress: Progress | None, total: int, total_work: float) -> None:
+        self.progress, self.total, self.total_work = progress, total, total_work
+        self.with_work = progress is not None and _takes_work(progress)
+        self.done, self.work_done = 0, 0.0
+
+    def __call__(self, name: str, done: int | None = None, work_done: float | None = None) -> None:
+        """Report ``name`` with the counts so far (or the ``done``/``work_done`` given)."""
+        if done is not None:
+            self.done = done
+        if work_done is not None:
+            self.work_done = work_done
+        if self.progress is None:
+            return
+        if self.with_work:
+            self.progress(self.done, self.total, name, work=(self.work_done, self.total_work))
+        else:
+            self.progress(self.done, self.total, name)
+
+    def solved(self, name: str, work: float) -> None:
+        """One more matrix solved, of modelled cost ``work``."""
+        self(name, self.done + 1, self.work_done + work)
 
 
 def esd_sample(lam: np.ndarray) -> EsdSample:
@@ -418,25 +463,30 @@ def _shown(source: str | Path | Checkpoint) -> str:
 
 
 def plan_cost(plan: MatrixPlan, config: AnalyzeConfig) -> float:
-    """Estimated solve cost of one plan in flops.
+    """Estimated solve cost of one plan, in Gram multiply-adds.
 
-    Per matrix (m x n, k = min, M = max): the Gram product and its eigensolve, M k^2 + k^3,
-    plus the same for each FARMS window, plus the fits (a few hundred flops per eigenvalue and
-    bootstrap resample). Only ratios between plans matter: :func:`shard_items` balances ranks
-    with it.
+    Per matrix the plain ESD (:func:`~spectracli.spectral.farms.solve_cost`: Gram product plus
+    eigensolve), plus each FARMS window of the grid the analysis lays (``config.farms_grid``
+    and ``farms_budget``), plus the fits (a few hundred per eigenvalue and bootstrap resample).
+    Only ratios between plans matter: :func:`shard_items` balances ranks with it and the
+    progress callback's ``work`` counts it.
+
+    Args:
+        plan: the matrix plan (its ``matrix_shape`` and ``n_matrices``).
+        config: the analysis settings (FARMS grid and bootstrap resamples).
 
     Returns:
-        The estimate, in flops.
+        The modelled cost, > 0.
     """
     m, n = plan.matrix_shape
-    k, big = min(m, n), max(m, n)
-    cost = plan.n_matrices * (big * k * k + k**3)
+    k = min(m, n)
+    cost = plan.n_matrices * solve_cost(m, n)
     fits = 1
     if config.farms and plan.farms:
-        grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps)
+        grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps,
+                          config.farms_grid, config.farms_budget)
         if (grid.rows, grid.cols) != (m, n):
-            r, c = grid.rows, grid.cols
-            cost += plan.n_matrices * grid.n_windows * (max(r, c) * min(r, c) ** 2 + min(r, c) ** 3)
+            cost += plan.n_matrices * grid.n_windows * solve_cost(grid.rows, grid.cols)
             fits = 2
     return float(cost + 300.0 * fits * plan.n_matrices * k * (1 + config.ci_resamples))
 
@@ -484,17 +534,16 @@ class _Job:
         _Job._calls += 1  # every rank calls analyze in the same order: the same keys
         self.key = f"spectracli/analyze/{_Job._calls}"
         self.progress = progress if distributed.rank() == 0 else None
-        self.total, self.world = 0, distributed.world_size()
+        self.reporter = _Reporter(None, 0, 0.0)  # the whole job's, once its size is known
+        self.world = distributed.world_size()
         self.exchanged = False
 
-    def local(self, index: int, total: int, name: str) -> None:
-        """This rank's own submissions: not the job's progress, so not shown."""
-
-    def solved(self, name: str) -> None:
-        """Count one solved layer in the job's counter; rank 0 reports the job's progress."""
+    def solved(self, name: str, work: float) -> None:
+        """One matrix of modelled cost ``work`` solved on this rank: the job's counters move."""
         done = distributed.store_add(self.key + "/done", 1)
-        if self.progress is not None and done is not None:
-            self.progress(done, self.total, name)
+        work_done = distributed.store_add(self.key + "/work", round(work))
+        if done is not None:
+            self.reporter(name, done, float(work_done or 0))
 
     def exchange(
         self, part: tuple[list[int], list[LayerResult], float] | None, error: str | None
@@ -514,7 +563,8 @@ class _Job:
             deadline = time.monotonic() + distributed.timeout_s()
             while time.monotonic() < deadline:
                 done = distributed.store_add(self.key + "/done", 0) or 0
-                self.progress(done, self.total, "waiting for the other ranks")
+                work_done = distributed.store_add(self.key + "/work", 0) or 0
+                self.reporter("waiting for the other ranks", done, float(work_done))
                 if (distributed.store_add(self.key + "/finished", 0) or 0) >= self.world:
                     break
                 time.sleep(0.2)
@@ -565,7 +615,7 @@ def analyze_checkpoint(
         return _analyze(source, config, progress, None)
     job = _Job(progress)
     try:
-        return _analyze(source, config, job.local, job)
+        return _analyze(source, config, None, job)
     except Exception as exc:
         if job.exchanged:
             raise
@@ -578,21 +628,21 @@ def solved_in_order(
     items: Sequence[tuple[_LoadGroup, MatrixPlan]],
     solve: Callable[[tuple[_LoadGroup, MatrixPlan]], tuple[LayerResult, float]],
     workers: int,
-    progress: Progress | None = None,
+    submitted: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[LayerResult, float]]:
     """The analyze scheduler: ``solve``'s results in item order, at most ``workers`` in flight.
 
     A load group above ``BIG_TENSOR_BYTES`` is solved with no other group in flight (its parts
     still in parallel), so memory holds at most ``workers`` ordinary tensors or one big one.
-    ``progress(index, total, name)`` is called as each item is submitted.
+    ``submitted(name)`` is called as each item is submitted.
 
     Yields:
         ``solve(item)`` for each item, in item order.
     """
     pending: deque[tuple[Future, _LoadGroup, bool]] = deque()
-    for index, item in enumerate(items):
-        if progress:
-            progress(index, len(items), item[1].name)
+    for item in items:
+        if submitted:
+            submitted(item[1].name)
         group = item[0]
         big = group.stored_bytes > BIG_TENSOR_BYTES
         while pending and (
@@ -643,11 +693,12 @@ def _analyze(
 
         items = _load_groups(work, by_name, base, device)
         owner = shard_items(items, config, world)  # the rank that solves each item
-        total_items = len(items)
+        costs = [plan_cost(plan, config) for _, plan in items]
+        reporter = _Reporter(progress if job is None else job.progress, len(items), sum(costs))
         mine = [i for i, r in enumerate(owner) if r == my_rank]
         if job is not None:
-            job.total = total_items
-            items = [items[i] for i in mine]
+            job.reporter = reporter
+            items, costs = [items[i] for i in mine], [costs[i] for i in mine]
 
         solve = functools.partial(_solve_item, config=config, by_name=by_name)
 
@@ -660,18 +711,17 @@ def _analyze(
         with blas_threads(None if on_gpu else 1), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:
-            for layer, seconds in solved_in_order(pool, items, solve, workers, progress):
+            # one process: what is submitted names the bar; torchrun: the job's counters do
+            solved, submitted = (reporter.solved, reporter) if job is None else (job.solved, None)
+            results = solved_in_order(pool, items, solve, workers, submitted)
+            for (layer, seconds), cost in zip(results, costs, strict=True):
                 layer.rank = my_rank
                 layers.append(layer)
                 solve_s += seconds
-                if job is not None:
-                    job.solved(layer.name)
+                solved(layer.name, cost)
         if job is not None:  # every rank's layers (or its error) on every rank
             layers, solve_s = job.exchange((mine, layers, solve_s), None)
-            progress = job.progress if my_rank == 0 else None
-            items = [None] * total_items  # the whole job, for the final progress call
-        if progress:
-            progress(len(items), len(items), "")
+        reporter("", reporter.total, reporter.total_work)
         source = _source_info(source, ckpt, len(handles), base_source)
     return AnalysisReport(
         tool_version=__version__,

@@ -77,7 +77,9 @@ def analyze(
             checkpoint dict with one under ``state_dict``/``model``...), a path (file or
             sharded directory), or a Hugging Face id (resolved by
             :func:`spectracli.io.open_checkpoint`).
-        progress: ``progress(done, total, name)`` called per layer.
+        progress: ``progress(done, total, name)``: matrices solved and in all, as they are
+            submitted and solved; a callback that takes a ``work`` keyword also gets
+            ``work=(done, total)`` in modelled flops (``analyze.plan_cost``) for a time estimate.
         **options: the fields of :class:`~spectracli.analyze.AnalyzeConfig`, e.g. ``fit="median"``,
             ``farms=False``, ``include="*attn*"`` (a glob or a list of globs), ``base=other``
             (W - W_base against another source of any of the kinds above).

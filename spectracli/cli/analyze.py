@@ -41,23 +41,30 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def progress_callback() -> Iterator[Callable[[int, int, str], None] | None]:
+def progress_callback() -> Iterator[Callable[..., None] | None]:
     """analyze's progress callback as a bar on a terminal; None when piped.
 
-    The bar counts layers done, with an ETA estimated from the layers done so far.
+    The bar fills by modelled work (each matrix's solve cost, ``analyze.plan_cost``), shows the
+    matrices done and in all, and estimates the time left from the mean work rate so far, so a
+    large embedding solved first does not make the estimate swing.
 
     Yields:
-        ``progress(done, total, layer name)``, or None when stderr is not a terminal.
+        ``progress(done, total, layer name, work=(done, total))``, or None when stderr is not a
+        terminal.
     """
-    with terminal_progress("analyzing", eta=True) as update:
+    with terminal_progress("analyzing", work=True) as update:
         if update is None:
             yield None
             return
 
-        def on_layer(done: int, total: int, name: str) -> None:
+        def on_layer(
+            done: int, total: int, name: str, work: tuple[float, float] | None = None
+        ) -> None:
             from spectracli.report.text import shorten_middle
 
-            update(completed=done, total=total, description=shorten_middle(name, 32) or "done")
+            work_done, work_total = work if work is not None else (done, total)
+            update(completed=work_done, total=work_total, count=f"{done}/{total}",
+                   description=shorten_middle(name, 32) or "done")
 
         yield on_layer
 

@@ -220,14 +220,54 @@ def is_plain_output(stream: Any = None) -> bool:
     return not (callable(isatty) and isatty())
 
 
+def remaining_seconds(elapsed: float | None, done: float, total: float | None) -> float | None:
+    """Time left if the rest goes at the mean rate so far: elapsed x (total - done) / done.
+
+    The mean over the whole run, not rich's recent-window speed: with work units (a modelled
+    cost per matrix) the rate is steady, while a 30 s window holds no sample during one long
+    matrix (rich then shows no estimate, or a stale one).
+
+    Args:
+        elapsed: seconds since the bar started (None before it starts).
+        done: work done, in the bar's units.
+        total: all the work, in the same units (None when not known yet).
+
+    Returns:
+        Seconds left (0 when done), or None before any work is done.
+    """
+    if elapsed is None or total is None or done <= 0:
+        return None
+    return max(0.0, elapsed * (total - done) / done)
+
+
+def _work_eta_column() -> Any:
+    """A rich column showing :func:`remaining_seconds` of its task as H:MM:SS."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class WorkRemainingColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            left = remaining_seconds(task.elapsed, task.completed, task.total)
+            if left is None:
+                return Text("-:--:--", style="progress.remaining")
+            minutes, seconds = divmod(round(left), 60)
+            hours, minutes = divmod(minutes, 60)
+            return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+    return WorkRemainingColumn()
+
+
 @contextlib.contextmanager
 def terminal_progress(
-    description: str, info: bool = False, eta: bool = False
+    description: str, info: bool = False, eta: bool = False, work: bool = False
 ) -> Iterator[Callable[..., None] | None]:
     """A transient rich progress bar on stderr when it is a terminal.
 
     ``info=True`` adds a free-text column filled by ``update(info=...)``; ``eta=True`` adds the
-    time remaining, estimated by rich from the steps done so far.
+    time remaining, estimated by rich from the steps done so far. ``work=True``: the bar's
+    completed/total are work units (e.g. modelled flops), a ``count`` text column filled by
+    ``update(count=...)`` replaces the step counter, and the time remaining is the mean rate
+    so far (:func:`remaining_seconds`).
 
     Yields:
         ``update(**fields)`` for ``Progress.update`` of its one task; ``None`` when piped or
@@ -245,14 +285,16 @@ def terminal_progress(
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    counter = TextColumn("{task.fields[count]}") if work else MofNCompleteColumn()
+    columns = [TextColumn("{task.description}"), BarColumn(), counter]
     if info:
         columns.append(TextColumn("{task.fields[info]}"))
     columns.append(TimeElapsedColumn())
-    if eta:
-        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    if eta or work:
+        columns += [TextColumn("eta"), _work_eta_column() if work else TimeRemainingColumn()]
+    fields = {**({"info": ""} if info else {}), **({"count": ""} if work else {})}
     with Progress(*columns, console=stderr_console(), transient=True) as bar:
-        task = bar.add_task(description, total=None, **({"info": ""} if info else {}))
+        task = bar.add_task(description, total=None, **fields)
         yield functools.partial(bar.update, task)
 
 
