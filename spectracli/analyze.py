@@ -64,7 +64,7 @@ from spectracli.spectral import (
     mp_fit,
     squared_singular_values,
 )
-from spectracli.spectral.arrays import float_dtype, namespace, numel, to_numpy
+from spectracli.spectral.arrays import STORAGE_PRECISION, float_dtype, namespace, numel, to_numpy
 from spectracli.spectral.esd import all_finite
 from spectracli.spectral.farms import solve_cost
 from spectracli.spectral.metrics import precision_thresholds
@@ -226,7 +226,13 @@ def analyze_matrices(
 
 def _add_warnings(result: LayerResult) -> None:
     if result.rank_deficient:
-        result.warnings.append("rank deficient: condition number is infinite")
+        bits = STORAGE_PRECISION.get(str(result.dtype), (0.0, 32))[1]
+        # 16- and 8-bit storage: the smallest singular values sit within the rounding noise of
+        # the format (docs/metrics.md measures this: any safe tolerance flags such layers)
+        result.warnings.append(
+            "rank deficient: condition number is infinite" + (
+                f" (numerical rank {result.numerical_rank}: the smallest singular values are "
+                f"within {result.dtype} rounding noise)" if bits <= 16 else ""))
     for label, fit in (("alpha", result.fit), ("FARMS alpha", result.farms and result.farms.fit)):
         if fit is None:
             continue

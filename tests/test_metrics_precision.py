@@ -112,3 +112,20 @@ def test_norm_products_skip_embeddings_and_sum_log10():
     zero = {"name": "z", "kind": "linear", "status": "zero", "sigma_max": 0.0,
             "frobenius_norm": 0.0}
     assert norm_products([*layers, zero])["log10_spectral_norm_product"] == -math.inf
+
+
+def test_a_rank_deficient_16_bit_layer_says_it_is_within_rounding_noise():
+    """Square bfloat16 layers are flagged by any safe tolerance (docs/metrics.md,
+    benchmarks/bf16_rank_tolerance.py); the warning says why; float32 keeps its words."""
+    import spectracli
+
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(256, 256, generator=gen)
+    (low,) = spectracli.analyze({"w": w.to(torch.bfloat16)}, farms=False, fit="median").layers
+    assert low.rank_deficient
+    assert (f"rank deficient: condition number is infinite (numerical rank "
+            f"{low.numerical_rank}: the smallest singular values are within bfloat16 rounding "
+            "noise)") in low.warnings
+    rank_one = torch.outer(torch.randn(64, generator=gen), torch.randn(32, generator=gen))
+    (f32,) = spectracli.analyze({"w": rank_one}, farms=False, fit="median").layers
+    assert "rank deficient: condition number is infinite" in f32.warnings
