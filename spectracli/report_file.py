@@ -63,7 +63,15 @@ def dumps_report(report: dict[str, Any] | Any, indent: int | None = 2) -> str:
 
 
 def parse_report(text: str, origin: str = "<string>") -> dict[str, Any]:
-    """Parse and check a report: a JSON object with a known ``kind`` and our schema version."""
+    """Parse and check a report: a JSON object with a known ``kind`` and our schema version.
+
+    Returns:
+        The report dict, ``"inf"``/``"nan"`` strings restored to floats.
+
+    Raises:
+        ReportError: not JSON, not a report, another schema version (the message says whether
+            to upgrade or re-run), an unknown kind, or a kind without its main list.
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -91,7 +99,14 @@ def parse_report(text: str, origin: str = "<string>") -> dict[str, Any]:
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a saved report; a one-line :class:`ReportError` for anything else."""
+    """Read a saved report.
+
+    Returns:
+        The report dict (:func:`parse_report`).
+
+    Raises:
+        ReportError: no such file, unreadable, or not a report of this schema (one line).
+    """
     path = Path(path)
     if not path.is_file():
         raise ReportError(f"{path}: no such report file")

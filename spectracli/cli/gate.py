@@ -197,7 +197,13 @@ def baseline(
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help=TRUST_PICKLE_HELP),
 ) -> None:
-    """Write (or overwrite, to update) a baseline report for `gate --baseline`."""
+    """Write (or overwrite, to update) a baseline report for `gate --baseline`.
+
+    \f
+
+    Raises:
+        ConfigError: no output given and no ``baseline`` in the config (one line, exit 2).
+    """
     from spectracli.fileio import write_text_atomic
     from spectracli.gate.baseline import make_baseline
     from spectracli.gate.inputs import load_input

@@ -358,7 +358,11 @@ def build_rule(raw: dict[str, Any], where: str) -> Rule:
 
 
 def check_unique_ids(rules: list[Rule]) -> None:
-    """Refuse two rules with one id (ConfigError naming both origins)."""
+    """Refuse two rules with one id.
+
+    Raises:
+        ConfigError: a duplicate id, naming where both rules were defined.
+    """
     seen: dict[str, Rule] = {}
     for rule in rules:
         if rule.id in seen:
@@ -368,7 +372,11 @@ def check_unique_ids(rules: list[Rule]) -> None:
 
 
 def check_consistent(rules: list[Rule]) -> None:
-    """Refuse rules on the same metric and layers whose min lies above another's max."""
+    """Refuse rules on the same metric and layers whose min lies above another's max.
+
+    Raises:
+        ConfigError: two such rules (no value could pass both), naming both.
+    """
     for lo in rules:
         for hi in rules:
             if lo.min is None or hi.max is None or lo.min <= hi.max:

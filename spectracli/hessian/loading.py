@@ -159,7 +159,14 @@ def _short(items: list[str], limit: int = 5) -> str:
 
 
 def resolve_loss(ref: str) -> tuple[Loss | Callable[..., Any], str]:
-    """A builtin name or ``file.py:callable``; returns the loss and its name."""
+    """A builtin name or ``file.py:callable``.
+
+    Returns:
+        ``(loss, name)``: the builtin :class:`~spectracli.hessian.losses.Loss` or the callable.
+
+    Raises:
+        SpectraError: neither a builtin name nor a ``file.py:callable`` that resolves.
+    """
     if ref in BUILTIN_LOSSES:
         return builtin_loss(ref), ref
     if ":" not in ref:

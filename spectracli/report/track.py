@@ -34,7 +34,11 @@ PLOTTED = (("alpha", "alpha"), ("farms.alpha", "FARMS alpha"), ("sigma_max", "si
 
 
 def check_track(report: Any) -> None:
-    """Refuse anything but a track report (a ReportError in one line)."""
+    """Refuse anything but a track report.
+
+    Raises:
+        ReportError: not a dict of kind ``track`` with a ``steps`` list (one line).
+    """
     if not (isinstance(report, dict) and report.get("kind") == "track"
             and isinstance(report.get("steps"), list)):
         raise ReportError("not a track report (kind 'track' with a 'steps' list)")
