@@ -68,8 +68,9 @@ class MetricChange:
         recomputation noise never shows as -4.4e-16.
 
         Returns:
-            The change; its delta, ratio and relative change are None when a side has no value,
-            the ratio None from 0 and the relative change inf from 0 or inf.
+            The change; its delta, ratio and relative change are None when a side has no value;
+            from 0 the ratio is None, from inf it is 0; from 0 or inf the relative change is
+            inf.
         """
         a, b = _number(a), _number(b)
         if a is None or b is None:

@@ -46,7 +46,7 @@ class SpectralTrainerCallback(TrainerCallback):
         return self.monitor
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Open the monitor (on the main process), logging under ``args.output_dir``."""
+        """Open the monitor on the main process (logs: log_dir, else output_dir/spectracli)."""
         if state.is_world_process_zero:
             self._monitor(args)
 

@@ -51,7 +51,7 @@ class SpectralLightningCallback(Callback):
         return self.monitor
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Open the monitor (on global rank 0), logging under ``trainer.default_root_dir``."""
+        """Open the monitor on rank 0 (logs: log_dir, else default_root_dir/spectracli)."""
         if trainer.is_global_zero:
             self._monitor(trainer)
 
