@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from spectracli.cli.app import app
 from spectracli.gate.evaluate import evaluate
+from spectracli.gate.render import verdict
 from spectracli.gate.rules import ConfigError, GateConfig, build_rule
 from spectracli.gate.trends import steps_below
 
@@ -168,6 +169,8 @@ def test_a_rule_matching_in_one_view_is_not_unmatched_and_counts_its_checks():
         result = evaluate(GateConfig(rules=[rule]), report)
         assert result.findings == []
         assert sorted(c.layer for c in result.checks) == ["fc1", "fc2"]
+        # the count names the Hessian pseudo-layer apart (it read as one layer too many)
+        assert "(2 checks on 3 layers and the Hessian, 1 rule)" in verdict(result)
     rule = build_rule({"metric": "condition_number", "match": "nope*",
                        "max_rel_increase": 0.5}, "r")
     rule.report = "any"

@@ -140,6 +140,7 @@ class GateResult:
     n_layers: int
     source: str = ""
     baseline_source: str | None = None
+    with_hessian: bool = False  # n_layers counts the Hessian pseudo-layer (hessian, track)
 
     @property
     def n_errors(self) -> int:
@@ -398,6 +399,7 @@ def evaluate(
         not_applicable=skipped_rules,
         report_kind=kind,
         n_layers=len(subs),
+        with_hessian=kind == "hessian",
         source=source,
         baseline_source=baseline_source,
     )

@@ -13,7 +13,10 @@ def verdict(result: GateResult, strict: bool = False) -> str:
     """One line: ``gate: FAILED: 2 errors, 1 warning (6 checks, 3 layers, 2 rules)``."""
     word = "passed" if result.passed(strict) else "FAILED"
     e, w = result.n_errors, result.n_warnings
-    tail = (f"({plural(len(result.checks), 'check')} on {plural(result.n_layers, 'layer')}, "
+    n_weights = result.n_layers - result.with_hessian
+    on = (("the Hessian" if not n_weights else f"{plural(n_weights, 'layer')} and the Hessian")
+          if result.with_hessian else plural(result.n_layers, "layer"))
+    tail = (f"({plural(len(result.checks), 'check')} on {on}, "
             f"{plural(len(result.rules), 'rule')}"
             + (", warnings fail with --strict" if strict and w else "") + ")")
     return f"gate {word}: {plural(e, 'error')}, {plural(w, 'warning')} {tail}"

@@ -122,6 +122,7 @@ def evaluate_track(
         not_applicable=[r for r in config.rules if r.id not in acc.applied],
         report_kind="track",
         n_layers=n_layers,
+        with_hessian=isinstance(last.get("hessian"), dict),
         source=source,
         baseline_source=baseline_source,
     )
