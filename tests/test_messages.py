@@ -122,3 +122,11 @@ def test_md_is_markdown_for_every_format_option(tmp_path):
     assert res.exit_code == 0 and res.stdout.startswith("# spectracli weight spectra")
     res = runner.invoke(app, ["gate", str(saved), "--max", "sigma_max=1e9", "-f", "md"])
     assert res.exit_code == 0 and "spectracli gate passed" in res.stdout
+
+
+def test_the_hessian_summary_names_which_as_the_flag():
+    res = runner.invoke(app, ["hessian", "--model", MODEL, "--data", DATA, "-k", "1",
+                              "--max-samples", "64", "--dtype", "float64"])
+    assert res.exit_code == 0, res.output
+    assert ("condition number lambda_max/lambda_min n/a: needs both ends of the spectrum: "
+            "--which both, got largest") in res.stdout

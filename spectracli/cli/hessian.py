@@ -14,11 +14,13 @@ from spectracli.cli.common import (
     device_option,
     emit,
     handle_errors,
+    in_cli_words,
     is_plain_output,
     output_option,
     stdout_console,
     terminal_progress,
 )
+from spectracli.errors import SpectraError
 from spectracli.options import Blocks, BuiltinLoss, Dtype, HessianFormat, HvpMode, Operator, Which
 from spectracli.report.hessian import (
     by_end,
@@ -126,7 +128,10 @@ def _summary_lines(d: dict[str, Any]) -> list[str]:
     """
     lines = [f"HVPs {d['hvp_count']} ({', '.join(f'{k} {v}' for k, v in d['hvp_counts'].items())})"
              f" in {d['timing']['total_s']:.2f} s"]
-    lines.append(f"condition number lambda_max/lambda_min {condition_text(d)}")
+    # the reason is the library's (which=both): said as the flag here
+    cond = in_cli_words(SpectraError(condition_text(d), params=("which",))).replace(
+        "--which=both", "--which both")
+    lines.append(f"condition number lambda_max/lambda_min {cond}")
     if d["edge_of_stability"] is not None:
         eos = d["edge_of_stability"]
         verdict = "beyond" if eos >= 1 else "within"
