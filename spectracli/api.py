@@ -129,13 +129,13 @@ def as_source(obj: Any) -> Any:
     Raises:
         SpectraTypeError: for any other type.
     """
-    import torch
-
     from spectracli.io.base import Checkpoint
 
     if isinstance(obj, (str, os.PathLike, Checkpoint)):
         return obj if not isinstance(obj, os.PathLike) else Path(obj)
-    if isinstance(obj, (torch.nn.Module, Mapping)):
+    # An nn.Module exists only once torch is loaded: a path never imports it (the torch-free start)
+    torch = sys.modules.get("torch")
+    if isinstance(obj, Mapping) or (torch is not None and isinstance(obj, torch.nn.Module)):
         from spectracli.io.memory import memory_checkpoint
 
         return memory_checkpoint(obj)
