@@ -306,3 +306,35 @@ def test_gguf_and_onnx_numpy_reads_and_reports_equal_torch(tmp_path, make, suffi
         slow = analyze_checkpoint(TorchOnly(ckpt), AnalyzeConfig(**config)).to_dict()
     assert len(fast["layers"]) == 4
     assert_same(fast, slow)
+
+
+def test_python_api_on_a_path_never_imports_torch():
+    # spectracli.analyze(path) is the torch-free start too, not only the CLI (README table)
+    code = (
+        "import sys, spectracli\n"
+        f"r = spectracli.analyze({str(SAMPLES[0])!r}, device='cpu', ci_resamples=0)\n"
+        "assert r.layers, 'no layers'\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_numpy_read_without_memory_for_the_tensor_is_a_checkpoint_error(tmp_path, monkeypatch):
+    # a header may truthfully describe a tensor larger than the memory (a sparse file)
+    from safetensors.numpy import save_file
+
+    from spectracli.errors import CheckpointError
+    from spectracli.io import safetensors_numpy
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": np.ones((4, 3), dtype=np.float32)}, str(path))
+    ckpt = open_checkpoint(path)
+    handle = next(ckpt.handles())
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate")
+
+    monkeypatch.setattr(safetensors_numpy.np, "empty", no_memory)
+    with pytest.raises(CheckpointError, match=r"tensor 'w' of shape \(4, 3\).*not enough memory"):
+        handle.load_numpy()
+    ckpt.close()

@@ -53,13 +53,19 @@ def read_numpy(path: Path, entry: TensorEntry) -> np.ndarray:
         The array, shaped as the entry says.
 
     Raises:
-        CheckpointError: no numpy path for the dtype, or the file cannot be read (or is
-            shorter than its header says).
+        CheckpointError: no numpy path for the dtype, no memory for the tensor, or the file
+            cannot be read (or is shorter than its header says).
     """
     if entry.code not in NUMPY_DTYPES:
         raise CheckpointError(f"{path}: tensor '{entry.name}' ({entry.dtype}) has no numpy reader")
     dtype = np.dtype(NUMPY_DTYPES[entry.code])
-    out = np.empty(math.prod(entry.shape), dtype=dtype)
+    try:
+        out = np.empty(math.prod(entry.shape), dtype=dtype)
+    except MemoryError:
+        raise CheckpointError(
+            f"cannot read tensor '{entry.name}' of shape {entry.shape} ({entry.dtype}) from "
+            f"{path}: not enough memory for its {entry.end - entry.begin:,} bytes"
+        ) from None
     want = out.nbytes
     try:
         with open(path, "rb", buffering=0) as f:
