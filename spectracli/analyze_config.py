@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -98,8 +99,8 @@ def _globs(value: list) -> bool:
 
 
 _POSITIVE_INT = {"types": int, "expected": "a positive integer", "check": lambda v: v > 0}
-_POSITIVE_NUMBER = {"types": (int, float), "expected": "a positive number",
-                    "check": lambda v: v > 0}
+_POSITIVE_NUMBER = {"types": (int, float), "expected": "a positive finite number",
+                    "check": lambda v: 0 < v < math.inf}  # inf, nan: no grid can be laid
 _BOOL = {"types": bool, "expected": "true or false"}
 
 
@@ -120,7 +121,7 @@ class AnalyzeConfig:
     farms_steps: int = _setting(10, **_POSITIVE_INT)  # offsets per dimension (released grid)
     farms_grid: str = _choice("bounded", FarmsGrid)  # spectracli.spectral.farms
     # bounded grid: window solves at most this x the plain ESD's
-    farms_budget: float = _setting(2.0, **_POSITIVE_NUMBER, rule="> 0")
+    farms_budget: float = _setting(2.0, **_POSITIVE_NUMBER, rule="a finite number > 0")
     min_size: int = _setting(10, **_POSITIVE_INT, rule="at least 1")
     include: Sequence[str] = _setting((), types=list, expected="a list of glob strings",
                                       check=_globs)
@@ -161,9 +162,10 @@ class AnalyzeConfig:
         Raises:
             SpectraError: (a ``ValueError``) naming the first bad option by its field name.
         """
-        if self.farms_window < 2 or self.farms_steps < 1 or not self.farms_ratio > 0:
+        if (self.farms_window < 2 or self.farms_steps < 1
+                or not 0 < self.farms_ratio < math.inf):
             raise SpectraError(
-                "FARMS needs farms_window >= 2, farms_steps >= 1 and farms_ratio > 0, got "
+                "FARMS needs farms_window >= 2, farms_steps >= 1 and a finite farms_ratio > 0, got "
                 f"{self.farms_window}, {self.farms_steps}, {self.farms_ratio}",
                 params=("farms_window", "farms_steps", "farms_ratio"),
             )

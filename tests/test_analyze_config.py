@@ -55,14 +55,14 @@ def test_choice_settings_take_their_values_from_the_options_enums():
 # Values just inside and just outside each limit: the library and a file agree on every one.
 LIMITS = {
     "min_tail": ([2, 10], [1, 0]),
-    "farms_budget": ([0.5, 2], [0, -1.0]),
+    "farms_budget": ([0.5, 2, 1e300], [0, -1.0, float("inf"), float("nan")]),
     "min_size": ([1, 3], [0, -2]),
     "threads": ([1, 4], [0]),
     "ci_level": ([0.5, 0.99], [0, 1, 1.5]),
     "ci_resamples": ([0, 10, 200], [1, 9]),
     "farms_window": ([2, 64], [0, 1]),
     "farms_steps": ([1, 5], [0]),
-    "farms_ratio": ([0.5, 1], [0, -1]),
+    "farms_ratio": ([0.5, 1], [0, -1, float("inf"), float("nan")]),
 }
 
 
