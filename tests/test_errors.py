@@ -49,7 +49,8 @@ def test_the_cli_writes_the_named_parameters_as_its_flags():
          "(see 'spectracli analyze --help')"),
         (["--min-tail", "1"], "spectracli: error: --min-tail must be at least 2, got 1"),
         (["--farms-steps", "0"], "spectracli: error: FARMS needs --farms-window >= 2, "
-                                 "--farms-steps >= 1 and --farms-ratio > 0, got 2000, 0, 1.0"),
+                                 "--farms-steps >= 1 and a finite --farms-ratio > 0, "
+                                 "got 2000, 0, 1.0"),
     ],
 )
 def test_cli_error_lines_name_flags(args, line):
