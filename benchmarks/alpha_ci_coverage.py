@@ -4,7 +4,7 @@ W = U diag(sqrt(lambda)) V^T with U, V random orthogonal and lambda drawn from a
 density ~ x^-alpha on [1, inf), for alpha 2.5, 3.5 and 5: the ESD of W is lambda. For each
 (size, rule, alpha) it fits ``--seeds`` matrices and prints how often the interval at
 ``--level`` covers the true alpha, the median width and the share of fits with status ok.
-Run (the fast version is tests/test_alpha_ci.py):
+Run (the fast version is tests/spectral/test_alpha_ci.py):
 
     python benchmarks/alpha_ci_coverage.py [--seeds 100] [--sizes 200 1000] [--level 0.95]
 """

@@ -9,8 +9,8 @@ Krylov run and of the multiplicity check (deflated restarts, ``settings.deflatio
 both, and the largest relative difference between the warm and cold eigenvalues.
 
 Default workload: the MLP 784-256-256-10 (269,322 params, 2048 samples) of benchmarks/workloads.py,
-top-5, tol 1e-10. ``--small``: the 147-parameter MLP of tests/test_lanczos_warm.py, top-4, three
-seeds, one step each.
+top-5, tol 1e-10. ``--small``: the 147-parameter MLP of tests/hessian/test_lanczos_warm.py,
+top-4, three seeds, one step each.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ def absolute_change(value: float, base: float) -> float:
 def _glob(name: str, pattern: str) -> bool:
     # Part names such as ``attn.in_proj_weight[q]`` match as they are and as ``*[q]``: the
     # layer model's rule (spectracli.layers.glob_match, which imports torch; the gate does not;
-    # tests/test_layers_glob.py keeps the two equal).
+    # tests/layers/test_layers_glob.py keeps the two equal).
     return (name == pattern or fnmatchcase(name, pattern)
             or ("[" in pattern and fnmatchcase(name, pattern.replace("[", "[[]"))))
 

@@ -99,8 +99,8 @@ def precision_thresholds(
     singular values may be and still be the same value: 2 u rms(W) (sqrt(r) + sqrt(c)), twice the
     typical spectral norm of a rounding error of relative size u = eps / 2 (Bai-Yin edge of an
     r x c random matrix; measured at most 1.5x that on rank-1 and rank-3 matrices stored in
-    bfloat16, float16 and float32, tests/test_powerlaw_status.py). ``frobenius_norm`` is of the
-    whole stack of ``n_matrices`` slices of ``shape`` (m, n).
+    bfloat16, float16 and float32, tests/spectral/test_powerlaw_status.py). ``frobenius_norm`` is
+    of the whole stack of ``n_matrices`` slices of ``shape`` (m, n).
 
     Returns:
         ``(zero, resolution)``, singular values (not sigma^2).

@@ -18,7 +18,7 @@ from spectracli.cli.app import app
 from spectracli.gate.evaluate import fmt
 from spectracli.results import load_report
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_models" / "digits_mlp.safetensors"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_models" / "digits_mlp.safetensors"
 ANNOTATION = re.compile(r"^::(error|warning|notice)( [a-z]+=[^,:\n]*(,[a-z]+=[^,:\n]*)*)?::[^\n]+$")
 runner = CliRunner()
 

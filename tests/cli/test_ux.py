@@ -360,14 +360,14 @@ def test_the_readme_gate_example_runs(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## CI gate", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     commands = [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
     assert all(c[0] == "spectracli" for c in commands)
     assert ["spectracli", "baseline"] in [c[:2] for c in commands]
     assert commands[-1][:2] == ["spectracli", "gate"] and "--baseline" in commands[-1]
-    shutil.copy(Path(__file__).resolve().parents[1] / SAMPLE, tmp_path / "ckpt.safetensors")
+    shutil.copy(Path(__file__).resolve().parents[2] / SAMPLE, tmp_path / "ckpt.safetensors")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     assert run("analyze", "ckpt.safetensors", "-f", "json", "-o", "report.json").exit_code == 0
@@ -387,7 +387,7 @@ def test_gate_without_rules_or_baseline_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from pathlib import Path
 
-    sample = Path(__file__).resolve().parents[1] / SAMPLE
+    sample = Path(__file__).resolve().parents[2] / SAMPLE
     assert run("analyze", sample, "-f", "json", "-o", "r.json", "--no-farms").exit_code == 0
     res = run("gate", "r.json")
     assert res.exit_code == 2 and "--baseline FILE for the default drift checks" in res.stderr
@@ -418,7 +418,7 @@ def test_report_paths_are_as_typed_and_normalised(tmp_path, monkeypatch):
 
     from spectracli.gate.rules import load_config
 
-    shutil.copy(Path(__file__).resolve().parents[1] / SAMPLE, tmp_path / "ckpt.safetensors")
+    shutil.copy(Path(__file__).resolve().parents[2] / SAMPLE, tmp_path / "ckpt.safetensors")
     (tmp_path / "cfg").mkdir()
     monkeypatch.chdir(tmp_path)
     res = run("analyze", "./cfg/../ckpt.safetensors", "-f", "json", "-o", "r.json", "--no-farms")

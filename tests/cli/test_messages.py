@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from spectracli.cli.app import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = f"{ROOT / 'sample_models' / 'digits.py'}:build_mlp"
 DATA = str(ROOT / "sample_models" / "digits.npz")
 runner = CliRunner()

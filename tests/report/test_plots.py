@@ -175,7 +175,7 @@ def test_plotting_never_imports_pyplot():
         "render_figures(dict(report, layers=report['layers'][:1]))\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 
 

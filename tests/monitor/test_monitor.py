@@ -21,7 +21,7 @@ from spectracli.hessian import HessianConfig
 from spectracli.monitor import SpectralMonitor
 from spectracli.results import load_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "sample_models"))
 from digits import build_mlp, load_digits  # noqa: E402
 
