@@ -297,6 +297,13 @@ def _plan(
     unreadable = [SkippedTensor(h.name, list(h.shape), str(h.meta["skip"]))
                   for h in handles if h.meta.get("skip")]
     handles = [h for h in handles if not h.meta.get("skip")]
+    # A matrix-shaped tensor with a dimension of size 0 has no entries: a (64, 64, 0) kernel
+    # would otherwise plan zero (64, 64) slices, and metrics of no matrix are undefined.
+    empty = [h for h in handles if len(h.shape) >= 2 and 0 in h.shape]
+    unreadable += [SkippedTensor(h.name, list(h.shape),
+                                 f"empty tensor ({'x'.join(map(str, h.shape))}): no entries")
+                   for h in empty]
+    handles = [h for h in handles if not (len(h.shape) >= 2 and 0 in h.shape)]
     layer_plan = plan_layers(
         handles,
         config=model_config,

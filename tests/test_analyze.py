@@ -177,3 +177,15 @@ def test_parallel_workers_give_identical_ordered_results_and_restore_threads(ckp
     assert [layer["name"] for layer in one["layers"]] == [layer["name"] for layer in two["layers"]]
     for a, b in zip(one["layers"], two["layers"], strict=True):
         assert a["sigma_max"] == b["sigma_max"] and a["alpha"] == b["alpha"]
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 0), (0, 64, 64), (2, 0, 3, 3), (30, 0)])
+def test_empty_tensors_are_skipped_with_a_reason(tmp_path, shape):
+    # a (64, 64, 0) kernel planned zero (64, 64) slices and crashed in the metrics
+    path = tmp_path / "e.safetensors"
+    save_file({"e.weight": torch.zeros(shape), "w.weight": torch.randn(20, 12)}, str(path))
+    report = analyze_checkpoint(path, AnalyzeConfig(ci_resamples=0, farms=False))
+    assert [layer.name for layer in report.layers] == ["w.weight"]
+    (skip,) = report.skipped
+    assert skip.name == "e.weight" and skip.shape == list(shape)
+    assert skip.reason == f"empty tensor ({'x'.join(map(str, shape))}): no entries"
