@@ -43,7 +43,7 @@ from spectracli import __version__, distributed
 from spectracli.analyze_config import AnalyzeConfig
 from spectracli.device import host_device, resolve_device
 from spectracli.dtypes import FLOAT_ITEMSIZE
-from spectracli.errors import SpectraError
+from spectracli.errors import SpectraError, SpectraTypeError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import Checkpoint, TensorHandle
 from spectracli.layers import MatrixPlan, as_stack, plan_layers
@@ -86,7 +86,9 @@ def _takes_work(progress: Progress) -> bool:
         params = inspect.signature(progress).parameters.values()
     except (TypeError, ValueError):  # a builtin or C callable: the plain three arguments
         return False
-    return any(p.name == "work" or p.kind is p.VAR_KEYWORD for p in params)
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any((p.name == "work" and p.kind in by_name) or p.kind is p.VAR_KEYWORD
+               for p in params)
 
 
 class _Reporter:
@@ -617,12 +619,17 @@ def analyze_checkpoint(
         with their reasons, the settings and the timing.
 
     Raises:
+        SpectraTypeError: a ``progress`` that is not callable (a ``TypeError``).
         SpectraError: a bad option, or no matrix in common with ``base``; under torchrun a
             :class:`~spectracli.distributed.RankError` naming the first rank that failed.
         CheckpointError: a checkpoint that cannot be read (``CheckpointNotFoundError``, also a
             ``FileNotFoundError``, when it does not exist).
     """
     config = config or AnalyzeConfig()
+    if progress is not None and not callable(progress):
+        raise SpectraTypeError(
+            "progress must be a callable progress(done, total, name) or None, got "
+            f"{type(progress).__name__}", params=("progress",))
     distributed.init()  # no-op unless launched by torchrun
     if distributed.world_size() == 1:
         return _analyze(source, config, progress, None)

@@ -76,3 +76,21 @@ def test_time_left_is_the_mean_rate_so_far():
     assert remaining_seconds(30.0, 25, 100) == pytest.approx(90.0)
     assert remaining_seconds(30.0, 100, 100) == 0.0
     assert remaining_seconds(30.0, 10, None) is None
+
+
+def test_a_callback_with_a_positional_only_work_gets_the_plain_three_arguments():
+    calls = []
+
+    def progress(done, total, name, work=None, /):  # 'work' cannot be passed by keyword
+        calls.append((done, total, name, work))
+
+    analyze_checkpoint(memory_checkpoint(weights()), CONFIG, progress=progress)
+    assert calls and calls[-1] == (4, 4, "", None)
+
+
+@pytest.mark.parametrize("progress", [True, "bar"])
+def test_a_progress_that_is_not_callable_is_refused_in_library_words(progress):
+    from spectracli.errors import SpectraTypeError
+
+    with pytest.raises(SpectraTypeError, match=r"^progress must be a callable .* got "):
+        analyze_checkpoint(memory_checkpoint(weights()), CONFIG, progress=progress)
