@@ -36,6 +36,20 @@ from collections.abc import Iterator
 from spectracli.errors import SpectraError
 
 
+def _checked(n: int | None) -> int | None:
+    """``n`` when it is None or at least 1.
+
+    Returns:
+        ``n``.
+
+    Raises:
+        SpectraError: ``n`` is below 1.
+    """
+    if n is not None and n < 1:
+        raise SpectraError(f"threads must be at least 1, got {n}", params=("threads",))
+    return n
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op thread count set to ``n`` inside the block, the previous count after.
@@ -49,11 +63,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
     Raises:
         SpectraError: ``n`` is below 1 (before anything is changed).
     """
-    if n is None:
+    if _checked(n) is None:
         yield
         return
-    if n < 1:
-        raise SpectraError(f"threads must be at least 1, got {n}", params=("threads",))
     import torch
 
     before = torch.get_num_threads()
@@ -78,11 +90,9 @@ def blas_threads(n: int | None) -> Iterator[None]:
     Raises:
         SpectraError: ``n`` is below 1 (before anything is changed).
     """
-    if n is None:
+    if _checked(n) is None:
         yield
         return
-    if n < 1:
-        raise SpectraError(f"threads must be at least 1, got {n}", params=("threads",))
     from threadpoolctl import threadpool_limits
 
     torch_loaded = "torch" in sys.modules
