@@ -33,12 +33,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         The open temporary file (mode 0666 less the umask, as ``open`` would create it).
 
     Raises:
-        SpectraError: the directory does not exist or the temporary file cannot be created.
+        SpectraError: the directory does not exist, ``path`` is a directory, or the temporary
+            file cannot be created.
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise SpectraError(f"cannot write {target}: directory {directory} does not exist")
+    if target.is_dir():  # checked first: os.replace would fail only after the work is written
+        raise SpectraError(f"cannot write {target}: it is a directory, expected a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:

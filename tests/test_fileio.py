@@ -31,3 +31,10 @@ def test_success_replaces_atomically_with_umask_mode(tmp_path):
 def test_missing_directory_is_a_one_line_error(tmp_path):
     with pytest.raises(SpectraError, match="does not exist"):
         write_text_atomic(tmp_path / "nope" / "x.txt", "x")
+
+
+def test_a_directory_as_target_is_a_one_line_error_and_leaves_no_temp(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SpectraError, match=r"cannot write .*out: it is a directory"):
+        write_text_atomic(tmp_path / "out", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
