@@ -132,6 +132,19 @@ def _raw_header(path: Path) -> tuple[bytes, int, int]:
         raise CheckpointError(f"cannot read {path}: {one_line(exc)}") from None
 
 
+class _DuplicateKey(Exception):
+    """A JSON object of the header names one key twice (``json`` would keep the last)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _parse_header(path: Path, raw: bytes) -> dict[str, Any]:
     """The header as a JSON object.
 
@@ -139,12 +152,18 @@ def _parse_header(path: Path, raw: bytes) -> dict[str, Any]:
         The parsed object (``__metadata__`` included).
 
     Raises:
-        CheckpointError: not UTF-8 JSON, or not an object.
+        CheckpointError: not UTF-8 JSON, not an object, or a key named twice in an object.
     """
     not_json = f"{path} is not a valid safetensors file: its header is not JSON"
     try:
         text = raw.decode("utf-8")
-        header = json.loads(text) if text.lstrip().startswith("{") else None
+        header = (json.loads(text, object_pairs_hook=_unique_keys)
+                  if text.lstrip().startswith("{") else None)
+    except _DuplicateKey as exc:
+        raise CheckpointError(
+            f"{path} is corrupt: its header names {exc.args[0]!r} twice (which one holds "
+            "the data is undefined)"
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"{not_json} ({one_line(exc)})") from None
     if header is None:

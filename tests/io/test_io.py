@@ -522,6 +522,16 @@ def test_bad_header_length(tmp_path):
         open_checkpoint(path)
 
 
+def test_a_tensor_named_twice_in_the_header_is_named_in_the_error(tmp_path):
+    # json keeps the last of two equal keys; the first then looked like "a gap" in the data
+    header = (b'{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+              b'"x":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}')
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    with pytest.raises(CheckpointError, match=r"corrupt: its header names 'x' twice"):
+        open_checkpoint(path)
+
+
 def test_offsets_past_the_end(tmp_path):
     def push_b(header):
         header["b"]["data_offsets"] = [24, 24 + 1000]
