@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -112,12 +113,17 @@ class Device(Choice):
 def check_device(value: Any, name: str = "device") -> str:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``, in lower case (any case accepted).
 
+    A ``torch.device`` (from Python: ``device=torch.device("cuda", 1)``) counts as its name.
+
     Returns:
         The device string in lower case.
 
     Raises:
         SpectraError: anything else.
     """
+    torch = sys.modules.get("torch")  # a torch.device exists only once torch is loaded
+    if torch is not None and isinstance(value, torch.device):
+        value = str(value)
     if isinstance(value, str):
         low = value.strip().lower()
         if low in Device.values():

@@ -24,3 +24,14 @@ def test_unknown_devices_are_usage_errors(name):
 def test_cuda_without_a_gpu_is_a_usage_error(name):
     with pytest.raises(SpectraError, match="sees no GPU"):
         resolve_device(name)
+
+
+def test_a_torch_device_counts_as_its_name():
+    # from Python, device=torch.device("cpu") was refused as "must be 'auto', 'cpu', ..."
+    from spectracli.device import host_device
+
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert host_device(torch.device("cpu")) == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(SpectraError, match="'cuda:1' was asked for but torch sees no GPU"):
+            resolve_device(torch.device("cuda", 1))
