@@ -302,8 +302,8 @@ def _plan(
     # A matrix-shaped tensor with a dimension of size 0 has no entries: a (64, 64, 0) kernel
     # would otherwise plan zero (64, 64) slices, and metrics of no matrix are undefined.
     empty = [h for h in handles if len(h.shape) >= 2 and 0 in h.shape]
-    unreadable += [SkippedTensor(h.name, list(h.shape),
-                                 f"empty tensor ({'x'.join(map(str, h.shape))}): no entries")
+    unreadable += [SkippedTensor(h.name, list(h.shape), f"empty tensor "
+                                 f"{'x'.join(map(str, h.shape))}: a dimension of size 0")
                    for h in empty]
     handles = [h for h in handles if not (len(h.shape) >= 2 and 0 in h.shape)]
     layer_plan = plan_layers(
