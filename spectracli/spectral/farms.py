@@ -44,11 +44,17 @@ Example::
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from spectracli.spectral.arrays import namespace
-from spectracli.spectral.esd import BLOCK_ELEMENTS, squared_singular_values
+import numpy as np
+
+from spectracli.spectral.arrays import device, dtype_name, float_dtype, namespace
+from spectracli.spectral.esd import BLOCK_ELEMENTS
 
 FARMS_LAYOUTS = ("bounded", "released")
 # eigvalsh of a k x k matrix costs about EIGH_COST times k^3 multiply-adds of a Gram product
@@ -56,6 +62,20 @@ FARMS_LAYOUTS = ("bounded", "released")
 EIGH_COST = 2.5
 # A dimension whose windows span this share of it gets no more windows (2000 of 2048: one).
 COVERED = 0.9
+# Window solves in float32: a float32 eigvalsh of a k x k Gram matrix is off by at most
+# p(k) eps32 lambda_max (the rounding of G to float32 plus the solver's backward error; the
+# worst case takes p(k) = k). Measured on Gaussian and Pareto windows (k = 256..2000): 4-150
+# eps32 lambda_max, 14-70x below k. So a float32 solve measures its error on one reference
+# window solved in both precisions and bounds every eigenvalue by FLOAT32_SAFETY times that.
+FARMS_PRECISIONS = ("auto", "float64", "float32")
+EPS32 = float(np.finfo(np.float32).eps)
+FLOAT32_SAFETY = 8.0
+# ``auto``: float32 windows (the fit then checked, float32_alpha_bound) on CUDA, or on the CPU
+# from this many windows on (the reference window costs one float64 solve more).
+FLOAT32_MIN_WINDOWS = 8
+# A float32 FARMS fit stands when its alpha bound is at most max(ALPHA_ATOL, ALPHA_SE_SHARE se).
+ALPHA_ATOL = 0.01
+ALPHA_SE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -159,6 +179,239 @@ def farms_grid(
     return FarmsGrid(r, c, _spread(rows, r, n_rows), _spread(cols, c, n_cols))
 
 
+@dataclass(frozen=True)
+class FarmsSpectrum:
+    """The pooled window ESD of one FARMS solve and how it was computed.
+
+    ``lam``: 1-d pooled lambda, ascending, float64, in the input's library and on its device.
+    ``dtype``: the precision of the window eigensolves, ``"float64"`` or ``"float32"``.
+    ``error``: for float32 solves, the bound used for |d lambda| of every pooled eigenvalue
+    (same units as ``lam``, normalised when it is): ``FLOAT32_SAFETY`` x the error measured on a
+    reference window solved in both precisions (at least eps32 lambda_max); 0 for float64.
+    """
+
+    lam: Any
+    grid: FarmsGrid
+    dtype: str
+    error: float
+
+
+def _column_gram(xp: Any, m: Any, rows: tuple[int, int], cols: tuple[int, int], acc: Any) -> Any:
+    """X^T X of the block m[r0:r1, c0:c1] in ``acc``, converted a row block at a time."""
+    (r0, r1), (c0, c1) = rows, cols
+    step = max(1, BLOCK_ELEMENTS // max(1, c1 - c0))
+    g = None
+    for start in range(r0, r1, step):
+        x = xp.astype(m[start : min(start + step, r1), c0:c1], acc)
+        part = xp.matrix_transpose(x) @ x
+        g = part if g is None else g + part
+    return g
+
+
+def window_grams(
+    m: Any, grid: FarmsGrid, acc: Any = "float64"
+) -> Iterator[tuple[int, int, Any]]:
+    """The Gram matrix of every window of ``grid`` on the 2-d ``m``, built from shared strips.
+
+    The Gram matrix of a window is the sum of those of its row strips, and its column block is a
+    principal submatrix of the Gram matrix of any wider column range. So the windows of one
+    column range (or of the whole column span, when that costs less: span^2 <= n_cols c^2) share
+    one running Gram matrix: the first row window's is computed, each next one adds the strip
+    that enters and subtracts the one that leaves (recomputed instead when they overlap by half
+    or less), and each window's Gram is a view into it. Cost: about the rows x span^2 of one
+    pass plus thin updates, instead of windows x r c^2. In ``acc`` (float64: exact for bf16 and
+    fp16 storage, whose products and sums of a few thousand fit in 53 bits; eps64 otherwise).
+
+    Args:
+        m: (rows, cols) numpy array or torch tensor, any float storage dtype.
+        grid: the windows (:func:`farms_grid`), with ``grid.rows >= grid.cols`` (transpose
+            ``m`` and the grid otherwise: the Gram matrix is taken over the shorter side).
+        acc: the dtype the Gram matrices are accumulated in.
+
+    Yields:
+        (row offset, column offset, (c, c) Gram matrix X^T X of that window), row offset by
+        row offset; the matrix is a view, valid until the next one is taken.
+
+    Raises:
+        ValueError: ``grid.rows < grid.cols``.
+    """
+    if grid.rows < grid.cols:
+        raise ValueError(
+            f"window_grams needs grid.rows >= grid.cols, got {grid.rows} x {grid.cols}"
+        )
+    xp = namespace(m)
+    acc = float_dtype(xp, acc)
+    r, c = grid.rows, grid.cols
+    cols = grid.col_offsets
+    span = cols[-1] + c - cols[0]
+    clusters = [cols] if span * span <= len(cols) * c * c else [(j,) for j in cols]
+    for cluster in clusters:
+        a, b = cluster[0], cluster[-1] + c
+        run, prev = None, 0
+        for i in grid.row_offsets:
+            if run is None or 2 * (i - prev) >= r:
+                run = _column_gram(xp, m, (i, i + r), (a, b), acc)
+            else:
+                run = run + _column_gram(xp, m, (prev + r, i + r), (a, b), acc)
+                run = run - _column_gram(xp, m, (prev, i), (a, b), acc)
+            prev = i
+            for j in cluster:
+                yield i, j, run[j - a : j - a + c, j - a : j - a + c]
+
+
+def _eigvalsh_batch(xp: Any, batch: list[Any]) -> Any:
+    """Eigenvalues of a list of equal-shape symmetric matrices, one batched solve, float64.
+
+    numpy.linalg solves float32 input in float64 (no faster), so float32 numpy matrices go to
+    LAPACK's ssyevd through scipy.linalg.eigh, one at a time.
+
+    Returns:
+        The eigenvalues of all matrices, ascending per matrix, concatenated, float64.
+    """
+    f64 = float_dtype(xp, "float64")
+    if isinstance(batch[0], np.ndarray) and batch[0].dtype == np.float32:
+        from scipy.linalg import eigh
+
+        return np.concatenate([
+            eigh(g, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
+            for g in batch
+        ]).astype(np.float64)
+    lam = xp.linalg.eigvalsh(batch[0][None, ...] if len(batch) == 1 else xp.stack(batch))
+    return xp.reshape(xp.astype(lam, f64), (-1,))
+
+
+class _Solver:
+    """Window eigvalsh calls in batches, in line or on a thread pool; results in ``pooled``.
+
+    ``ratio_32``: the largest |lambda_32 - lambda_64| / (eps32 lambda_max) of the reference
+    windows (at least 1).
+    """
+
+    def __init__(self, xp: Any, workers: int, batch: int) -> None:
+        self.xp, self.workers, self.batch = xp, workers, batch
+        self.pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        self.pending: deque[Future] = deque()
+        self.chunk: list[Any] = []
+        self.pooled: list[Any] = []
+        self.ratio_32 = 1.0
+
+    def __enter__(self) -> _Solver:
+        return self
+
+    def add(self, g: Any) -> None:
+        """Queue one Gram matrix (a copy the caller will not touch again)."""
+        self.chunk.append(g)
+        if len(self.chunk) >= self.batch:
+            self._flush()
+
+    def reference(self, g: Any, low_dtype: Any) -> None:
+        """Solve ``g`` in float64 (pooled) and in ``low_dtype`` (compared), in line."""
+        exact = _eigvalsh_batch(self.xp, [g])
+        low = _eigvalsh_batch(self.xp, [self.xp.astype(g, low_dtype)])
+        top = float(exact[-1])
+        if top > 0:
+            gap = float(self.xp.max(self.xp.abs(low - exact)))
+            self.ratio_32 = max(self.ratio_32, gap / (EPS32 * top))
+        self.pooled.append(exact)
+
+    def _flush(self) -> None:
+        part, self.chunk = self.chunk, []
+        if self.pool is None:
+            self.pooled.append(_eigvalsh_batch(self.xp, part))
+            return
+        self.pending.append(self.pool.submit(_eigvalsh_batch, self.xp, part))
+        while len(self.pending) > 2 * self.workers:  # bounds the Gram copies in flight
+            self.pooled.append(self.pending.popleft().result())
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.chunk and exc[0] is None:
+                self._flush()
+            while self.pending:
+                future = self.pending.popleft()
+                if exc[0] is None:
+                    self.pooled.append(future.result())
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def farms_spectrum(
+    w: Any,
+    window: int = 2000,
+    ratio: float = 1.0,
+    steps: int = 10,
+    normalize: bool = False,
+    dtype: Any = "float64",
+    layout: str = "released",
+    budget: float = 2.0,
+    *,
+    workers: int = 1,
+    batch: int | None = None,
+) -> FarmsSpectrum:
+    """The pooled FARMS ESD of ``w`` (one matrix or a stack of slices), solved window by window.
+
+    Window Gram matrices come from shared strips in float64 (:func:`window_grams`); each is
+    solved by eigvalsh in ``dtype``. With ``dtype`` float32 the first window is solved in both
+    precisions and the measured difference sets :attr:`FarmsSpectrum.error`.
+
+    Args:
+        w: (m, n) or (..., m, n) numpy array or torch tensor (any device), any float dtype.
+        window: the largest window row count (:func:`farms_grid`).
+        ratio: the window aspect ratio cols / rows.
+        steps: offsets per dimension of the released grid.
+        normalize: divide each window's eigenvalues by max(r, c).
+        dtype: precision of the window eigensolves, ``"float64"`` or ``"float32"``.
+        layout: ``"released"`` or ``"bounded"`` (:func:`farms_grid`).
+        budget: the bounded grid's cost budget (:func:`farms_grid`).
+        workers: threads solving windows in parallel (eigvalsh releases the GIL); 1: in line.
+        batch: windows per eigvalsh call; ``None``: one on the CPU, as many as fit in
+            ``BLOCK_ELEMENTS`` entries on CUDA (one batched solve per chunk).
+
+    Returns:
+        The :class:`FarmsSpectrum` (pooled lambda ascending, grid, solve dtype, error bound).
+
+    Raises:
+        ValueError: a bad grid setting (:func:`farms_grid`), ``workers`` or ``batch`` < 1, or a
+            solve dtype other than float32 / float64.
+    """
+    xp = namespace(w)
+    solve = float_dtype(xp, dtype)
+    name = dtype_name(dtype)
+    if name not in ("float32", "float64") or workers < 1 or (batch is not None and batch < 1):
+        raise ValueError(f"dtype must be float32 or float64, workers and batch >= 1; got "
+                         f"{dtype!r}, {workers}, {batch}")
+    mats = xp.reshape(w, (-1, w.shape[-2], w.shape[-1]))
+    grid = farms_grid(mats.shape[-2], mats.shape[-1], window, ratio, steps, layout, budget)
+    oriented = grid
+    if grid.rows < grid.cols:  # the Gram matrix over the shorter side: work on the transpose
+        mats = xp.matrix_transpose(mats)
+        oriented = FarmsGrid(grid.cols, grid.rows, grid.col_offsets, grid.row_offsets)
+    k = oriented.cols
+    if batch is None:
+        on_gpu = getattr(device(w), "type", "cpu") == "cuda"
+        batch = max(1, BLOCK_ELEMENTS // (k * k)) if on_gpu else 1
+    total = grid.n_windows * mats.shape[0]
+    # float32: three windows spread over the grid are also solved in float64 (module docstring)
+    references = {0, total // 2, total - 1} if name == "float32" else set()
+    with _Solver(xp, workers, batch) as solver:
+        count = 0
+        for index in range(mats.shape[0]):
+            for _, _, g in window_grams(mats[index], oriented):
+                if count in references:
+                    solver.reference(g, solve)
+                else:
+                    solver.add(xp.astype(g, solve, copy=True))
+                count += 1
+    pooled, ratio_32 = solver.pooled, solver.ratio_32
+    lam = xp.sort(xp.clip(xp.concat(pooled), min=0.0))
+    if normalize:
+        lam = lam / max(grid.rows, grid.cols)
+    top = float(lam[-1]) if lam.shape[0] else 0.0
+    error = min(k, FLOAT32_SAFETY * ratio_32) * EPS32 * top if name == "float32" else 0.0
+    return FarmsSpectrum(lam, grid, name, error)
+
+
 def farms_esd(
     w: Any,
     window: int = 2000,
@@ -169,7 +422,7 @@ def farms_esd(
     layout: str = "released",
     budget: float = 2.0,
 ) -> tuple[Any, FarmsGrid]:
-    """Pooled ESD (ascending) of the FARMS windows of ``w`` (one matrix or a stack of slices).
+    """Pooled ESD (ascending) of the FARMS windows of ``w``: :func:`farms_spectrum`'s lambda.
 
     Args:
         w: (m, n) or (..., m, n) numpy array or torch tensor, any float storage dtype.
@@ -177,30 +430,75 @@ def farms_esd(
         ratio: the window aspect ratio cols / rows.
         steps: offsets per dimension of the released grid.
         normalize: divide each window's eigenvalues by max(r, c).
-        dtype: working dtype of the window solves (``"float64"`` or ``"float32"``).
+        dtype: precision of the window solves (``"float64"`` or ``"float32"``).
         layout: ``"released"`` or ``"bounded"`` (:func:`farms_grid`).
         budget: the bounded grid's cost budget (:func:`farms_grid`).
 
     Returns:
-        (1-d pooled lambda in ``w``'s library and on its device, ascending; the grid).
+        (1-d pooled lambda in ``w``'s library and on its device, ascending, float64; the grid).
 
-    Windows are solved batched, in chunks of at most ``BLOCK_ELEMENTS`` entries (64 MB of
-    float64).
+    Raises:
+        ValueError: as :func:`farms_spectrum`.
     """
-    xp = namespace(w)
-    mats = xp.reshape(w, (-1, w.shape[-2], w.shape[-1]))
-    grid = farms_grid(mats.shape[-2], mats.shape[-1], window, ratio, steps, layout, budget)
-    per_chunk = max(1, BLOCK_ELEMENTS // (grid.rows * grid.cols))
-    pooled = []
-    offsets = [(i, j) for i in grid.row_offsets for j in grid.col_offsets]
-    for index in range(mats.shape[0]):
-        m = mats[index]
-        for start in range(0, len(offsets), per_chunk):
-            part = offsets[start : start + per_chunk]
-            chunk = xp.stack([m[i : i + grid.rows, j : j + grid.cols] for i, j in part])
-            lam = squared_singular_values(chunk, method="gram", dtype=dtype)
-            pooled.append(xp.reshape(lam, (-1,)))
-    lam = xp.concat(pooled)
-    if normalize:
-        lam = lam / max(grid.rows, grid.cols)
-    return xp.sort(lam), grid
+    spec = farms_spectrum(w, window, ratio, steps, normalize, dtype, layout, budget)
+    return spec.lam, spec.grid
+
+
+def window_dtype(precision: str, n_windows: int, on_gpu: bool) -> str:
+    """The precision of the window eigen solves that ``precision`` stands for.
+
+    Args:
+        precision: ``"auto"``, ``"float64"`` or ``"float32"`` (``FARMS_PRECISIONS``).
+        n_windows: the windows of the layer (all slices).
+        on_gpu: whether the solves run on CUDA.
+
+    Returns:
+        ``"float32"`` or ``"float64"``: ``auto`` is float32 on CUDA and from
+        ``FLOAT32_MIN_WINDOWS`` windows on (the caller then checks the fit), else float64.
+
+    Raises:
+        ValueError: an unknown ``precision``.
+    """
+    if precision not in FARMS_PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(FARMS_PRECISIONS)}; got {precision!r}"
+        )
+    if precision != "auto":
+        return precision
+    return "float32" if on_gpu or n_windows >= FLOAT32_MIN_WINDOWS else "float64"
+
+
+def float32_alpha_bound(lam: Any, xmin: float, alpha: float, error: float) -> float:
+    """How far ``alpha`` can be from the MLE of the exact eigenvalues, at the same tail.
+
+    alpha = 1 + n / S, S = sum_j ln(lambda_j / xmin) over the n tail eigenvalues lambda_j >= xmin
+    (Clauset et al. 2009, eq. 3.1). When every eigenvalue is within ``error`` of its exact value,
+    S lies between sum ln((lambda_j - error) / (xmin + error)) and sum ln((lambda_j + error) /
+    (xmin - error)), and alpha between the two values they give; the bound
+    is the larger distance. To first order it is (alpha - 1)^2 error (sum 1 / lambda_j + n / xmin)
+    / n: the smallest tail eigenvalues dominate, as lambda_max / xmin.
+
+    Args:
+        lam: 1-d eigenvalues (numpy, or anything ``numpy.asarray`` reads), any order.
+        xmin: the fit's xmin (> 0).
+        alpha: the fit's alpha.
+        error: |d lambda| bound of every eigenvalue (:attr:`FarmsSpectrum.error`).
+
+    Returns:
+        The bound; ``inf`` when ``error`` reaches xmin or the tail has no spread left.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    tail = lam[lam > xmin]  # the xmin eigenvalue's own term is ln(xmin / xmin) = 0
+    n = tail.size + 1
+    if not xmin > error:
+        return math.inf
+    low = np.sum(np.log((tail - error) / (xmin + error)))  # tail > xmin > error
+    high = np.sum(np.log((tail + error) / (xmin - error)))
+    if not low > 0:
+        return math.inf
+    return float(max(abs(1.0 + n / low - alpha), abs(1.0 + n / high - alpha)))
+
+
+def float32_alpha_tolerance(alpha_se: float | None) -> float:
+    """How far float32 may move a FARMS alpha: max(ALPHA_ATOL, ALPHA_SE_SHARE x alpha_se)."""
+    return max(ALPHA_ATOL, ALPHA_SE_SHARE * (alpha_se or 0.0))
