@@ -27,6 +27,7 @@ import datetime as _dt
 import functools
 import inspect
 import json
+import math
 import os
 import threading
 import time
@@ -56,18 +57,26 @@ from spectracli.results import (
     SkippedTensor,
 )
 from spectracli.spectral import (
+    FarmsGrid,
     alpha_warning,
-    farms_esd,
     farms_grid,
+    farms_spectrum,
     fit_power_law,
     matrix_metrics,
     mp_fit,
     squared_singular_values,
 )
 from spectracli.spectral.arrays import STORAGE_PRECISION, float_dtype, namespace, numel, to_numpy
+from spectracli.spectral.arrays import device as device_of
 from spectracli.spectral.esd import all_finite
-from spectracli.spectral.farms import solve_cost
+from spectracli.spectral.farms import (
+    float32_alpha_bound,
+    float32_alpha_tolerance,
+    solve_cost,
+    window_dtype,
+)
 from spectracli.spectral.metrics import precision_thresholds
+from spectracli.spectral.powerlaw import PowerLawFit
 from spectracli.threads import available_cores, blas_threads
 
 if TYPE_CHECKING:
@@ -186,44 +195,86 @@ def analyze_matrices(
     if config.store_esd:
         result.esd = esd_sample(pooled)
     if config.farms:
-        grid = farms_grid(
-            m, n, config.farms_window, config.farms_ratio, config.farms_steps,
-            config.farms_grid, config.farms_budget,
-        )
-        window_scale = 1.0 / max(grid.rows, grid.cols) if config.normalize else 1.0
-        if (grid.rows, grid.cols) == (m, n):
-            farms_np = pooled  # one window, the whole matrix: FARMS ESD = full ESD
-        else:
-            farms_lam, grid = farms_esd(
-                mats, config.farms_window, config.farms_ratio, config.farms_steps,
-                config.normalize, dtype=work_dtype, layout=config.farms_grid,
-                budget=config.farms_budget,
-            )
-            farms_np = to_numpy(farms_lam)
-        n_groups = grid.n_windows * plan.n_matrices
-        if farms_np is pooled and n_groups == 1:
-            farms_fit = result.fit  # the same ESD, fitted the same way
-        else:
-            w_zero, w_res = precision_thresholds(
-                metrics.sigma_max, metrics.frobenius_norm, (m, n), plan.n_matrices, dtype,
-                window=(grid.rows, grid.cols),
-            )
-            farms_fit = fit_power_law(
-                farms_np, config.fit, config.min_tail, n_groups=n_groups,
-                sigma_zero=w_zero * window_scale**0.5,
-                sigma_resolution=w_res * window_scale**0.5,
-                ci_level=config.ci_level, ci_resamples=config.ci_resamples,
-            )
-        result.farms = FarmsResult(
-            fit=farms_fit,
-            window_rows=grid.rows,
-            window_cols=grid.cols,
-            n_windows=grid.n_windows * plan.n_matrices,
-            grid=(len(grid.row_offsets), len(grid.col_offsets)),
-            esd=esd_sample(farms_np) if config.store_esd else None,
-        )
+        result.farms = _farms_result(mats, plan, config, metrics, dtype, pooled, result.fit)
     _add_warnings(result)
     return result
+
+
+def _farms_fitter(
+    config: AnalyzeConfig, metrics: Any, plan: MatrixPlan, dtype: str, grid: FarmsGrid
+) -> Callable[[np.ndarray], PowerLawFit]:
+    """The fit of a pooled window ESD on ``grid``, with the window's precision thresholds."""
+    m, n = plan.matrix_shape
+    root = (1.0 / max(grid.rows, grid.cols) if config.normalize else 1.0) ** 0.5
+    zero, res = precision_thresholds(
+        metrics.sigma_max, metrics.frobenius_norm, (m, n), plan.n_matrices, dtype,
+        window=(grid.rows, grid.cols),
+    )
+    return functools.partial(
+        fit_power_law, method=config.fit, min_tail=config.min_tail,
+        n_groups=grid.n_windows * plan.n_matrices, sigma_zero=zero * root,
+        sigma_resolution=res * root, ci_level=config.ci_level, ci_resamples=config.ci_resamples,
+    )
+
+
+def _farms_result(
+    mats: Any, plan: MatrixPlan, config: AnalyzeConfig, metrics: Any, dtype: str,
+    pooled: np.ndarray, full_fit: PowerLawFit,
+) -> FarmsResult:
+    """FARMS of one layer: windows solved in the precision ``farms_precision`` picks, fitted.
+
+    Under ``auto`` a float32 solve is kept only when :func:`float32_alpha_bound` is within
+    :func:`float32_alpha_tolerance`; otherwise the windows are solved again in float64
+    (docs/metrics.md, FARMS).
+
+    Returns:
+        The FarmsResult (fit, window shape and count, solve precision and alpha bound).
+    """
+    m, n = plan.matrix_shape
+    grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps,
+                      config.farms_grid, config.farms_budget)
+    solve_dtype, bound = None, None
+    if (grid.rows, grid.cols) == (m, n):
+        farms_np = pooled  # one window, the whole matrix: FARMS ESD = full ESD
+        fit = full_fit if grid.n_windows * plan.n_matrices == 1 else None
+        if fit is None:
+            fit = _farms_fitter(config, metrics, plan, dtype, grid)(farms_np)
+    else:
+        on_gpu = getattr(device_of(mats), "type", "cpu") == "cuda"
+        precision = "float32" if config.dtype == "float32" else config.farms_precision
+        solve_dtype = window_dtype(precision, grid.n_windows * plan.n_matrices, on_gpu)
+        fitter = _farms_fitter(config, metrics, plan, dtype, grid)
+        workers = 1 if on_gpu else (config.threads or available_cores())
+
+        def solve(dtype_: str) -> tuple[np.ndarray, PowerLawFit, float | None]:
+            spec = farms_spectrum(
+                mats, config.farms_window, config.farms_ratio, config.farms_steps,
+                config.normalize, dtype=dtype_, layout=config.farms_grid,
+                budget=config.farms_budget, workers=workers,
+            )
+            lam = to_numpy(spec.lam)
+            fit = fitter(lam)
+            if dtype_ != "float32":
+                return lam, fit, None
+            if fit.alpha is None or fit.xmin is None:
+                return lam, fit, math.inf
+            return lam, fit, float32_alpha_bound(lam, fit.xmin, fit.alpha, spec.error)
+
+        farms_np, fit, bound = solve(solve_dtype)
+        checked = precision == "auto" and solve_dtype == "float32"
+        if checked and not bound <= float32_alpha_tolerance(fit.alpha_se):
+            solve_dtype = "float64"
+            farms_np, fit, bound = solve(solve_dtype)
+    return FarmsResult(
+        fit=fit,
+        window_rows=grid.rows,
+        window_cols=grid.cols,
+        n_windows=grid.n_windows * plan.n_matrices,
+        grid=(len(grid.row_offsets), len(grid.col_offsets)),
+        esd=esd_sample(farms_np) if config.store_esd else None,
+        solve_dtype=solve_dtype,
+        alpha_error_bound=bound if bound is None or math.isfinite(bound) else None,
+    )
 
 
 def _add_warnings(result: LayerResult) -> None:

@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spectracli.errors import SpectraError
-from spectracli.options import Choice, ConvView, Dtype, FarmsGrid, FitMethod, check_device
+from spectracli.options import (
+    Choice,
+    ConvView,
+    Dtype,
+    FarmsGrid,
+    FarmsPrecision,
+    FitMethod,
+    check_device,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     import torch
@@ -122,6 +130,8 @@ class AnalyzeConfig:
     farms_grid: str = _choice("bounded", FarmsGrid)  # spectracli.spectral.farms
     # bounded grid: window solves at most this x the plain ESD's
     farms_budget: float = _setting(2.0, **_POSITIVE_NUMBER, rule="a finite number > 0")
+    # window eigen solves: auto (float32 where its bound allows), float64 or float32
+    farms_precision: str = _choice("auto", FarmsPrecision)
     min_size: int = _setting(10, **_POSITIVE_INT, rule="at least 1")
     include: Sequence[str] = _setting((), types=list, expected="a list of glob strings",
                                       check=_globs)

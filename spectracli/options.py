@@ -190,6 +190,14 @@ class FarmsGrid(Choice):
     RELEASED = "released"  # the released code's steps x steps overlapping grid
 
 
+class FarmsPrecision(Choice):
+    """Precision of the FARMS window eigen solves (spectracli.spectral.farms)."""
+
+    AUTO = "auto"  # float32 where its error bound leaves alpha unchanged, else float64
+    FLOAT64 = "float64"
+    FLOAT32 = "float32"
+
+
 class ImageFormat(Choice):
     """Figure files."""
 

@@ -27,6 +27,7 @@ from spectracli.options import (
     ConvView,
     Dtype,
     FarmsGrid,
+    FarmsPrecision,
     FitMethod,
     ImageFormat,
     ReportFormat,
@@ -117,6 +118,10 @@ def analyze(
                                        "most this times the plain ESD (modelled)."),
     farms_steps: int = typer.Option(10, help="FARMS offsets per dimension of the released "
                                     "grid."),
+    farms_precision: FarmsPrecision = choice_option(
+        FarmsPrecision.AUTO, "--farms-precision", help="FARMS window eigen solves: auto "
+        "(float32 where its error bound leaves alpha within max(0.01, 0.1 alpha_se), else "
+        "float64; docs/metrics.md), float64 or float32."),
     min_size: int = typer.Option(10, help="Skip matrices with fewer rows or columns than this."),
     include: list[str] = typer.Option([], metavar="GLOB", help="Only tensors (or parts, e.g. "
                                       "'*[q]') whose name matches this glob (repeatable)."),

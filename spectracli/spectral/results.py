@@ -51,6 +51,10 @@ class FarmsResult(JsonFields):
     n_windows: int
     grid: tuple[int, int]  # offsets per dimension (rows, cols)
     esd: EsdSample | None = None
+    # precision of the window eigen solves ("float64" | "float32"; None: no window was solved,
+    # the FARMS ESD is the full ESD) and, for float32, the bound on |alpha - alpha(exact)|
+    solve_dtype: str | None = None
+    alpha_error_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the fit's keys plus the window size, count, grid and pooled ESD."""
@@ -60,6 +64,8 @@ class FarmsResult(JsonFields):
             window_cols=self.window_cols,
             n_windows=self.n_windows,
             grid=list(self.grid),
+            solve_dtype=self.solve_dtype,
+            alpha_error_bound=self.alpha_error_bound,
             esd=self.esd.to_dict() if self.esd else None,
         )
         return out
