@@ -4,8 +4,10 @@ Two parts, each timed after a warm-up with the device synchronised:
 
 1. Weight spectra: for the matrix shapes of a Llama-1.1B layer (hidden 2048, intermediate 5632,
    256-wide k/v, 32000-row embedding), the plain ESD (``squared_singular_values``: Gram +
-   eigvalsh, float64 and float32) and the FARMS windows of both layouts (``farms_esd``, windows
-   batched), in seconds per matrix.
+   eigvalsh, float64 and float32) and the FARMS windows (``farms_spectrum``: Gram matrices from
+   shared strips, eigvalsh batched on CUDA) of the bounded grid in float64 and of the released
+   grid in float64 and float32 windows (the working precision ``auto`` picks on CUDA, with the
+   bound it measured, relative to lambda_max), in seconds per matrix.
 2. Hessian: Hessian-vector products of ``spectracli.hessian.operators.HessianOperator`` on an MLP
    (``--hidden`` wide, ``--samples`` inputs) against one plain backward pass of the same loss:
    products per second and the ratio (an HVP costs a few backward passes).
@@ -22,7 +24,8 @@ import time
 import torch
 
 from spectracli.device import resolve_device
-from spectracli.spectral import farms_esd, squared_singular_values
+from spectracli.spectral import squared_singular_values
+from spectracli.spectral.farms import farms_spectrum
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:  # noqa: ANN001
@@ -47,15 +50,23 @@ def spectra(device: torch.device, scale: float, repeats: int) -> None:
               "embedding": (vocab, h)}
     print(f"device {device}, scale {scale}, FARMS window {window}")
     print(f"{'shape':>10s} {'rows x cols':>12s} {'esd f64':>9s} {'esd f32':>9s} "
-          f"{'farms bounded':>14s} {'farms released':>15s}")
+          f"{'bounded f64':>12s} {'released f64':>13s} {'released f32':>13s} {'f32 bound':>10s}")
     g = torch.Generator().manual_seed(0)
     for label, (m, n) in shapes.items():
         w = (torch.randn(m, n, generator=g) / n**0.5).to(device=device, dtype=torch.bfloat16)
-        t64 = timed(lambda w=w: squared_singular_values(w, dtype=torch.float64), device, repeats)
-        t32 = timed(lambda w=w: squared_singular_values(w, dtype=torch.float32), device, repeats)
-        tb = timed(lambda w=w: farms_esd(w, window, layout="bounded"), device, repeats)
-        tr = timed(lambda w=w: farms_esd(w, window, layout="released"), device, repeats)
-        print(f"{label:>10s} {f'{m}x{n}':>12s} {t64:8.3f}s {t32:8.3f}s {tb:13.3f}s {tr:14.3f}s")
+        t64 = timed(lambda w=w: squared_singular_values(w, dtype="float64"), device, repeats)
+        t32 = timed(lambda w=w: squared_singular_values(w, dtype="float32"), device, repeats)
+
+        def farms(w: torch.Tensor = w, layout: str = "released", dtype: str = "float64"):  # noqa: ANN202
+            return farms_spectrum(w, window, layout=layout, dtype=dtype)
+
+        tb = timed(lambda f=farms: f(layout="bounded"), device, repeats)
+        tr64 = timed(lambda f=farms: f(), device, repeats)
+        tr32 = timed(lambda f=farms: f(dtype="float32"), device, repeats)
+        spec = farms(dtype="float32")
+        rel = spec.error / float(spec.lam[-1])
+        print(f"{label:>10s} {f'{m}x{n}':>12s} {t64:8.3f}s {t32:8.3f}s {tb:11.3f}s "
+              f"{tr64:12.3f}s {tr32:12.3f}s {rel:10.1e}")
 
 
 def hvps(device: torch.device, hidden: int, samples: int, repeats: int) -> None:
