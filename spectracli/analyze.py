@@ -242,7 +242,8 @@ def _farms_result(
     else:
         on_gpu = getattr(device_of(mats), "type", "cpu") == "cuda"
         precision = "float32" if config.dtype == "float32" else config.farms_precision
-        solve_dtype = window_dtype(precision, grid.n_windows * plan.n_matrices, on_gpu)
+        solve_dtype = window_dtype(precision, grid.n_windows * plan.n_matrices, on_gpu,
+                                   min(grid.rows, grid.cols))
         fitter = _farms_fitter(config, metrics, plan, dtype, grid)
         workers = 1 if on_gpu else (config.threads or available_cores())
 

@@ -40,7 +40,7 @@ def test_every_field_carries_a_setting_and_files_leave_out_the_command_line_ones
 
 def test_choice_settings_take_their_values_from_the_options_enums():
     choices = {k: s.choice for k, s in file_settings().items() if s.choice is not None}
-    assert set(choices) == {"fit", "farms_grid", "dtype", "conv_view"}
+    assert set(choices) == {"fit", "farms_grid", "farms_precision", "dtype", "conv_view"}
     for key, choice in choices.items():
         for value in choice.values():
             # Files accept any case and store the library's spelling, which validate() takes.

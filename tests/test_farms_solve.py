@@ -180,6 +180,8 @@ def test_analyze_keeps_float32_windows_within_the_bound_else_solves_float64(monk
     def farms_of(**extra):  # noqa: ANN003, ANN202
         return spectracli.analyze({"w.weight": w}, **{**options, **extra}).layers[0].farms
 
+    assert farms_of().solve_dtype == "float64"  # 60 x 60 windows: too small to pay
+    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE", 32)
     auto, exact = farms_of(), farms_of(farms_precision="float64")
     assert auto.n_windows == 50  # 10 row x 5 column offsets: auto picks float32
     assert (auto.solve_dtype, exact.solve_dtype) == ("float32", "float64")
@@ -201,6 +203,7 @@ def test_window_dtype_per_device_and_window_count() -> None:
     assert farms.window_dtype("auto", 100, on_gpu=False) == "float32"
     assert farms.window_dtype("auto", 3, on_gpu=False) == "float64"
     assert farms.window_dtype("auto", 1, on_gpu=True) == "float32"
+    assert farms.window_dtype("auto", 100, on_gpu=True, size=64) == "float64"
     assert farms.window_dtype("float64", 100, on_gpu=True) == "float64"
     with pytest.raises(ValueError, match="precision must be one of"):
         farms.window_dtype("half", 1, on_gpu=False)

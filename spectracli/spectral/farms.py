@@ -70,9 +70,11 @@ COVERED = 0.9
 FARMS_PRECISIONS = ("auto", "float64", "float32")
 EPS32 = float(np.finfo(np.float32).eps)
 FLOAT32_SAFETY = 8.0
-# ``auto``: float32 windows (the fit then checked, float32_alpha_bound) on CUDA, or on the CPU
-# from this many windows on (the reference window costs one float64 solve more).
+# ``auto``: float32 windows (the fit then checked, float32_alpha_bound) of at least
+# FLOAT32_MIN_SIZE rows and columns, on CUDA, or on the CPU from FLOAT32_MIN_WINDOWS windows on
+# (the reference windows cost three float64 solves more; small windows gain nothing to speak of).
 FLOAT32_MIN_WINDOWS = 8
+FLOAT32_MIN_SIZE = 256
 # A float32 FARMS fit stands when its alpha bound is at most max(ALPHA_ATOL, ALPHA_SE_SHARE se).
 ALPHA_ATOL = 0.01
 ALPHA_SE_SHARE = 0.1
@@ -444,17 +446,19 @@ def farms_esd(
     return spec.lam, spec.grid
 
 
-def window_dtype(precision: str, n_windows: int, on_gpu: bool) -> str:
+def window_dtype(precision: str, n_windows: int, on_gpu: bool, size: int = 2000) -> str:
     """The precision of the window eigen solves that ``precision`` stands for.
 
     Args:
         precision: ``"auto"``, ``"float64"`` or ``"float32"`` (``FARMS_PRECISIONS``).
         n_windows: the windows of the layer (all slices).
         on_gpu: whether the solves run on CUDA.
+        size: the window's smaller side k (its Gram matrix is k x k).
 
     Returns:
-        ``"float32"`` or ``"float64"``: ``auto`` is float32 on CUDA and from
-        ``FLOAT32_MIN_WINDOWS`` windows on (the caller then checks the fit), else float64.
+        ``"float32"`` or ``"float64"``: ``auto`` is float32 for windows of at least
+        ``FLOAT32_MIN_SIZE`` on CUDA or from ``FLOAT32_MIN_WINDOWS`` windows on (the caller then
+        checks the fit), else float64.
 
     Raises:
         ValueError: an unknown ``precision``.
@@ -465,7 +469,8 @@ def window_dtype(precision: str, n_windows: int, on_gpu: bool) -> str:
         )
     if precision != "auto":
         return precision
-    return "float32" if on_gpu or n_windows >= FLOAT32_MIN_WINDOWS else "float64"
+    many = on_gpu or n_windows >= FLOAT32_MIN_WINDOWS
+    return "float32" if many and size >= FLOAT32_MIN_SIZE else "float64"
 
 
 def float32_alpha_bound(lam: Any, xmin: float, alpha: float, error: float) -> float:
