@@ -1,5 +1,5 @@
 """Hessian/GGN operators and the library call against dense float64 ground truth
-(torch.func.hessian / jacrev of the full-dataset mean loss, then eigvalsh)."""
+(double backward / jacrev of the full-dataset mean loss, then eigvalsh)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch.func import functional_call
 from spectracli.errors import SpectraError
 from spectracli.hessian import GGNOperator, HessianConfig, HessianOperator, analyze, eigenpairs
 from spectracli.hessian.losses import cross_entropy, mse
+from tests.hessian_models import dense_hessian
 
 # Tiny products: one thread (tests/conftest.py) avoids OpenMP spin-waits on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,20 +28,9 @@ def _data(n: int = 60, d: int = 5, c: int = 3, seed: int = 0):
 
 
 def _dense_hessian(model: nn.Module, x, y, loss_fn) -> torch.Tensor:
-    """Independent truth: one float64 functional_call on all the data, torch.func.hessian."""
-    model = model.eval()
-    named = dict(model.named_parameters())
-    buffers = {k: b.double() if b.is_floating_point() else b for k, b in model.named_buffers()}
-    shapes = [p.shape for p in named.values()]
-    sizes = [p.numel() for p in named.values()]
-    flat = torch.cat([p.detach().double().reshape(-1) for p in named.values()])
-
-    def full_loss(f):
-        params = {k: c.view(s) for k, c, s in zip(named, torch.split(f, sizes), shapes,
-                                                     strict=True)}
-        return loss_fn(functional_call(model, (params, buffers), (x.double(),)), y)
-
-    return torch.func.hessian(full_loss)(flat)
+    """Independent truth: the float64 loss on all the data in one call, every Hessian column by
+    double backward (tests/hessian_models.dense_hessian; eval mode, the mode restored after)."""
+    return dense_hessian(model, lambda call: loss_fn(call(x.double()), y))
 
 
 def _rel(a, b) -> float:
@@ -105,7 +95,7 @@ def test_cnn_with_batchnorm_in_eval_mode():
         model.bn.running_var.copy_(torch.tensor([2.0, 0.5]))
     model.train()  # the library must switch it to eval itself
     x, y = _data(n=40, d=16)
-    dense = _dense_hessian(model, x, y, cross_entropy)  # (puts the model in eval mode)
+    dense = _dense_hessian(model, x, y, cross_entropy)  # (in eval mode)
     model.train()
     res = eigenpairs(model, (x, y), "cross_entropy", k=3, dtype="float64", tol=1e-10)
     assert _rel(res.eigenvalues, torch.linalg.eigvalsh(dense).flip(0)[:3]) < 1e-8
