@@ -28,3 +28,11 @@ def pareto_matrix(alpha: float, m: int, n: int, seed: int) -> torch.Tensor:
     u, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
     return (u * lam.sqrt()) @ v.T
+
+
+def linear_mse_hessian(x: torch.Tensor) -> torch.Tensor:
+    """X^T X / N (float64, d x d): the Hessian in the weights of a bias-free linear model
+    ``x @ w`` under spectracli's mse (half the mean squared error over the N rows of x, (N, d)),
+    whatever the weights and targets."""
+    x = x.double()
+    return x.T @ x / len(x)

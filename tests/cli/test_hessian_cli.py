@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from dense_truths import linear_mse_hessian
 from typer.testing import CliRunner
 
 from spectracli.cli.app import app
@@ -70,7 +71,7 @@ def test_data_callable_and_mse(runner, tmp_path):
     assert res.exit_code == 0, res.output
     d = json.loads(res.stdout)
     x = (torch.arange(12.0).reshape(4, 3) / 10).double()  # the float32 data, widened
-    ev = torch.linalg.eigvalsh(x.T @ x / 4)
+    ev = torch.linalg.eigvalsh(linear_mse_hessian(x))
     assert d["eigenvalues"][0] == pytest.approx(float(ev[-1]), rel=1e-8)
     assert d["eigenvalues"][-1] == pytest.approx(float(ev[0]), rel=1e-6, abs=1e-12)
 

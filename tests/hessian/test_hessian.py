@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dense_truths import linear_mse_hessian
 from torch import nn
 from torch.func import functional_call
 
@@ -130,9 +131,9 @@ def test_linear_regression_mse_is_xtx_over_n():
     model = nn.Linear(6, 1, bias=False).double()
     op = HessianOperator(model, [(x[:16], y[:16]), (x[16:], y[16:])], mse, dtype=torch.float64)
     h = torch.stack([op.matvec(e) for e in torch.eye(6, dtype=torch.float64)])
-    assert torch.allclose(h, x.T @ x / 40, rtol=0, atol=1e-14)
+    assert torch.allclose(h, linear_mse_hessian(x), rtol=0, atol=1e-14)
     res = eigenpairs(model, (x, y), "mse", k=2, which="both", dtype="float64", tol=1e-12)
-    ev = torch.linalg.eigvalsh(x.T @ x / 40)
+    ev = torch.linalg.eigvalsh(linear_mse_hessian(x))
     assert res.condition_number == pytest.approx(float(ev[-1] / ev[0]), rel=1e-10)
 
 

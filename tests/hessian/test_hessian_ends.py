@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from dense_truths import linear_mse_hessian
 from typer.testing import CliRunner
 
 from spectracli.cli.app import app
@@ -49,8 +50,7 @@ def model_file(tmp_path):
 
 
 def _dense_weight_block() -> torch.Tensor:
-    x = X.double()
-    return torch.linalg.eigvalsh(x.T @ x / len(x))  # ascending
+    return torch.linalg.eigvalsh(linear_mse_hessian(X))  # ascending
 
 
 def test_which_smallest_rows_start_at_the_smallest(model_file):

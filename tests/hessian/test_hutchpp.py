@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dense_truths import symmetric_with_eigenvalues
+from dense_truths import linear_mse_hessian, symmetric_with_eigenvalues
 
 from spectracli.hessian.hutchpp import hutchpp
 from spectracli.hessian.linop import DenseOperator, as_operator
@@ -105,6 +105,6 @@ def test_whole_model_trace_is_exact_when_trace_hvps_reach_the_parameter_count():
     out = analyze(model, (x, y), "mse", HessianConfig(k=1, dtype="float64", trace=True,
                                                       trace_hvps=6)).to_dict()
     # the Hessian of mse here is X^T X / N (the project's mse convention: 0.5 mean squared)
-    truth = float(torch.trace(x.T @ x / len(x)))
+    truth = float(torch.trace(linear_mse_hessian(x)))
     assert out["trace"]["exact"] and out["trace"]["n_matvecs"] == 4
     assert out["trace"]["estimate"] == pytest.approx(truth, rel=1e-12)
