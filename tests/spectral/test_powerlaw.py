@@ -8,7 +8,13 @@ from spectracli.spectral.powerlaw import _alphas, ks_distances
 
 
 def pareto(alpha: float, n: int, xmin: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Samples with density proportional to x^-alpha on [xmin, inf) (inverse-CDF sampling)."""
+    """Samples with density proportional to x^-alpha on [xmin, inf) (inverse-CDF sampling).
+
+    Not dense_truths.pareto_matrix: that one draws its lambda from a torch generator and
+    spends the same stream on U and V, so its draws differ from these numpy ones for every
+    seed, and the exact samples (hence the fitted xmin, tail sizes) the tests below were
+    written on would change.
+    """
     u = np.random.default_rng(seed).uniform(size=n)
     return xmin * u ** (-1.0 / (alpha - 1.0))
 
