@@ -684,8 +684,7 @@ def lanczos(
     """
     op = check_operator(op)
     n, device = op.n, torch.device(op.device)
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    which = Which.check(which, "which")  # SpectraError (a ValueError) in the options' words
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if not tol > 0:

@@ -106,6 +106,15 @@ def test_invalid_arguments(kwargs, match):
         lanczos(DenseOperator(a), **kwargs)
 
 
+def test_an_unknown_which_is_worded_like_every_choice_error():
+    from spectracli.errors import SpectraError
+
+    with pytest.raises(SpectraError) as info:
+        lanczos(DenseOperator(torch.eye(20, dtype=torch.float64)), which="middle")
+    assert str(info.value) == "which must be one of 'largest', 'smallest', 'both'; got 'middle'"
+    assert info.value.params == ("which",)
+
+
 @pytest.mark.parametrize("which, scipy_which", [("largest", "LA"), ("smallest", "SA")])
 def test_agrees_with_scipy_eigsh_and_numpy_eigvalsh(spiked, which, scipy_which):
     import numpy as np
