@@ -63,6 +63,7 @@ from spectracli.hessian.inputs import (
 from spectracli.hessian.losses import Loss, LossFn, ModelLoss, resolve_loss, token_cross_entropy
 from spectracli.hessian.memory import available_bytes
 from spectracli.hessian.state import curvature_mode, explain_autograd_failure
+from spectracli.options import HvpMode
 
 # Reverse-over-reverse keeps the first backward's graph of every batch (one backward per HVP
 # instead of forward + two backwards: about 2x faster, same bits) when its saved tensors,
@@ -633,7 +634,8 @@ class HessianOperator(_CurvatureOperator):
         dtype, device, batch_fn, output_fn: as in :class:`CurvatureProblem`.
 
     Raises:
-        ValueError: unknown ``hvp_mode``; SpectraError: bad data or parameter globs.
+        SpectraError: an unknown ``hvp_mode`` (the options' wording), bad data or parameter
+            globs.
     """
 
     kind = "hessian"
@@ -649,8 +651,7 @@ class HessianOperator(_CurvatureOperator):
         **kwargs: Any,
     ) -> None:
         if isinstance(hvp_mode, str):
-            if hvp_mode not in HVP_STRATEGIES:
-                raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {hvp_mode!r}")
+            hvp_mode = HvpMode.check(hvp_mode, "hvp_mode")  # SpectraError, the options' words
             strategy = (ReverseOverReverse(graph_cache_bytes)
                         if hvp_mode == ReverseOverReverse.name else ForwardOverReverse())
         else:

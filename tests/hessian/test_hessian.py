@@ -227,3 +227,12 @@ def test_report_fields_and_edge_of_stability():
     assert d["kind"] == "hessian" and d["n_samples"] == 60 and d["n_params"] == 75
     assert d["edge_of_stability"] == pytest.approx(0.5 * d["eigenvalues"][0] / 2)
     assert d["trace"] is None and d["density"] is None
+
+
+def test_an_unknown_hvp_mode_is_worded_like_every_choice_error():
+    model, (x, y) = _mlp(), _data(n=10)
+    with pytest.raises(SpectraError) as info:
+        HessianOperator(model, [(x, y)], cross_entropy, hvp_mode="forward")
+    assert str(info.value) == ("hvp_mode must be one of 'reverse-over-reverse', "
+                               "'forward-over-reverse'; got 'forward'")
+    assert info.value.params == ("hvp_mode",)
