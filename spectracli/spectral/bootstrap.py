@@ -32,9 +32,12 @@ Clauset et al. eq. 3.2), which leaves out the uncertainty of xmin: ``ci_method``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from statistics import NormalDist
 
 import numpy as np
+
+from spectracli.options import FitMethod
 
 COARSE = 40
 FINE = 16
@@ -120,58 +123,106 @@ def _grid(lo: np.ndarray, hi: np.ndarray, count: int) -> np.ndarray:
     return np.round(lo[:, None] + t[None, :] * (hi - lo)[:, None]).astype(np.int64)
 
 
+def _refine(logs: np.ndarray, cc: np.ndarray, cl: np.ndarray, left: np.ndarray,
+            right: np.ndarray, best_pos: np.ndarray, min_tail: int) -> np.ndarray:
+    """Refine between the coarse neighbours of each resample's best candidate: its alpha (b,)."""
+    fine = np.concatenate([_grid(left, right, FINE), best_pos[:, None]], axis=1)
+    alpha, dist = _alpha_ks(logs, cc, cl, fine, min_tail)
+    best, _ = _best(alpha, dist)
+    return best
+
+
+def _resample_median(lam: np.ndarray, logs: np.ndarray, cc: np.ndarray, cl: np.ndarray,
+                     counts: np.ndarray, last: int, min_tail: int) -> np.ndarray:
+    """``median``: xmin = the resample's order statistic at rank N // 2."""
+    n_all = lam.size
+    # the first index whose count crosses rank N // 2
+    i = np.argmax(cc[:, 1:] > n_all // 2, axis=1)
+    i = np.minimum(i, last)[:, None]
+    alpha, _ = _alpha_ks(logs, cc, cl, i, min_tail)
+    return alpha[:, 0]
+
+
+def _resample_ks(lam: np.ndarray, logs: np.ndarray, cc: np.ndarray, cl: np.ndarray,
+                 counts: np.ndarray, last: int, min_tail: int) -> np.ndarray:
+    """``ks``: the KS scan over ``0..last`` (coarse grid, then refined)."""
+    pos = np.unique(np.linspace(0, last, COARSE).round().astype(np.int64))
+    alpha, dist = _alpha_ks(logs, cc, cl, pos, min_tail)
+    _, k = _best(alpha, dist)
+    left = pos[np.maximum(k - 1, 0)]
+    right = pos[np.minimum(k + 1, pos.size - 1)]
+    return _refine(logs, cc, cl, left, right, pos[k], min_tail)
+
+
+def _resample_peak(lam: np.ndarray, logs: np.ndarray, cc: np.ndarray, cl: np.ndarray,
+                   counts: np.ndarray, last: int, min_tail: int) -> np.ndarray:
+    """``peak``: the resample's own log-histogram (100 bins over its range) and window."""
+    b, n_all = counts.shape
+    rows = np.arange(b)
+    drawn = counts > 0
+    first = np.argmax(drawn, axis=1)
+    top = n_all - 1 - np.argmax(drawn[:, ::-1], axis=1)
+    l10 = logs / math.log(10)
+    lo10, hi10 = l10[first], l10[top]
+    width = np.where(hi10 > lo10, (hi10 - lo10) / 100.0, 1.0)
+    bins = np.clip(((l10[None, :] - lo10[:, None]) / width[:, None]).astype(np.int64), 0, 99)
+    hist = np.bincount((bins + 100 * np.arange(b)[:, None]).ravel(),
+                       weights=counts.ravel(), minlength=100 * b).reshape(b, 100)
+    x_peak = 10 ** (lo10 + np.argmax(hist, axis=1) * width)
+    lo = np.searchsorted(lam, 0.95 * x_peak, side="left")
+    hi = np.minimum(np.searchsorted(lam, 1.5 * x_peak, side="right") - 1, last)
+    empty = lo > hi
+    lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
+    pos = _grid(lo, hi, COARSE)
+    alpha, dist = _alpha_ks(logs, cc, cl, pos, min_tail)
+    _, k = _best(alpha, dist)
+    left = pos[rows, np.maximum(k - 1, 0)]
+    right = pos[rows, np.minimum(k + 1, COARSE - 1)]
+    best = _refine(logs, cc, cl, left, right, pos[rows, k], min_tail)
+    return np.where(empty, np.nan, best)
+
+
+# One resample path per xmin rule: every FitMethod member has its own entry (a new member
+# without one raises in _resample_path instead of running as another rule).
+RESAMPLE_PATHS: dict[FitMethod, Callable[..., np.ndarray]] = {
+    FitMethod.KS: _resample_ks,
+    FitMethod.MEDIAN: _resample_median,
+    FitMethod.PEAK: _resample_peak,
+}
+
+
+def _resample_path(method: str) -> Callable[..., np.ndarray]:
+    """The resample path of the xmin rule ``method`` (a FitMethod value or member).
+
+    Returns:
+        The function of ``method``'s entry.
+
+    Raises:
+        ValueError: ``method`` is not a FitMethod value, or has no resample path.
+    """
+    try:
+        member = FitMethod(method)
+    except ValueError:
+        member = None
+    path = RESAMPLE_PATHS.get(member) if member is not None else None
+    if path is None:
+        raise ValueError(f"no bootstrap resample path for xmin method {method!r} "
+                         f"(known: {', '.join(m.value for m in RESAMPLE_PATHS)})")
+    return path
+
+
 def _resample_alphas(
     lam: np.ndarray, method: str, last: int, min_tail: int, counts: np.ndarray
 ) -> np.ndarray:
     """The alpha of each resample (rows of ``counts``) by the xmin rule ``method``."""
+    path = _resample_path(method)
     b, n_all = counts.shape
     logs = np.log(lam)
     cc = np.zeros((b, n_all + 1), dtype=np.int32)
     np.cumsum(counts, axis=1, out=cc[:, 1:])
     cl = np.zeros((b, n_all + 1))
     np.cumsum(counts * logs, axis=1, out=cl[:, 1:])
-    rows = np.arange(b)
-    if method == "median":
-        # xmin = the resample's order statistic at rank N // 2: first index whose count crosses it
-        i = np.argmax(cc[:, 1:] > n_all // 2, axis=1)
-        i = np.minimum(i, last)[:, None]
-        alpha, _ = _alpha_ks(logs, cc, cl, i, min_tail)
-        return alpha[:, 0]
-    if method == "ks":
-        pos = np.unique(np.linspace(0, last, COARSE).round().astype(np.int64))
-        alpha, dist = _alpha_ks(logs, cc, cl, pos, min_tail)
-        _, k = _best(alpha, dist)
-        left = pos[np.maximum(k - 1, 0)]
-        right = pos[np.minimum(k + 1, pos.size - 1)]
-        best_pos = pos[k]
-    else:  # peak: the resample's own log-histogram (100 bins over its range) and window
-        drawn = counts > 0
-        first = np.argmax(drawn, axis=1)
-        top = n_all - 1 - np.argmax(drawn[:, ::-1], axis=1)
-        l10 = logs / math.log(10)
-        lo10, hi10 = l10[first], l10[top]
-        width = np.where(hi10 > lo10, (hi10 - lo10) / 100.0, 1.0)
-        bins = np.clip(((l10[None, :] - lo10[:, None]) / width[:, None]).astype(np.int64), 0, 99)
-        hist = np.bincount((bins + 100 * np.arange(b)[:, None]).ravel(),
-                           weights=counts.ravel(), minlength=100 * b).reshape(b, 100)
-        x_peak = 10 ** (lo10 + np.argmax(hist, axis=1) * width)
-        lo = np.searchsorted(lam, 0.95 * x_peak, side="left")
-        hi = np.minimum(np.searchsorted(lam, 1.5 * x_peak, side="right") - 1, last)
-        empty = lo > hi
-        lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
-        pos = _grid(lo, hi, COARSE)
-        alpha, dist = _alpha_ks(logs, cc, cl, pos, min_tail)
-        _, k = _best(alpha, dist)
-        left = pos[rows, np.maximum(k - 1, 0)]
-        right = pos[rows, np.minimum(k + 1, COARSE - 1)]
-        best_pos = pos[rows, k]
-    # Refine between the coarse neighbours of each resample's best candidate.
-    fine = np.concatenate([_grid(left, right, FINE), best_pos[:, None]], axis=1)
-    alpha, dist = _alpha_ks(logs, cc, cl, fine, min_tail)
-    best, _ = _best(alpha, dist)
-    if method == "peak":
-        best = np.where(empty, np.nan, best)
-    return best
+    return path(lam, logs, cc, cl, counts, last, min_tail)
 
 
 def bootstrap_interval(

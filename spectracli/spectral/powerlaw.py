@@ -26,6 +26,7 @@ all, is reported with that status.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -397,26 +398,30 @@ class _Fitter:
         return None
 
 
-def _choose_xmin(fitter: _Fitter, last: int,
+def _xmin_median(fitter: _Fitter, last: int,
                  min_tail: int) -> tuple[int, float, float] | PowerLawFit:
-    """xmin by the fitter's rule among the candidates ``0..last`` (module doc).
-
-    Returns:
-        ``(index, alpha, KS distance)`` of the chosen tail, or the ``degenerate_tail`` fit when
-        the rule leaves no tail of ``min_tail`` distinct values.
-    """
+    """``median``: xmin = the median eigenvalue (TempBalance's PL_Alpha_Hill)."""
     lam, distinct = fitter.lam, fitter.distinct
-    if fitter.method == "median":
-        i = lam.size // 2
-        a = float(_alphas(lam, np.array([i]))[0])
-        d = float(ks_distances(lam, np.array([i]), np.array([a]))[0])
-        if i > last:
-            return fitter.result("degenerate_tail", f"the median's tail holds "
-                                 f"{int(distinct[i])} distinct values, fewer than the minimum "
-                                 f"tail {min_tail}", i, a, d, int(distinct[i]))
-        return i, a, d
-    if fitter.method == "ks":
-        return _scan(lam, 0, last)
+    i = lam.size // 2
+    a = float(_alphas(lam, np.array([i]))[0])
+    d = float(ks_distances(lam, np.array([i]), np.array([a]))[0])
+    if i > last:
+        return fitter.result("degenerate_tail", f"the median's tail holds "
+                             f"{int(distinct[i])} distinct values, fewer than the minimum "
+                             f"tail {min_tail}", i, a, d, int(distinct[i]))
+    return i, a, d
+
+
+def _xmin_ks(fitter: _Fitter, last: int,
+             min_tail: int) -> tuple[int, float, float] | PowerLawFit:
+    """``ks``: the Clauset scan over ``0..last`` minimising the KS distance."""
+    return _scan(fitter.lam, 0, last)
+
+
+def _xmin_peak(fitter: _Fitter, last: int,
+               min_tail: int) -> tuple[int, float, float] | PowerLawFit:
+    """``peak``: the KS scan within [0.95, 1.5] x the log-histogram peak (AlphaPruning)."""
+    lam = fitter.lam
     lo_x, hi_x = _peak_bounds(lam)
     cand = np.nonzero((lam >= lo_x) & (lam <= hi_x))[0]
     cand = cand[cand <= last]
@@ -424,6 +429,51 @@ def _choose_xmin(fitter: _Fitter, last: int,
         return fitter.whole("degenerate_tail", "no eigenvalue within [0.95, 1.5] x the "
                             "log-histogram peak leaves a tail of the minimum size")
     return _scan(lam, int(cand[0]), int(cand[-1]))
+
+
+# One xmin rule per FitMethod member: a new member without an entry raises in _xmin_rule
+# instead of running as another rule.
+XMIN_RULES: dict[FitMethod, Callable[[_Fitter, int, int],
+                                     tuple[int, float, float] | PowerLawFit]] = {
+    FitMethod.KS: _xmin_ks,
+    FitMethod.MEDIAN: _xmin_median,
+    FitMethod.PEAK: _xmin_peak,
+}
+
+
+def _xmin_rule(method: str) -> Callable[[_Fitter, int, int],
+                                        tuple[int, float, float] | PowerLawFit]:
+    """The xmin rule of ``method`` (a FitMethod value or member).
+
+    Returns:
+        The function of ``method``'s entry.
+
+    Raises:
+        ValueError: ``method`` is not a FitMethod value, or has no xmin rule.
+    """
+    try:
+        member = FitMethod(method)
+    except ValueError:
+        member = None
+    rule = XMIN_RULES.get(member) if member is not None else None
+    if rule is None:
+        raise ValueError(f"no xmin rule for method {method!r} "
+                         f"(known: {', '.join(m.value for m in XMIN_RULES)})")
+    return rule
+
+
+def _choose_xmin(fitter: _Fitter, last: int,
+                 min_tail: int) -> tuple[int, float, float] | PowerLawFit:
+    """xmin by the fitter's rule among the candidates ``0..last`` (module doc).
+
+    Returns:
+        ``(index, alpha, KS distance)`` of the chosen tail, or the ``degenerate_tail`` fit when
+        the rule leaves no tail of ``min_tail`` distinct values.
+
+    Raises:
+        ValueError: the fitter's method has no rule in ``XMIN_RULES``.
+    """
+    return _xmin_rule(fitter.method)(fitter, last, min_tail)
 
 
 def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, min_tail: int,
