@@ -63,7 +63,7 @@ from spectracli.hessian.inputs import (
 from spectracli.hessian.losses import Loss, LossFn, ModelLoss, resolve_loss, token_cross_entropy
 from spectracli.hessian.memory import available_bytes
 from spectracli.hessian.state import curvature_mode, explain_autograd_failure
-from spectracli.options import HvpMode
+from spectracli.options import HvpMode, Operator
 
 # Reverse-over-reverse keeps the first backward's graph of every batch (one backward per HVP
 # instead of forward + two backwards: about 2x faster, same bits) when its saved tensors,
@@ -498,7 +498,7 @@ class ReverseOverReverse:
     to the dataset) fit ``graph_cache_bytes`` and a quarter of the device's available memory.
     """
 
-    name = "reverse-over-reverse"
+    name = HvpMode.REVERSE_OVER_REVERSE.value
 
     def __init__(self, graph_cache_bytes: float = GRAPH_CACHE_BYTES) -> None:
         self.graph_cache_bytes = graph_cache_bytes
@@ -574,7 +574,7 @@ class ForwardOverReverse:
     is 0.17 off in its LayerNorm-weight rows, while these unbatched products are right).
     """
 
-    name = "forward-over-reverse"
+    name = HvpMode.FORWARD_OVER_REVERSE.value
     cached = False
 
     def bind(self, op: _CurvatureOperator) -> None:
@@ -612,11 +612,13 @@ class ForwardOverReverse:
         return jvp(grad_fn, (op.params,), (vd,))[1]
 
 
-HVP_STRATEGIES: dict[str, Callable[[], Any]] = {
-    ReverseOverReverse.name: ReverseOverReverse,
-    ForwardOverReverse.name: ForwardOverReverse,
+# One strategy per HvpMode member, built from the graph-cache budget (only reverse-over-reverse
+# uses it): a new member without an entry raises instead of running as another strategy.
+HVP_STRATEGIES: dict[HvpMode, Callable[[float], ReverseOverReverse | ForwardOverReverse]] = {
+    HvpMode.REVERSE_OVER_REVERSE: ReverseOverReverse,
+    HvpMode.FORWARD_OVER_REVERSE: lambda graph_cache_bytes: ForwardOverReverse(),
 }
-HVP_MODES = tuple(HVP_STRATEGIES)
+HVP_MODES = tuple(m.value for m in HVP_STRATEGIES)
 
 
 class HessianOperator(_CurvatureOperator):
@@ -638,7 +640,7 @@ class HessianOperator(_CurvatureOperator):
             globs.
     """
 
-    kind = "hessian"
+    kind = Operator.HESSIAN.value
 
     def __init__(
         self,
@@ -651,9 +653,11 @@ class HessianOperator(_CurvatureOperator):
         **kwargs: Any,
     ) -> None:
         if isinstance(hvp_mode, str):
-            hvp_mode = HvpMode.check(hvp_mode, "hvp_mode")  # SpectraError, the options' words
-            strategy = (ReverseOverReverse(graph_cache_bytes)
-                        if hvp_mode == ReverseOverReverse.name else ForwardOverReverse())
+            mode = HvpMode.parse(hvp_mode, "hvp_mode")  # SpectraError, the options' words
+            if mode not in HVP_STRATEGIES:
+                raise SpectraError(f"hvp_mode {mode.value!r} has no HVP strategy",
+                                   params=("hvp_mode",))
+            strategy = HVP_STRATEGIES[mode](graph_cache_bytes)
         else:
             strategy = hvp_mode
         super().__init__(model, batches, loss, **kwargs)
@@ -680,7 +684,7 @@ class GGNOperator(_CurvatureOperator):
             outputs: use the loss the model computes, e.g. token_cross_entropy).
     """
 
-    kind = "ggn"
+    kind = Operator.GGN.value
     hvp_mode = "reverse (double vjp)"
     graph_cached = False
 
@@ -716,4 +720,7 @@ class GGNOperator(_CurvatureOperator):
                                        materialize_grads=True)
 
 
-OPERATORS: dict[str, type[_CurvatureOperator]] = {"hessian": HessianOperator, "ggn": GGNOperator}
+OPERATORS: dict[Operator, type[_CurvatureOperator]] = {
+    Operator.HESSIAN: HessianOperator,
+    Operator.GGN: GGNOperator,
+}
