@@ -19,8 +19,9 @@ import typer
 from spectracli.cli import analyze as _analyze_cli
 from spectracli.cli import hessian as _hessian_cli
 from spectracli.cli.common import emit, handle_errors, is_plain_output, terminal_progress
+from spectracli.options import ReportFormat
 
-TRACK_FORMATS = ("table", "json", "csv", "markdown", "html")
+TRACK_FORMATS = ReportFormat.values()
 # Options of ``spectracli hessian`` that ``track --hessian`` takes with their definitions as they
 # are there (read from ``spectracli.cli.hessian.hessian``, never copied).
 HESSIAN_OPTIONS = ("which", "params", "max_basis", "density", "density_probes", "density_steps",

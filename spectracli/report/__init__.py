@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from spectracli.errors import SpectraError
+from spectracli.options import ReportFormat
 
-FORMATS = ("table", "json", "csv", "markdown", "html")
+FORMATS = ReportFormat.values()
 
 
 def render(report: dict[str, Any], fmt: str) -> str:

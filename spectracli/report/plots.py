@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from spectracli.errors import SpectraError
 from spectracli.fileio import write_bytes_atomic
+from spectracli.options import ImageFormat
 from spectracli.report.hessian import eigen_title, outlier_count, outlier_lists
 from spectracli.report.markdown import ALPHA_BAND, check_renderable
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-IMAGE_FORMATS = ("png", "svg")
+IMAGE_FORMATS = ImageFormat.values()
 DPI = 100
 WIDTH_IN = 11.0
 ESD_LAYERS_PER_FIGURE = 6

@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 
 from spectracli.errors import ReportError
+from spectracli.options import ReportFormat
 from spectracli.report.numbers import fmt_num
 from spectracli.results import LAYER_METRICS, layer_metric
 
@@ -268,7 +269,7 @@ def render_track(report: dict[str, Any], fmt: str) -> str:
         return render_track_html(report)
     if fmt == "table":
         return render_track_plain(report)
-    raise ReportError(f"format must be table, json, csv, markdown or html, got {fmt!r}")
+    raise ReportError(f"format must be {ReportFormat.text(last='or')}, got {fmt!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,10 +53,11 @@ from typing import Any
 
 import numpy as np
 
+from spectracli.options import FarmsGrid
 from spectracli.spectral.arrays import device, dtype_name, float_dtype, namespace
 from spectracli.spectral.esd import BLOCK_ELEMENTS
 
-FARMS_LAYOUTS = ("bounded", "released")
+FARMS_LAYOUTS = FarmsGrid.values()
 # eigvalsh of a k x k matrix costs about EIGH_COST times k^3 multiply-adds of a Gram product
 # (float64, one thread: 2.3-3.5 for k = 256-1024, ``benchmarks/farms_grid_study.py --cost-model``).
 EIGH_COST = 2.5
