@@ -18,8 +18,14 @@ import typer
 
 from spectracli.cli import analyze as _analyze_cli
 from spectracli.cli import hessian as _hessian_cli
-from spectracli.cli.common import emit, handle_errors, is_plain_output, terminal_progress
-from spectracli.options import ReportFormat
+from spectracli.cli.common import (
+    choice_option,
+    emit,
+    handle_errors,
+    is_plain_output,
+    terminal_progress,
+)
+from spectracli.options import BuiltinLoss, Dtype, Operator, ReportFormat
 
 TRACK_FORMATS = ReportFormat.values()
 # Options of ``spectracli hessian`` that ``track --hessian`` takes with their definitions as they
@@ -61,9 +67,9 @@ def _track(
     cache: Path | None = typer.Option(None, help="Cache directory of per-checkpoint analyses, "
                                       "keyed by content (default RUN/.spectracli-cache)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the cache."),
-    fmt: str = typer.Option("table", "--format", "-f",
-                            help="table | json | csv (long: step, layer, metric, value) | "
-                            "markdown | html."),
+    fmt: ReportFormat = choice_option(ReportFormat.TABLE, "--format", "-f",
+                                      help="Output format (csv: long, one row per step, layer, "
+                                      "metric and value)."),
     output: Path | None = typer.Option(None, "--output", "-o",
                                        help="Write to this file (atomically) instead of stdout."),
     hessian: bool = typer.Option(False, "--hessian", help="Also the top-k Hessian eigenpairs "
@@ -72,13 +78,16 @@ def _track(
                                      "or package.module:callable returning the nn.Module."),
     data: str | None = typer.Option(None, help="Data for --hessian: .npz/.pt/.safetensors with "
                                     "x and y, or file.py:callable."),
-    loss: str = typer.Option("cross_entropy", help="cross_entropy | mse | file.py:callable."),
+    loss: str = typer.Option(BuiltinLoss.CROSS_ENTROPY.value, metavar="LOSS",
+                             help=f"{BuiltinLoss.text(' | ')} (the model's own .loss) | "
+                             "file.py:callable (returning the batch mean)."),
     x_key: str = typer.Option("x", help="Name of the input tensor in the data file."),
     y_key: str = typer.Option("y", help="Name of the target tensor in the data file."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Hessian eigenpairs per checkpoint."),
-    operator: str = typer.Option("hessian", help="hessian | ggn."),
-    hessian_dtype: str = typer.Option("float32", help="Precision of the HVPs: float32 | "
-                                      "float64."),
+    operator: Operator = choice_option(Operator.HESSIAN, "--operator", help="The Hessian or "
+                                       "the generalized Gauss-Newton."),
+    hessian_dtype: Dtype = choice_option(Dtype.FLOAT32, "--hessian-dtype",
+                                         help="Precision of the HVPs."),
     tol: float | None = typer.Option(None, help="Relative residual tolerance of the "
                                      "eigenpairs (default 1e-4 float32, 1e-6 float64)."),
     max_hvps: int | None = typer.Option(None, help="Cap on Lanczos HVPs per checkpoint."),
