@@ -157,7 +157,7 @@ def _track(
 
         config.model = factory
         loss_fn, loss_name = resolve_loss(loss)
-        config.loss = loss_name if loss_name in ("cross_entropy", "mse") else loss_fn
+        config.loss = loss_name if loss_name in BuiltinLoss.values() else loss_fn
         config.data = load_data(data, x_key, y_key)
         config.source = {"model": model, "data": data, "loss": loss_name}
     paths: Any = run[0] if len(run) == 1 else list(run)
