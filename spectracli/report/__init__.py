@@ -6,12 +6,22 @@ a saved report renders exactly like a fresh one.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from spectracli.errors import SpectraError
 from spectracli.options import ReportFormat
 
 FORMATS = ReportFormat.values()
+# The renderer of each format, (module, function), imported on use: one entry per ReportFormat
+# member (a member without one is refused as an unknown format, never rendered as another).
+_RENDERERS: dict[ReportFormat, tuple[str, str]] = {
+    ReportFormat.TABLE: ("spectracli.report.table", "render_plain"),
+    ReportFormat.JSON: ("spectracli.results", "dumps_report"),
+    ReportFormat.CSV: ("spectracli.report.csv", "render_csv"),
+    ReportFormat.MARKDOWN: ("spectracli.report.markdown", "render_markdown"),
+    ReportFormat.HTML: ("spectracli.report.html", "render_html"),
+}
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
@@ -28,24 +38,8 @@ def render(report: dict[str, Any], fmt: str) -> str:
         from spectracli.report.track import render_track
 
         return render_track(report, fmt)
-    if fmt == "json":
-        from spectracli.results import dumps_report
-
-        return dumps_report(report)
-    if fmt == "csv":
-        from spectracli.report.csv import render_csv
-
-        return render_csv(report)
-    if fmt == "markdown":
-        from spectracli.report.markdown import render_markdown
-
-        return render_markdown(report)
-    if fmt == "html":
-        from spectracli.report.html import render_html
-
-        return render_html(report)
-    if fmt == "table":
-        from spectracli.report.table import render_plain
-
-        return render_plain(report)
+    entry = _RENDERERS.get(fmt) if isinstance(fmt, str) else None
+    if entry is not None:
+        module, name = entry
+        return getattr(importlib.import_module(module), name)(report)
     raise SpectraError(f"fmt must be one of {', '.join(FORMATS)}; got {fmt!r}", params=("fmt",))

@@ -257,18 +257,9 @@ def render_track(report: dict[str, Any], fmt: str) -> str:
         ReportError: not a track report, or an unknown ``fmt``.
     """
     check_track(report)
-    if fmt == "json":
-        from spectracli.results import dumps_report
-
-        return dumps_report(report)
-    if fmt == "csv":
-        return render_track_csv(report)
-    if fmt == "markdown":
-        return render_track_markdown(report)
-    if fmt == "html":
-        return render_track_html(report)
-    if fmt == "table":
-        return render_track_plain(report)
+    renderer = _TRACK_RENDERERS.get(fmt) if isinstance(fmt, str) else None
+    if renderer is not None:
+        return renderer(report)
     raise ReportError(f"format must be {ReportFormat.text(last='or')}, got {fmt!r}")
 
 
@@ -443,3 +434,19 @@ def render_track_html(report: dict[str, Any], image_format: str = "png") -> str:
             f"<figcaption><b>{escape(fig.title)}.</b> {escape(fig.caption)}</figcaption></figure>")
     parts.append("</section>")
     return _page(f"spectracli track: {report['source'].get('run')}", "\n".join(parts))
+
+
+def _dumps_report(report: dict[str, Any]) -> str:
+    from spectracli.results import dumps_report
+
+    return dumps_report(report)
+
+
+# One renderer per ReportFormat member (a member without one is refused, never rendered as another).
+_TRACK_RENDERERS: dict[ReportFormat, Any] = {
+    ReportFormat.TABLE: render_track_plain,
+    ReportFormat.JSON: _dumps_report,
+    ReportFormat.CSV: render_track_csv,
+    ReportFormat.MARKDOWN: render_track_markdown,
+    ReportFormat.HTML: render_track_html,
+}
