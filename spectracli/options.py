@@ -25,12 +25,14 @@ Example::
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
 from spectracli.errors import SpectraError
 
 C = TypeVar("C", bound="Choice")
+T = TypeVar("T")
 
 
 class Choice(str, Enum):
@@ -85,6 +87,31 @@ class Choice(str, Enum):
     def check(cls, value: Any, name: str | None = None, case_sensitive: bool = True) -> str:
         """:meth:`parse`, returned as the plain ``str`` value (what results store)."""
         return cls.parse(value, name, case_sensitive).value
+
+    @classmethod
+    def entry(cls, table: Mapping[Any, T], value: Any, what: str) -> T:
+        """The entry of ``value`` in a dispatch table keyed by this choice's members.
+
+        Args:
+            table: member -> implementation (an xmin rule, a resample path, ...).
+            value: a member or its string value.
+            what: what an entry is, for the message (``"xmin rule for method"``).
+
+        Returns:
+            ``table``'s entry for ``value``'s member.
+
+        Raises:
+            ValueError: ``value`` is not a member, or ``table`` has no entry for it (a member
+                added without its entry raises instead of running as another one).
+        """
+        try:
+            member = cls(value)
+        except ValueError:
+            member = None
+        found = table.get(member) if member is not None else None
+        if found is None:
+            raise ValueError(f"no {what} {value!r} (known: {', '.join(m.value for m in table)})")
+        return found
 
 
 class FitMethod(Choice):

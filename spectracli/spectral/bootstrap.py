@@ -200,15 +200,7 @@ def _resample_path(method: str) -> Callable[..., np.ndarray]:
     Raises:
         ValueError: ``method`` is not a FitMethod value, or has no resample path.
     """
-    try:
-        member = FitMethod(method)
-    except ValueError:
-        member = None
-    path = RESAMPLE_PATHS.get(member) if member is not None else None
-    if path is None:
-        raise ValueError(f"no bootstrap resample path for xmin method {method!r} "
-                         f"(known: {', '.join(m.value for m in RESAMPLE_PATHS)})")
-    return path
+    return FitMethod.entry(RESAMPLE_PATHS, method, "bootstrap resample path for xmin method")
 
 
 def _resample_alphas(

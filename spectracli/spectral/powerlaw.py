@@ -451,15 +451,7 @@ def _xmin_rule(method: str) -> Callable[[_Fitter, int, int],
     Raises:
         ValueError: ``method`` is not a FitMethod value, or has no xmin rule.
     """
-    try:
-        member = FitMethod(method)
-    except ValueError:
-        member = None
-    rule = XMIN_RULES.get(member) if member is not None else None
-    if rule is None:
-        raise ValueError(f"no xmin rule for method {method!r} "
-                         f"(known: {', '.join(m.value for m in XMIN_RULES)})")
-    return rule
+    return FitMethod.entry(XMIN_RULES, method, "xmin rule for method")
 
 
 def _choose_xmin(fitter: _Fitter, last: int,
