@@ -3,6 +3,7 @@ spectra for the solvers and the power-law fits (benchmarks take them from here t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -36,3 +37,12 @@ def linear_mse_hessian(x: torch.Tensor) -> torch.Tensor:
     whatever the weights and targets."""
     x = x.double()
     return x.T @ x / len(x)
+
+
+def constructed(m: int, n: int, s: np.ndarray, seed: int = 0) -> np.ndarray:
+    """W = U diag(s) V^T with Haar-random orthonormal U, V: its singular values are exactly s."""
+    rng = np.random.default_rng(seed)
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    return (u * s) @ v.T

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from dense_truths import constructed
 
 from spectracli.spectral import esd, farms_esd, matrix_metrics, squared_singular_values
 from spectracli.spectral.arrays import dtype_name, float_dtype, namespace, to_numpy
@@ -24,14 +25,6 @@ EPS = np.finfo(np.float64).eps
 
 def both(w: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
     return w, torch.from_numpy(w.copy())
-
-
-def constructed(m: int, n: int, s: np.ndarray, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    k = min(m, n)
-    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return (u * s) @ v.T
 
 
 @pytest.mark.parametrize("shape", [(60, 60), (90, 30), (30, 90), (3, 40, 25)])

@@ -6,19 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from dense_truths import constructed
 
 from spectracli.spectral import esd, matrix_metrics, squared_singular_values
 
 EPS = np.finfo(np.float64).eps
-
-
-def constructed(m: int, n: int, s: np.ndarray, seed: int = 0) -> np.ndarray:
-    """W = U diag(s) V^T with Haar-random orthonormal U, V: its singular values are exactly s."""
-    rng = np.random.default_rng(seed)
-    k = min(m, n)
-    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
-    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return (u * s) @ v.T
 
 
 @pytest.mark.parametrize("shape", [(50, 50), (120, 40), (40, 120), (300, 7)])
