@@ -48,5 +48,14 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A checkpoint path (or Hugging Face id) that does not exist."""
 
 
+class UnsafeReferenceError(CheckpointError):
+    """A file named by a checkpoint's manifest that lies outside the checkpoint's directory.
+
+    The manifest is a sharded index's ``weight_map`` or an ONNX tensor's external data location;
+    outside means an absolute path, a ``..`` that climbs out, or a symlink that leads out.
+    Refused before the file is opened.
+    """
+
+
 class ReportError(SpectraError):
     """A JSON file that is not a spectracli report, or one of an unsupported schema version."""

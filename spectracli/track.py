@@ -202,15 +202,15 @@ def weight_files(path: str | Path) -> list[Path]:
     Returns:
         A sharded index's shards; the one weights file of a directory; the file itself.
     """
+    from spectracli.io._common import read_weight_map
     from spectracli.io.detect import detect
 
     fmt, file = detect(Path(path))
-    if fmt != "safetensors-sharded":
+    if fmt not in ("safetensors-sharded", "pytorch-sharded"):
         return [file]
-    try:
-        index = json.loads(file.read_text(encoding="utf-8"))
-        shards = sorted(set(index["weight_map"].values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    try:  # the reader's own validation: no shard outside the index's directory is read
+        shards = sorted(set(read_weight_map(file).values()))
+    except ValueError:
         return [file]  # the reader reports what is wrong with it
     return [file, *(file.parent / s for s in shards)]
 

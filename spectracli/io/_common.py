@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
-from spectracli.errors import CheckpointError
+from spectracli.errors import CheckpointError, UnsafeReferenceError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -32,11 +32,76 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
     return first
 
 
+def _hub_blobs(base: Path) -> Path | None:
+    """The ``blobs`` folder of the Hugging Face cache repository holding ``base``, if any.
+
+    A hub cache snapshot (``models--org--name/snapshots/<commit>/``) holds symlinks into
+    ``models--org--name/blobs/``; those are the one way out of a directory a reader follows.
+    ``base`` is resolved; a ``blobs`` that is itself a symlink does not count.
+
+    Returns:
+        The ``blobs`` directory, or None when ``base`` is not inside a hub cache snapshot.
+    """
+    for folder in (base, *base.parents):
+        snapshots = folder.parent
+        if snapshots.name == "snapshots" and "--" in snapshots.parent.name:
+            blobs = snapshots.parent / "blobs"
+            if blobs.is_dir() and not blobs.is_symlink():
+                return blobs
+            return None
+    return None
+
+
+def contained_file(root: Path, name: str, manifest: Path, entry: str) -> Path:
+    """``root / name`` for a file name read from a manifest, refused when it leads out of ``root``.
+
+    A checkpoint reads only files inside its own directory: a manifest (a sharded index, an ONNX
+    model's external data locations) naming an absolute path, climbing out with ``..``, or
+    naming a symlink whose target lies outside is refused before anything is opened. The one
+    exception is a Hugging Face cache snapshot, whose files are symlinks into the same
+    repository's ``blobs/`` folder (huggingface_hub lays it out so).
+
+    Args:
+        root: the checkpoint's directory (the manifest's folder).
+        name: the file name as the manifest spells it.
+        manifest: the file that names it, for the message.
+        entry: what names it in the manifest, e.g. ``"weight_map entry 'lm_head.weight'"``.
+
+    Returns:
+        ``root / name`` (not resolved: messages keep the user's spelling).
+
+    Raises:
+        UnsafeReferenceError: ``name`` is absolute or resolves outside ``root``.
+    """
+    path = root / name
+    why = None
+    if os.path.isabs(name) or PureWindowsPath(name).drive or name.startswith(("/", "\\")):
+        why = "an absolute path"
+    else:
+        base = root.resolve()
+        lexical = Path(os.path.normpath(base / name))
+        target = path.resolve()
+        if lexical == base:
+            why = "the directory itself, not a file in it"
+        elif base not in lexical.parents:
+            why = "a path that climbs out of it with '..'"
+        elif target == base or base not in target.parents:
+            blobs = _hub_blobs(base)
+            if blobs is None or blobs not in target.parents:
+                why = f"a symlink leading out of it, to {target}"
+    if why is None:
+        return path
+    raise UnsafeReferenceError(
+        f"{manifest}: {entry} names {name!r}, {why}; refused (a checkpoint reads only files "
+        f"inside its directory {root}{os.sep})"
+    )
+
+
 def read_weight_map(index_path: Path) -> dict[str, str]:
     """The ``weight_map`` (tensor name -> shard file) of a Hugging Face sharded index.
 
     Used for ``*.safetensors.index.json`` and ``pytorch_model.bin.index.json`` alike. Every shard
-    the index names must exist beside it.
+    the index names must be a file inside the index's directory (:func:`contained_file`).
 
     Returns:
         ``{tensor name: shard file name}``.
@@ -44,6 +109,7 @@ def read_weight_map(index_path: Path) -> dict[str, str]:
     Raises:
         CheckpointError: the index is unreadable, not JSON, has no (or an empty) ``weight_map``,
             or names a shard missing from its directory (the message names it).
+        UnsafeReferenceError: a shard name is absolute or leads out of the index's directory.
     """
     root = index_path.parent
     try:
@@ -62,6 +128,11 @@ def read_weight_map(index_path: Path) -> dict[str, str]:
         )
     if not weight_map:
         raise CheckpointError(f"index {index_path} has an empty weight_map: no tensors")
+    first_entry = {}
+    for tensor, shard in weight_map.items():
+        first_entry.setdefault(shard, tensor)
+    for shard, tensor in first_entry.items():
+        contained_file(root, shard, index_path, f"weight_map entry {tensor!r}")
     missing = sorted({s for s in weight_map.values() if not (root / s).is_file()})
     if missing:
         listed = ", ".join(missing[:5]) + (

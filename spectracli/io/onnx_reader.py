@@ -46,6 +46,7 @@ import numpy as np
 from spectracli.errors import CheckpointError
 from spectracli.io._common import (
     bfloat16_to_float32,
+    contained_file,
     missing_extra,
     one_line,
     tensor_dtype_name,
@@ -118,6 +119,7 @@ class OnnxCheckpoint(Checkpoint):
             raise CheckpointError(f"{path} is an ONNX model without initializers: no weights")
         self._plans = _plan_graph(graph, self._init)
         external = 0
+        self._external: dict[str, Path] = {}  # tensor -> its checked data file, resolved
         for tensor in self._init.values():
             external += self._check_external(tensor)
         self.size_bytes = path.stat().st_size + external
@@ -127,12 +129,8 @@ class OnnxCheckpoint(Checkpoint):
             return 0
         info = self._onnx.external_data_helper.ExternalDataInfo(tensor)
         location = info.location
-        target = (self._base_dir / location).resolve()
-        if os.path.isabs(location) or self._base_dir.resolve() not in target.parents:
-            raise CheckpointError(
-                f"{self.path}: tensor '{tensor.name}' points outside the model's directory "
-                f"({location!r}); refused"
-            )
+        target = contained_file(self._base_dir, location, self.path,
+                                f"tensor {tensor.name!r}'s external data location")
         if not target.is_file():
             raise CheckpointError(
                 f"{self.path}: tensor '{tensor.name}' needs external data file '{location}', "
@@ -146,6 +144,7 @@ class OnnxCheckpoint(Checkpoint):
                 f"{self.path}: tensor '{tensor.name}' needs bytes [{offset}, {offset + length}) "
                 f"of '{location}', which holds {size} (truncated)"
             )
+        self._external[tensor.name] = target.resolve()
         return length
 
     def handles(self) -> Iterator[TensorHandle]:
@@ -177,12 +176,20 @@ class OnnxCheckpoint(Checkpoint):
 
     def _array(self, name: str) -> np.ndarray:
         proto = self._init[name]
+        base_dir = self._base_dir
         if proto.data_location == self._onnx.TensorProto.EXTERNAL:
             copy = self._onnx.TensorProto()
             copy.CopyFrom(proto)  # filling the copy keeps the model proto free of data
             proto = copy
+            # Read from the file checked in __init__, named by its resolved path: onnx (>= 1.17)
+            # refuses every symlink, and a Hugging Face cache snapshot is made of symlinks.
+            target = self._external[name]
+            base_dir = target.parent
+            for entry in proto.external_data:
+                if entry.key == "location":
+                    entry.value = target.name
         try:
-            return self._onnx.numpy_helper.to_array(proto, base_dir=str(self._base_dir))
+            return self._onnx.numpy_helper.to_array(proto, base_dir=str(base_dir))
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - onnx raises many types on bad data
