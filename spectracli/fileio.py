@@ -18,6 +18,66 @@ def _umask() -> int:
     return mask
 
 
+def _target_checks(target: Path) -> Path:
+    """The directory ``target`` would be written in, after the checks that need no writing.
+
+    Returns:
+        The directory (``.`` for a bare file name).
+
+    Raises:
+        SpectraError: the directory does not exist (or is not a directory), or ``target`` is a
+            directory.
+    """
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise SpectraError(f"cannot write {target}: directory {directory} {what}")
+    if target.is_dir():  # checked first: os.replace would fail only after the work is written
+        raise SpectraError(f"cannot write {target}: it is a directory, expected a file name")
+    return directory
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, before any work, where :func:`atomic_open` of ``path`` would fail at the end.
+
+    The directory must exist and take a new file (tried by creating and removing an empty
+    temporary file beside the target, so permissions, ACLs and read-only mounts are all seen);
+    ``path`` must not be a directory. Nothing is left behind; an existing ``path`` is untouched.
+
+    Raises:
+        SpectraError: the directory does not exist or is not writable, or ``path`` is a
+            directory (one line naming them).
+    """
+    target = Path(path)
+    directory = _target_checks(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise SpectraError(f"cannot write {target}: {exc.strerror} ({directory})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_writable_dir(path: str | os.PathLike) -> None:
+    """Fail now where writing files into directory ``path`` (created if missing) would fail.
+
+    Raises:
+        SpectraError: ``path`` (or an ancestor it would be created in) exists and is not a
+            directory, or the directory it would be written or created in is not writable.
+    """
+    out_dir = Path(path)
+    probe = out_dir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "it" if probe == out_dir else f"{probe}"
+        raise SpectraError(f"cannot write into {out_dir}: {what} exists and is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SpectraError(f"cannot write into {out_dir}: {probe} is not writable")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file next to ``path``; rename it over ``path`` only on success.
@@ -37,11 +97,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             file cannot be created.
     """
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise SpectraError(f"cannot write {target}: directory {directory} does not exist")
-    if target.is_dir():  # checked first: os.replace would fail only after the work is written
-        raise SpectraError(f"cannot write {target}: it is a directory, expected a file name")
+    directory = _target_checks(target)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:

@@ -12,6 +12,7 @@ import typer
 
 from spectracli.cli.common import (
     TRUST_PICKLE_HELP,
+    check_outputs,
     choice_option,
     device_option,
     emit,
@@ -163,6 +164,7 @@ def analyze(
     from spectracli.analyze import analyze_checkpoint
 
     refuse_binary_to_terminal(fmt, output)
+    check_outputs({"--output": output}, {"--plots": plots})
     config = analyze_config(**{k: v for k, v in options.items() if k not in OUTPUT_OPTIONS})
     distributed.init()  # under torchrun: layers sharded over the ranks, rank 0 writes
     with progress_callback() as progress:

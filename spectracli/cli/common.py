@@ -328,6 +328,37 @@ def emit(text: str, output: Path | None) -> None:
         write_text_atomic(output, text if text.endswith("\n") else text + "\n")
 
 
+def check_outputs(files: dict[str, Path | None] | None = None,
+                  dirs: dict[str, Path | None] | None = None) -> None:
+    """Fail before the work starts when an output cannot be written (every command calls it).
+
+    Each file must be creatable (its directory exists and takes a new file; it is not a
+    directory), each directory creatable or writable: the check ``emit`` and the atomic writers
+    would otherwise make only at the end, after minutes of analysis. Under torchrun only rank 0
+    writes, so only rank 0 checks.
+
+    Args:
+        files: ``{flag: path}`` of the file outputs given (None: not given).
+        dirs: ``{flag: path}`` of the directory outputs given.
+
+    Raises:
+        SpectraError: one line naming the flag and what is wrong (exit code 2).
+    """
+    from spectracli.fileio import check_writable, check_writable_dir
+
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
+    checks = [(flag, p, check_writable) for flag, p in (files or {}).items()]
+    checks += [(flag, p, check_writable_dir) for flag, p in (dirs or {}).items()]
+    for flag, path, check in checks:
+        if path is None:
+            continue
+        try:
+            check(path)
+        except SpectraError as exc:
+            raise SpectraError(f"{flag}: {exc}") from None
+
+
 # One definition per shared option: the same name means the same thing in every command.
 def output_option() -> Any:
     """``--output/-o FILE``: machine output to a file, written atomically."""

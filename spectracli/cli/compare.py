@@ -12,6 +12,7 @@ import typer
 
 from spectracli.cli.common import (
     TRUST_PICKLE_HELP,
+    check_outputs,
     choice_option,
     device_option,
     emit,
@@ -64,6 +65,7 @@ def compare(
     from spectracli.compare import compare_reports
     from spectracli.report import comparison
 
+    check_outputs({"--output": output})
     config = None
     if not all(str(p).lower().endswith(".json") for p in (a, b)):
         from spectracli.analyze import AnalyzeConfig

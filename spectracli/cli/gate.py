@@ -11,6 +11,7 @@ import typer
 from spectracli.cli.analyze import progress_callback
 from spectracli.cli.common import (
     TRUST_PICKLE_HELP,
+    check_outputs,
     choice_option,
     device_option,
     emit,
@@ -111,6 +112,7 @@ def gate(
         # Annotations are stdout lines too: they would corrupt the JSON document.
         raise ConfigError("--github prints annotations on stdout: with --format json, "
                           "write the JSON with --output FILE")
+    check_outputs({"--output": output, "--junit": junit, "--sarif": sarif})
     cfg = _config(config, no_config)
     for kind, texts in (("min", min_), ("max", max_), ("max_rel_increase", max_rel_increase),
                         ("max_abs_change", max_abs_change)):
@@ -215,6 +217,7 @@ def baseline(
     if target_path is None:
         raise ConfigError("no output: pass --output baseline.json or set 'baseline' in the "
                           "[tool.spectracli.gate] table")
+    check_outputs({"--output" if output else "the config's baseline": target_path})
     with progress_callback() as progress:
         report = load_input(
             target, cfg.analyze, origin=str(cfg.source or "config"), progress=progress,

@@ -10,6 +10,7 @@ import typer
 
 from spectracli.cli.common import (
     TRUST_PICKLE_HELP,
+    check_outputs,
     choice_option,
     device_option,
     emit,
@@ -329,6 +330,8 @@ def hessian(
     if blocks_plot is not None and blocks is None:
         raise SpectraError("--blocks-plot needs --blocks module or --blocks parameter")
     config.validate()
+    check_outputs({"--output": output, "--blocks-plot": blocks_plot,
+                   "--save-eigenvectors": save_eigenvectors})
     from spectracli.threads import torch_threads
 
     # The thread count is the process's: set for this command only (a CliRunner or a script

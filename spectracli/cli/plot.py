@@ -6,7 +6,12 @@ from pathlib import Path
 
 import typer
 
-from spectracli.cli.common import choice_option, handle_errors, load_saved_report
+from spectracli.cli.common import (
+    check_outputs,
+    choice_option,
+    handle_errors,
+    load_saved_report,
+)
 from spectracli.options import ImageFormat
 
 
@@ -22,6 +27,7 @@ def plot(
     """Draw the figures of a saved report into a directory and list the files written."""
     from spectracli.report.plots import write_plots
 
+    check_outputs(dirs={"--out": out})
     data = load_saved_report(report, "plot", "spectracli analyze {path} --plots plots/")
     for path in write_plots(data, out, image_format=image_format.value):
         print(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from spectracli.cli.common import (
+    check_outputs,
     choice_option,
     emit,
     handle_errors,
@@ -45,6 +46,7 @@ def report(
     from spectracli.report import render
 
     refuse_binary_to_terminal(fmt, output)
+    check_outputs({"--output": output})
     data = load_saved_report(report_path, "report", "spectracli analyze {path}",
                              save="spectracli analyze {path} -f json -o report.json")
     name = fmt.value

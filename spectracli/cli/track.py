@@ -19,6 +19,7 @@ import typer
 from spectracli.cli import analyze as _analyze_cli
 from spectracli.cli import hessian as _hessian_cli
 from spectracli.cli.common import (
+    check_outputs,
     choice_option,
     emit,
     handle_errors,
@@ -121,6 +122,7 @@ def _track(
         raise SpectraError(f"--format must be one of {', '.join(TRACK_FORMATS)}, got {fmt!r}")
     if no_cache and cache is not None:
         raise SpectraError("--cache and --no-cache exclude each other")
+    check_outputs({"--output": output})
     shared = {name: analyze_options.pop(name) for name in HESSIAN_OPTIONS}
     analyze_config = _analyze_cli.analyze_config(**analyze_options)
     config = TrackConfig(

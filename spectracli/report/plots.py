@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spectracli.errors import SpectraError
-from spectracli.fileio import write_bytes_atomic
+from spectracli.fileio import check_writable_dir, write_bytes_atomic
 from spectracli.options import ImageFormat
 from spectracli.report.hessian import eigen_title, outlier_count, outlier_lists
 from spectracli.report.markdown import ALPHA_BAND, check_renderable
@@ -682,25 +682,6 @@ def render_figures(report: dict[str, Any], image_format: str = "png") -> list[Re
     return out
 
 
-def _check_writable_dir(out_dir: Path) -> None:
-    """Fail before rendering when ``out_dir`` cannot take the plots.
-
-    Raises:
-        SpectraError: ``out_dir`` (or the ancestor it would be created in) is not a writable
-            directory.
-    """
-    probe = out_dir
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        what = "it" if probe == out_dir else f"{probe}"
-        raise SpectraError(f"cannot write plots to {out_dir}: {what} exists and is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise SpectraError(f"cannot write plots to {out_dir}: {probe} is not writable")
-
-
 def write_plots(report: dict[str, Any], out_dir: Path, image_format: str = "png") -> list[Path]:
     """Render every figure of ``report`` and write them into ``out_dir`` (created if missing).
 
@@ -723,7 +704,7 @@ def write_plots(report: dict[str, Any], out_dir: Path, image_format: str = "png"
     out_dir = Path(out_dir)
     fmt = _check_format(image_format)
     check_renderable(report)
-    _check_writable_dir(out_dir)
+    check_writable_dir(out_dir)
     figures = render_figures(report, fmt)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
