@@ -48,6 +48,7 @@ from spectracli.spectral.farms import (  # noqa: E402
     farms_spectrum,
     float32_alpha_bound,
     float32_alpha_tolerance,
+    independent_windows,
 )
 from spectracli.spectral.powerlaw import fit_power_law  # noqa: E402
 
@@ -121,7 +122,8 @@ def accuracy(scale: float, seeds: list[int], fit: str) -> None:
                         lam, fit, 10, n_groups=spec.grid.n_windows, ci_resamples=0))
                 (l64, _, f64), (l32, s32, f32) = fits["float64"], fits["float32"]
                 bound = float32_alpha_bound(l32, f32.xmin, f32.alpha, s32.error)
-                tol = float32_alpha_tolerance(f32.alpha_se)
+                share = independent_windows((m, n), s32.grid) / s32.grid.n_windows
+                tol = float32_alpha_tolerance(f32.alpha, f32.tail_size, share)
                 keep = bound <= tol
                 kept += keep
                 total += 1

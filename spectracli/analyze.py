@@ -72,12 +72,13 @@ from spectracli.spectral.esd import all_finite
 from spectracli.spectral.farms import (
     float32_alpha_bound,
     float32_alpha_tolerance,
+    independent_windows,
     solve_cost,
     window_dtype,
 )
 from spectracli.spectral.metrics import precision_thresholds
 from spectracli.spectral.powerlaw import PowerLawFit
-from spectracli.threads import available_cores, blas_threads
+from spectracli.threads import available_cores, blas_threads, scipy_linalg
 
 if TYPE_CHECKING:
     import torch
@@ -217,55 +218,54 @@ def _farms_fitter(
     )
 
 
+def _window_solve(
+    plan: MatrixPlan, config: AnalyzeConfig, on_gpu: bool
+) -> tuple[FarmsGrid, str | None]:
+    """The FARMS grid of ``plan``'s matrices and the window solves' precision.
+
+    Returns:
+        (the grid; ``"float32"`` or ``"float64"``, or None when the one window is the whole
+        matrix and the FARMS ESD is the plain one).
+    """
+    m, n = plan.matrix_shape
+    grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps,
+                      config.farms_grid, config.farms_budget)
+    if (grid.rows, grid.cols) == (m, n):
+        return grid, None
+    precision = "float32" if config.dtype == "float32" else config.farms_precision
+    return grid, window_dtype(precision, grid.n_windows * plan.n_matrices, on_gpu,
+                              min(grid.rows, grid.cols))
+
+
 def _farms_result(
     mats: Any, plan: MatrixPlan, config: AnalyzeConfig, metrics: Any, dtype: str,
     pooled: np.ndarray, full_fit: PowerLawFit,
 ) -> FarmsResult:
     """FARMS of one layer: windows solved in the precision ``farms_precision`` picks, fitted.
 
-    Under ``auto`` a float32 solve is kept only when :func:`float32_alpha_bound` is within
-    :func:`float32_alpha_tolerance`; otherwise the windows are solved again in float64
+    Under ``auto`` the first window, solved in both precisions, decides: float32 for every
+    window when :func:`float32_alpha_bound` of its own fit is within
+    :func:`float32_alpha_tolerance` (at the grid's independent share), float64 otherwise. The
+    pooled fit is checked the same way; if it fails the windows are solved again in float64
     (docs/metrics.md, FARMS).
 
     Returns:
         The FarmsResult (fit, window shape and count, solve precision and alpha bound).
     """
-    m, n = plan.matrix_shape
-    grid = farms_grid(m, n, config.farms_window, config.farms_ratio, config.farms_steps,
-                      config.farms_grid, config.farms_budget)
-    solve_dtype, bound = None, None
-    if (grid.rows, grid.cols) == (m, n):
+    on_gpu = getattr(device_of(mats), "type", "cpu") == "cuda"
+    grid, solve_dtype = _window_solve(plan, config, on_gpu)
+    bound = None
+    if solve_dtype is None:
         farms_np = pooled  # one window, the whole matrix: FARMS ESD = full ESD
         fit = full_fit if grid.n_windows * plan.n_matrices == 1 else None
         if fit is None:
             fit = _farms_fitter(config, metrics, plan, dtype, grid)(farms_np)
     else:
-        on_gpu = getattr(device_of(mats), "type", "cpu") == "cuda"
-        precision = "float32" if config.dtype == "float32" else config.farms_precision
-        solve_dtype = window_dtype(precision, grid.n_windows * plan.n_matrices, on_gpu,
-                                   min(grid.rows, grid.cols))
-        fitter = _farms_fitter(config, metrics, plan, dtype, grid)
-        workers = 1 if on_gpu else (config.threads or available_cores())
-
-        def solve(dtype_: str) -> tuple[np.ndarray, PowerLawFit, float | None]:
-            spec = farms_spectrum(
-                mats, config.farms_window, config.farms_ratio, config.farms_steps,
-                config.normalize, dtype=dtype_, layout=config.farms_grid,
-                budget=config.farms_budget, workers=workers,
-            )
-            lam = to_numpy(spec.lam)
-            fit = fitter(lam)
-            if dtype_ != "float32":
-                return lam, fit, None
-            if fit.alpha is None or fit.xmin is None:
-                return lam, fit, math.inf
-            return lam, fit, float32_alpha_bound(lam, fit.xmin, fit.alpha, spec.error)
-
-        farms_np, fit, bound = solve(solve_dtype)
-        checked = precision == "auto" and solve_dtype == "float32"
-        if checked and not bound <= float32_alpha_tolerance(fit.alpha_se):
-            solve_dtype = "float64"
-            farms_np, fit, bound = solve(solve_dtype)
+        workers = 1 if on_gpu else config.threads or available_cores()
+        farms_np, fit, solve_dtype, bound = _solve_windows(
+            mats, plan, config, _farms_fitter(config, metrics, plan, dtype, grid), grid,
+            solve_dtype, (metrics.sigma_max**2, workers),
+        )
     return FarmsResult(
         fit=fit,
         window_rows=grid.rows,
@@ -276,6 +276,58 @@ def _farms_result(
         solve_dtype=solve_dtype,
         alpha_error_bound=bound if bound is None or math.isfinite(bound) else None,
     )
+
+
+def _float32_windows(items: Sequence[tuple[Any, MatrixPlan]], config: AnalyzeConfig) -> bool:
+    """Whether any item's FARMS windows may be solved in float32 on the CPU."""
+    return config.farms and any(
+        plan.farms and _window_solve(plan, config, False)[1] == "float32" for _, plan in items
+    )
+
+
+def _solve_windows(
+    mats: Any, plan: MatrixPlan, config: AnalyzeConfig, fitter: Callable[..., PowerLawFit],
+    grid: FarmsGrid, solve_dtype: str, top_workers: tuple[float, int],
+) -> tuple[np.ndarray, PowerLawFit, str, float | None]:
+    """The pooled window ESD, its fit, the solve precision used and the float32 alpha bound.
+
+    Returns:
+        (pooled lambda ascending, fit, ``"float32"``/``"float64"``, the bound or None).
+    """
+    top, workers = top_workers
+    checked = config.farms_precision == "auto" and config.dtype != "float32"
+    checked = checked and solve_dtype == "float32"
+    independent = independent_windows(plan.matrix_shape, grid, plan.n_matrices)
+    total = grid.n_windows * plan.n_matrices
+
+    def first_decides(lam: Any, error: float) -> bool:  # one window stands for the grid
+        first = fitter(to_numpy(lam), n_groups=1, ci_resamples=0)
+        if first.alpha is None or first.xmin is None:
+            return False
+        return float32_alpha_bound(to_numpy(lam), first.xmin, first.alpha, error) <= (
+            float32_alpha_tolerance(first.alpha, first.tail_size, independent))
+
+    def solve(dtype_: str) -> tuple[np.ndarray, PowerLawFit, str, float | None]:
+        spec = farms_spectrum(
+            mats, config.farms_window, config.farms_ratio, config.farms_steps,
+            config.normalize, dtype=dtype_, layout=config.farms_grid,
+            budget=config.farms_budget, workers=workers,
+            decide=first_decides if checked else None, top=top,
+        )
+        lam = to_numpy(spec.lam)
+        fit = fitter(lam)
+        if spec.dtype != "float32":
+            return lam, fit, spec.dtype, None
+        if fit.alpha is None or fit.xmin is None:
+            return lam, fit, spec.dtype, math.inf
+        return lam, fit, spec.dtype, float32_alpha_bound(lam, fit.xmin, fit.alpha, spec.error)
+
+    lam, fit, used, bound = solve(solve_dtype)
+    if checked and used == "float32" and not bound <= float32_alpha_tolerance(
+        fit.alpha, fit.tail_size, independent / total
+    ):  # the first window misjudged the pool: all again in float64
+        lam, fit, used, bound = solve("float64")
+    return lam, fit, used, bound
 
 
 def _add_warnings(result: LayerResult) -> None:
@@ -780,6 +832,8 @@ def _analyze(
         # most `workers` load groups (a tensor, or the tensors one matrix is built from) are in
         # memory at once; a large one is solved alone (its parts in parallel); results keep
         # checkpoint order.
+        if not on_gpu and _float32_windows(items, config):
+            scipy_linalg()  # scipy's own OpenBLAS, loaded before blas_threads limits it
         with blas_threads(None if on_gpu else 1), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:

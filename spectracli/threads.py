@@ -32,6 +32,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 from spectracli.errors import SpectraError
 
@@ -98,6 +99,21 @@ def blas_threads(n: int | None) -> Iterator[None]:
     torch_loaded = "torch" in sys.modules
     with threadpool_limits(limits=n, user_api="blas"), torch_threads(n if torch_loaded else None):
         yield
+
+
+def scipy_linalg() -> ModuleType:
+    """``scipy.linalg``, imported on first use (an analysis that never needs it starts faster).
+
+    scipy brings its own OpenBLAS, which a :func:`blas_threads` block limits only when it was
+    loaded before the block opened: call this first where the block's work will use it (setting
+    the count after loading, from a worker thread, measured not to take effect).
+
+    Returns:
+        The ``scipy.linalg`` module.
+    """
+    import scipy.linalg
+
+    return scipy.linalg
 
 
 def available_cores() -> int:

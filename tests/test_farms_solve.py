@@ -7,10 +7,13 @@ for the alpha bound the MLE alpha recomputed on perturbed eigenvalues.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from spectracli import analyze as analyze_module
 from spectracli.spectral import farms
 from spectracli.spectral.farms import (
     EPS32,
@@ -168,7 +171,8 @@ def test_float32_fit_moves_alpha_less_than_its_bound(kind: str) -> None:
     bound = float32_alpha_bound(l32, f32.xmin, f32.alpha, s32.error)
     assert f32.xmin == pytest.approx(f64.xmin, rel=1e-3)  # the same tail was chosen
     assert abs(f32.alpha - f64.alpha) <= bound
-    assert bound <= farms.float32_alpha_tolerance(f32.alpha_se)  # analyze keeps this fit
+    share = farms.independent_windows((300, 128), s32.grid) / s32.grid.n_windows
+    assert bound <= farms.float32_alpha_tolerance(f32.alpha, f32.tail_size, share)  # kept
 
 
 def test_analyze_keeps_float32_windows_within_the_bound_else_solves_float64(monkeypatch) -> None:
@@ -187,11 +191,19 @@ def test_analyze_keeps_float32_windows_within_the_bound_else_solves_float64(monk
     assert (auto.solve_dtype, exact.solve_dtype) == ("float32", "float64")
     assert exact.alpha_error_bound is None
     assert abs(auto.fit.alpha - exact.fit.alpha) <= auto.alpha_error_bound
-    assert auto.alpha_error_bound <= farms.float32_alpha_tolerance(auto.fit.alpha_se)
-    # no tolerance at all: the float32 fit is refused and the float64 one reported
+    share = farms.independent_windows((240, 64), farms.farms_grid(240, 64, 60)) / 50
+    assert auto.alpha_error_bound <= farms.float32_alpha_tolerance(
+        auto.fit.alpha, auto.fit.tail_size, share)
+    # no tolerance at all: the first window refuses float32, every window is solved once, in
+    # float64, and the float64 fit reported
+    calls = []
+    real = analyze_module.farms_spectrum
+    monkeypatch.setattr(analyze_module, "farms_spectrum",
+                        lambda *a, **k: calls.append(k["dtype"]) or real(*a, **k))
     monkeypatch.setattr(farms, "ALPHA_ATOL", 0.0)
     monkeypatch.setattr(farms, "ALPHA_SE_SHARE", 0.0)
     refused = farms_of()
+    assert calls == ["float32"]  # asked for float32, decided float64 after the first window
     assert refused.solve_dtype == "float64" and refused.alpha_error_bound is None
     assert refused.fit.alpha == exact.fit.alpha
     # few windows (the bounded grid): float64 from the start
@@ -207,3 +219,65 @@ def test_window_dtype_per_device_and_window_count() -> None:
     assert farms.window_dtype("float64", 100, on_gpu=True) == "float64"
     with pytest.raises(ValueError, match="precision must be one of"):
         farms.window_dtype("half", 1, on_gpu=False)
+
+
+def test_the_pooled_fit_is_checked_again_and_solved_in_float64_when_it_fails(monkeypatch) -> None:
+    """The first window accepted float32 (tolerance inf), the pooled fit does not (0): analyze
+    solves the windows again in float64 and reports that fit, as if asked for float64."""
+    import spectracli
+
+    w = torch.from_numpy(_pareto(2.5, 240, 64, 5)).to(torch.bfloat16)
+    options = dict(farms_grid="released", farms_window=60, ci_resamples=0, threads=1)
+    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE", 32)
+    answers = iter([math.inf, 0.0])
+    monkeypatch.setattr(analyze_module, "float32_alpha_tolerance", lambda *a: next(answers))
+    calls = []
+    real = analyze_module.farms_spectrum
+    monkeypatch.setattr(analyze_module, "farms_spectrum",
+                        lambda *a, **k: calls.append(k["dtype"]) or real(*a, **k))
+    got = spectracli.analyze({"w.weight": w}, **options).layers[0].farms
+    exact = spectracli.analyze({"w.weight": w}, farms_precision="float64",
+                               **options).layers[0].farms
+    assert calls == ["float32", "float64", "float64"]
+    assert got.solve_dtype == "float64" and got.fit.alpha == exact.fit.alpha
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_the_first_window_decides_the_precision_of_the_rest(accept: bool) -> None:
+    """``decide`` sees the first window's float64 eigenvalues (equal to a direct eigvalsh of its
+    Gram matrix) and the float32 error bound; refused, every window is float64 and the pooled
+    ESD equals the float64 solve bit for bit."""
+    w = torch.from_numpy(_pareto(3.0, 200, 90, 6)).to(torch.bfloat16)
+    seen = []
+
+    def decide(lam, error):  # noqa: ANN001, ANN202
+        seen.append((lam.clone(), error))
+        return accept
+
+    top = 10.0 * float(torch.linalg.matrix_norm(w.double(), ord=2)) ** 2
+    spec = farms_spectrum(w, 80, 1.0, 10, dtype="float32", layout="released", decide=decide,
+                          top=top)
+    exact = farms_spectrum(w, 80, 1.0, 10, dtype="float64", layout="released")
+    (lam0, error), = seen
+    grid = spec.grid
+    first = w.double()[: grid.rows, : grid.cols]
+    assert torch.equal(lam0, torch.linalg.eigvalsh(first.T @ first))
+    assert error >= farms.EPS32 * top  # the matrix-wide top was used, being larger
+    if accept:
+        assert spec.dtype == "float32" and spec.error > 0
+    else:
+        assert spec.dtype == "float64" and spec.error == 0.0
+        assert torch.equal(spec.lam, exact.lam)
+
+
+def test_independent_windows_and_the_tolerance_in_closed_form() -> None:
+    released = farms.farms_grid(2048, 2048, 2000)
+    assert released.n_windows == 100
+    assert farms.independent_windows((2048, 2048), released) == pytest.approx(2048**2 / 2000**2)
+    tall = farms.farms_grid(32000, 2048, 2000)
+    assert farms.independent_windows((32000, 2048), tall, 3) == pytest.approx(3 * 16.384)
+    one = farms.farms_grid(2048, 2048, 2000, layout="bounded")
+    assert farms.independent_windows((2048, 2048), one) == 1.0  # never more than the windows
+    # se = (alpha - 1) / sqrt(share n): alpha 21, 400 eigenvalues of which a quarter independent
+    assert farms.float32_alpha_tolerance(21.0, 400, 0.25) == pytest.approx(0.1 * 20 / 10)
+    assert farms.float32_alpha_tolerance(2.0, 10**6) == farms.ALPHA_ATOL

@@ -157,3 +157,39 @@ def test_the_scan_finds_what_it_looks_for(monkeypatch):
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: src)
     assert _process_wide_calls(PACKAGE / "probe.py") == [
         "set_num_threads:2", "environ[]:3", "environ.setdefault:4", "manual_seed:6"]
+
+
+FLOAT32_WINDOWS_RUN = """
+import json, sys
+import numpy as np
+from threadpoolctl import threadpool_info
+import spectracli
+def counts():
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+seen = []
+w = np.random.default_rng(0).standard_normal((300, 300))
+spectracli.analyze({"w.weight": w}, farms_grid="released", farms_window=256, ci_resamples=0,
+                   progress=lambda *a, **k: seen.append(counts()))
+print(json.dumps([seen[0], counts(), "scipy.linalg" in sys.modules]))
+"""
+
+
+def test_float32_window_solves_run_scipy_blas_on_one_thread_and_restore_it():
+    """A FARMS grid with float32 windows (100 of 256 x 256) solves them with scipy's LAPACK,
+    whose own OpenBLAS analyze loads before limiting BLAS to one thread per worker: every BLAS
+    library runs 1 thread while matrices are solved (read from the progress callback), its
+    default (2 here) after. Measured before: scipy's ran 2 threads inside, 5x the CPU time on a
+    busy box (docs/benchmarks.md)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", FLOAT32_WINDOWS_RUN], capture_output=True,
+                         text=True, env=env, check=True).stdout
+    inside, after, scipy_loaded = json.loads(out)
+    assert scipy_loaded and len(inside) >= 2, inside  # numpy's and scipy's BLAS
+    assert all(n == 1 for n in inside.values()), inside
+    assert all(n == 2 for n in after.values()), after

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -74,9 +74,13 @@ FLOAT32_SAFETY = 8.0
 # ``auto``: float32 windows (the fit then checked, float32_alpha_bound) of at least
 # FLOAT32_MIN_SIZE rows and columns, on CUDA, or on the CPU from FLOAT32_MIN_WINDOWS windows on
 # (the reference windows cost three float64 solves more; small windows gain nothing to speak of).
+# The first window, solved in both precisions, decides before the others are solved
+# (farms_spectrum's ``decide``): float32 for all when its fit's bound is within the tolerance.
 FLOAT32_MIN_WINDOWS = 8
 FLOAT32_MIN_SIZE = 256
-# A float32 FARMS fit stands when its alpha bound is at most max(ALPHA_ATOL, ALPHA_SE_SHARE se).
+# A float32 FARMS fit stands when its alpha bound is at most max(ALPHA_ATOL, ALPHA_SE_SHARE se),
+# se the Hill standard error of the tail counted at its independent share
+# (float32_alpha_tolerance).
 ALPHA_ATOL = 0.01
 ALPHA_SE_SHARE = 0.1
 
@@ -273,7 +277,7 @@ def _eigvalsh_batch(xp: Any, batch: list[Any]) -> Any:
     """
     f64 = float_dtype(xp, "float64")
     if isinstance(batch[0], np.ndarray) and batch[0].dtype == np.float32:
-        from scipy.linalg import eigh
+        from scipy.linalg import eigh  # its OpenBLAS: loaded by analyze before limiting BLAS
 
         return np.concatenate([
             eigh(g, eigvals_only=True, driver="evd", overwrite_a=True, check_finite=False)
@@ -351,12 +355,17 @@ def farms_spectrum(
     *,
     workers: int = 1,
     batch: int | None = None,
+    decide: Callable[[Any, float], bool] | None = None,
+    top: float = 0.0,
 ) -> FarmsSpectrum:
     """The pooled FARMS ESD of ``w`` (one matrix or a stack of slices), solved window by window.
 
     Window Gram matrices come from shared strips in float64 (:func:`window_grams`); each is
-    solved by eigvalsh in ``dtype``. With ``dtype`` float32 the first window is solved in both
-    precisions and the measured difference sets :attr:`FarmsSpectrum.error`.
+    solved by eigvalsh in ``dtype``. With ``dtype`` float32 three windows (the first, middle and
+    last) are solved in both precisions and the largest measured difference sets
+    :attr:`FarmsSpectrum.error`; ``decide``, given the first window's float64 eigenvalues and the
+    error bound float32 would carry, keeps float32 for the rest (True) or solves them in float64
+    (False: the spectrum is then float64 throughout, error 0), before any other window is solved.
 
     Args:
         w: (m, n) or (..., m, n) numpy array or torch tensor (any device), any float dtype.
@@ -370,6 +379,12 @@ def farms_spectrum(
         workers: threads solving windows in parallel (eigvalsh releases the GIL); 1: in line.
         batch: windows per eigvalsh call; ``None``: one on the CPU, as many as fit in
             ``BLOCK_ELEMENTS`` entries on CUDA (one batched solve per chunk).
+        decide: with float32, called once with (the first window's eigenvalues, ascending, in
+            the units of the result; the |d lambda| bound of a float32 solve in those units);
+            False solves every window in float64. ``None``: float32 throughout.
+        top: an upper bound on every window's lambda_max known beforehand (the matrix's own
+            sigma_max^2, which bounds every submatrix's by interlacing), for ``decide``'s error
+            bound; the first window's own lambda_max is used when larger.
 
     Returns:
         The :class:`FarmsSpectrum` (pooled lambda ascending, grid, solve dtype, error bound).
@@ -397,6 +412,7 @@ def farms_spectrum(
     total = grid.n_windows * mats.shape[0]
     # float32: three windows spread over the grid are also solved in float64 (module docstring)
     references = {0, total // 2, total - 1} if name == "float32" else set()
+    unit = 1.0 / max(grid.rows, grid.cols) if normalize else 1.0
     with _Solver(xp, workers, batch) as solver:
         count = 0
         for index in range(mats.shape[0]):
@@ -405,14 +421,21 @@ def farms_spectrum(
                     solver.reference(g, solve)
                 else:
                     solver.add(xp.astype(g, solve, copy=True))
+                if count == 0 and name == "float32" and decide is not None:
+                    first = solver.pooled[0]
+                    bound = _float32_error(k, solver.ratio_32, max(top, float(first[-1])))
+                    if not decide(first * unit, bound * unit):  # the rest in float64
+                        solve, name, references = float_dtype(xp, "float64"), "float64", set()
                 count += 1
-    pooled, ratio_32 = solver.pooled, solver.ratio_32
-    lam = xp.sort(xp.clip(xp.concat(pooled), min=0.0))
-    if normalize:
-        lam = lam / max(grid.rows, grid.cols)
-    top = float(lam[-1]) if lam.shape[0] else 0.0
-    error = min(k, FLOAT32_SAFETY * ratio_32) * EPS32 * top if name == "float32" else 0.0
+    lam = xp.sort(xp.clip(xp.concat(solver.pooled), min=0.0)) * unit
+    biggest = float(lam[-1]) if lam.shape[0] else 0.0
+    error = _float32_error(k, solver.ratio_32, biggest) if name == "float32" else 0.0
     return FarmsSpectrum(lam, grid, name, error)
+
+
+def _float32_error(k: int, ratio_32: float, top: float) -> float:
+    """|d lambda| bound of a float32 k x k window solve: min(k, 8 ratio) eps32 lambda_max."""
+    return min(k, FLOAT32_SAFETY * ratio_32) * EPS32 * top
 
 
 def farms_esd(
@@ -505,6 +528,46 @@ def float32_alpha_bound(lam: Any, xmin: float, alpha: float, error: float) -> fl
     return float(max(abs(1.0 + n / low - alpha), abs(1.0 + n / high - alpha)))
 
 
-def float32_alpha_tolerance(alpha_se: float | None) -> float:
-    """How far float32 may move a FARMS alpha: max(ALPHA_ATOL, ALPHA_SE_SHARE x alpha_se)."""
-    return max(ALPHA_ATOL, ALPHA_SE_SHARE * (alpha_se or 0.0))
+def independent_windows(shape: tuple[int, int], grid: FarmsGrid, n_matrices: int = 1) -> float:
+    """How many windows' worth of distinct entries the windows of ``grid`` hold together.
+
+    Per matrix, min(windows, m n / (r c)): overlapping windows repeat entries, and so repeat
+    eigen-information (the released grid's 100 windows of 2000 x 2000 on a 2048 x 2048 matrix
+    share 95 % of their rows and columns: 1.05 windows' worth); disjoint ones do not.
+
+    Args:
+        shape: (m, n) of one matrix.
+        grid: its windows (:func:`farms_grid`), r x c each.
+        n_matrices: the matrices (slices) the layer pools, each with the same grid.
+
+    Returns:
+        The count, between min(1, windows) and the number of windows, per matrix times
+        ``n_matrices``.
+    """
+    m, n = shape
+    per_matrix = min(float(grid.n_windows), m * n / (grid.rows * grid.cols))
+    return n_matrices * per_matrix
+
+
+def float32_alpha_tolerance(alpha: float, tail_size: int, independent: float = 1.0) -> float:
+    """How far float32 window solves may move a FARMS alpha.
+
+    max(ALPHA_ATOL, ALPHA_SE_SHARE x se), se = (alpha - 1) / sqrt(independent x tail_size): the
+    Hill estimator's standard error (Clauset et al. 2009, eq. 3.2) of a tail of that many
+    independent eigenvalues. A pooled FARMS tail counts each overlapping window's eigenvalues
+    again; ``independent`` is the share that is not repeated (:func:`independent_windows` /
+    windows pooled), so the tolerance is a tenth of the uncertainty the windows really carry,
+    not of the pooled count's (which on the released grid of a 2048 x 2048 matrix is 10x too
+    small, and would refuse float32 for a difference far below any other error of the fit).
+
+    Args:
+        alpha: the fit's alpha (> 1).
+        tail_size: the eigenvalues in the fitted tail (>= 1).
+        independent: the share of them that is independent (1: all; pooled windows:
+            independent_windows / windows; one window standing for a grid: independent_windows).
+
+    Returns:
+        The tolerance, at least ``ALPHA_ATOL``.
+    """
+    effective = max(independent * tail_size, 1.0)
+    return max(ALPHA_ATOL, ALPHA_SE_SHARE * (alpha - 1.0) / math.sqrt(effective))
