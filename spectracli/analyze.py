@@ -264,7 +264,7 @@ def _farms_result(
         workers = 1 if on_gpu else config.threads or available_cores()
         farms_np, fit, solve_dtype, bound = _solve_windows(
             mats, plan, config, _farms_fitter(config, metrics, plan, dtype, grid), grid,
-            solve_dtype, (metrics.sigma_max**2, workers),
+            solve_dtype, workers,
         )
     return FarmsResult(
         fit=fit,
@@ -287,14 +287,13 @@ def _float32_windows(items: Sequence[tuple[Any, MatrixPlan]], config: AnalyzeCon
 
 def _solve_windows(
     mats: Any, plan: MatrixPlan, config: AnalyzeConfig, fitter: Callable[..., PowerLawFit],
-    grid: FarmsGrid, solve_dtype: str, top_workers: tuple[float, int],
+    grid: FarmsGrid, solve_dtype: str, workers: int,
 ) -> tuple[np.ndarray, PowerLawFit, str, float | None]:
     """The pooled window ESD, its fit, the solve precision used and the float32 alpha bound.
 
     Returns:
         (pooled lambda ascending, fit, ``"float32"``/``"float64"``, the bound or None).
     """
-    top, workers = top_workers
     checked = config.farms_precision == "auto" and config.dtype != "float32"
     checked = checked and solve_dtype == "float32"
     independent = independent_windows(plan.matrix_shape, grid, plan.n_matrices)
@@ -312,7 +311,7 @@ def _solve_windows(
             mats, config.farms_window, config.farms_ratio, config.farms_steps,
             config.normalize, dtype=dtype_, layout=config.farms_grid,
             budget=config.farms_budget, workers=workers,
-            decide=first_decides if checked else None, top=top,
+            decide=first_decides if checked else None,
         )
         lam = to_numpy(spec.lam)
         fit = fitter(lam)

@@ -356,7 +356,6 @@ def farms_spectrum(
     workers: int = 1,
     batch: int | None = None,
     decide: Callable[[Any, float], bool] | None = None,
-    top: float = 0.0,
 ) -> FarmsSpectrum:
     """The pooled FARMS ESD of ``w`` (one matrix or a stack of slices), solved window by window.
 
@@ -380,11 +379,11 @@ def farms_spectrum(
         batch: windows per eigvalsh call; ``None``: one on the CPU, as many as fit in
             ``BLOCK_ELEMENTS`` entries on CUDA (one batched solve per chunk).
         decide: with float32, called once with (the first window's eigenvalues, ascending, in
-            the units of the result; the |d lambda| bound of a float32 solve in those units);
-            False solves every window in float64. ``None``: float32 throughout.
-        top: an upper bound on every window's lambda_max known beforehand (the matrix's own
-            sigma_max^2, which bounds every submatrix's by interlacing), for ``decide``'s error
-            bound; the first window's own lambda_max is used when larger.
+            the units of the result; the |d lambda| bound of a float32 solve in those units,
+            from that window's lambda_max); False solves every window in float64. ``None``:
+            float32 throughout. A prediction: the pooled fit is the one to check (windows
+            elsewhere may reach a larger lambda_max; :attr:`FarmsSpectrum.error` uses the
+            pooled one).
 
     Returns:
         The :class:`FarmsSpectrum` (pooled lambda ascending, grid, solve dtype, error bound).
@@ -423,7 +422,7 @@ def farms_spectrum(
                     solver.add(xp.astype(g, solve, copy=True))
                 if count == 0 and name == "float32" and decide is not None:
                     first = solver.pooled[0]
-                    bound = _float32_error(k, solver.ratio_32, max(top, float(first[-1])))
+                    bound = _float32_error(k, solver.ratio_32, float(first[-1]))
                     if not decide(first * unit, bound * unit):  # the rest in float64
                         solve, name, references = float_dtype(xp, "float64"), "float64", set()
                 count += 1
