@@ -44,7 +44,7 @@ from spectracli import __version__, distributed
 from spectracli.analyze_config import AnalyzeConfig
 from spectracli.device import host_device, resolve_device
 from spectracli.dtypes import FLOAT_ITEMSIZE
-from spectracli.errors import SpectraError, SpectraTypeError
+from spectracli.errors import NoWeightMatricesError, SpectraError, SpectraTypeError
 from spectracli.io import open_checkpoint
 from spectracli.io.base import Checkpoint, TensorHandle
 from spectracli.layers import MatrixPlan, as_stack, plan_layers
@@ -528,27 +528,66 @@ def _result_aliases(plan: MatrixPlan, handles: dict[str, TensorHandle]) -> list[
     return [alias + suffix for alias in handles[plan.sources[0]].aliases]
 
 
-def _check_selection(
+def _skip_summary(skipped: Sequence[SkippedTensor], limit: int = 3) -> str:
+    """The skip reasons, most frequent first, with their counts: ``"1-D tensor (...) (x3)"``."""
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s.reason] = counts.get(s.reason, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = "; ".join(reason + (f" (x{n})" if n > 1 else "") for reason, n in ranked[:limit])
+    more = sum(n for _, n in ranked[limit:])
+    return text + (f"; {more} for other reasons" if more else "")
+
+
+def _nothing_to_analyze(
+    path: str | Path,
+    skipped: Sequence[SkippedTensor],
+    config: AnalyzeConfig,
+    unfiltered: Callable[[], tuple[list[MatrixPlan], list[SkippedTensor]]],
+) -> SpectraError:
+    """The error for a plan with no matrix: a filter that matches none, or none at all.
+
+    ``unfiltered()`` plans again without include/exclude (names and shapes only, nothing is
+    loaded), to tell a filter that matches none of N matrices from a checkpoint with none.
+
+    Returns:
+        A ``SpectraError`` naming include/exclude and the matrices they missed, or a
+        ``NoWeightMatricesError`` counting the skipped tensors by reason.
+    """
+    if config.include or config.exclude:
+        plans, all_skipped = unfiltered()
+        if plans:
+            names = ", ".join(p.name for p in plans[:3]) + (", ..." if len(plans) > 3 else "")
+            return SpectraError(
+                f"no weight matrix of {path} is selected by include {list(config.include)} / "
+                f"exclude {list(config.exclude)}: they match none of its {len(plans)} weight "
+                f"matrices ({names})",
+                params=("include", "exclude"),
+            )
+        skipped = all_skipped
+    if not skipped:
+        return NoWeightMatricesError(f"no weight matrices in {path}: it holds no tensors")
+    small = any("min_size" in s.reason for s in skipped)
+    count = f"{len(skipped)} tensors, all" if len(skipped) > 1 else "1 tensor,"
+    return NoWeightMatricesError(
+        f"no weight matrices in {path}: {count} skipped: {_skip_summary(skipped)}"
+        + ("; a smaller min_size analyses the small ones" if small else ""),
+        params=("min_size",) if small else (),
+    )
+
+
+def _check_base_match(
     path: str | Path,
     work: Sequence[MatrixPlan],
     skipped: Sequence[SkippedTensor],
     config: AnalyzeConfig,
 ) -> None:
-    """Refuse a selection that leaves nothing to analyse, or a base of another architecture.
+    """Refuse a base of another architecture.
 
     Raises:
-        SpectraError: include/exclude leave no weight matrix, or the base matches fewer than
-            half of them by name and shape (most likely another architecture: the rest would
-            be skipped).
+        SpectraError: the base matches fewer than half of the weight matrices by name and
+            shape (most likely another architecture: the rest would be skipped).
     """
-    if (config.include or config.exclude) and not work:
-        excluded = sum("include/exclude" in s.reason for s in skipped)
-        raise SpectraError(
-            f"no weight matrix of {path} is selected by include {list(config.include)} / "
-            f"exclude {list(config.exclude)} ({excluded} of {len(skipped)} tensors excluded, "
-            f"e.g. {', '.join(s.name for s in skipped[:3])})",
-            params=("include", "exclude"),
-        )
     if config.base is not None:
         unmatched = sum("base" in s.reason for s in skipped)
         total = len(work) + unmatched
@@ -723,10 +762,12 @@ def analyze_checkpoint(
 
     Raises:
         SpectraTypeError: a ``progress`` that is not callable (a ``TypeError``).
-        SpectraError: a bad option, or no matrix in common with ``base``; under torchrun a
+        SpectraError: a bad option, no matrix in common with ``base``, or ``include`` /
+            ``exclude`` that select none of the weight matrices; under torchrun a
             :class:`~spectracli.distributed.RankError` naming the first rank that failed.
         CheckpointError: a checkpoint that cannot be read (``CheckpointNotFoundError``, also a
-            ``FileNotFoundError``, when it does not exist).
+            ``FileNotFoundError``, when it does not exist), or ``NoWeightMatricesError`` when
+            it holds no weight matrix (every tensor skipped: the message counts the reasons).
     """
     config = config or AnalyzeConfig()
     if progress is not None and not callable(progress):
@@ -790,7 +831,9 @@ def _analyze(
         The report (under torchrun, every rank's layers in checkpoint order).
 
     Raises:
-        SpectraError: invalid settings, or a base with no weight matrix in common.
+        SpectraError: invalid settings, or a base with no weight matrix in common, or
+            include/exclude that select none of the weight matrices.
+        NoWeightMatricesError: the checkpoint holds no weight matrix (every tensor skipped).
     """
     config.validate()
     world, my_rank = distributed.world_size(), distributed.rank()
@@ -805,14 +848,20 @@ def _analyze(
         ckpt = stack.enter_context(_open_source(source, config.trust_pickle, config.revision))
         handles = list(ckpt.handles())
         by_name = {h.name: h for h in handles}
-        work, skipped = _plan(handles, config, base, ckpt.config,
-                              _adapter_config(ckpt.path if isinstance(ckpt.path, Path) else None))
+        adapter = _adapter_config(ckpt.path if isinstance(ckpt.path, Path) else None)
+        work, skipped = _plan(handles, config, base, ckpt.config, adapter)
         if base is not None and not work:
             raise SpectraError(
                 f"{_shown(source)} and base {_shown(config.base)} have no weight matrix in "
                 "common (matched by name and shape)"
             )
-        _check_selection(_shown(source), work, skipped, config)
+        if not work:
+            unfiltered = replace(config, include=(), exclude=())
+            error = _nothing_to_analyze(
+                _shown(source), skipped, config,
+                lambda: _plan(handles, unfiltered, base, ckpt.config, adapter))
+            raise error
+        _check_base_match(_shown(source), work, skipped, config)
 
         items = _load_groups(work, by_name, base, device)
         owner = shard_items(items, config, world)  # the rank that solves each item

@@ -48,6 +48,15 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A checkpoint path (or Hugging Face id) that does not exist."""
 
 
+class NoWeightMatricesError(CheckpointError):
+    """A checkpoint read without error that holds no weight matrix to analyse.
+
+    Every tensor is skipped (1-D norm scales and biases, integer buffers, matrices below
+    ``min_size``...); the message counts them by reason. ``spectracli track`` lists such a
+    checkpoint as not read and goes on with the others.
+    """
+
+
 class UnsafeReferenceError(CheckpointError):
     """A file named by a checkpoint's manifest that lies outside the checkpoint's directory.
 
