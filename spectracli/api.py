@@ -74,7 +74,8 @@ def analyze(
         source: an ``nn.Module`` (its parameters and persistent buffers as they are, on their
             device: nothing is copied or written; tied parameters analysed once, the other names
             recorded as ``aliases``), a mapping of names to tensors (a state dict, or a training
-            checkpoint dict with one under ``state_dict``/``model``...), a path (file or
+            checkpoint dict with one under ``state_dict``/``model``...; numpy arrays alone are
+            read without importing torch, :mod:`spectracli.io.arrays`), a path (file or
             sharded directory), or a Hugging Face id (resolved by
             :func:`spectracli.io.open_checkpoint`).
         progress: ``progress(done, total, name)``: matrices solved and in all, as they are
@@ -119,7 +120,8 @@ def as_source(obj: Any) -> Any:
 
     Args:
         obj: a path (``str`` or ``os.PathLike``), a Hugging Face id, an opened ``Checkpoint``,
-            an ``nn.Module`` or a mapping of names to tensors.
+            an ``nn.Module`` or a mapping of names to tensors (or to numpy arrays only: the
+            torch-free :class:`~spectracli.io.arrays.ArrayCheckpoint`).
 
     Returns:
         A ``str``/``Path``/``Checkpoint`` for :func:`spectracli.io.open_checkpoint`, or the
@@ -133,6 +135,10 @@ def as_source(obj: Any) -> Any:
 
     if isinstance(obj, (str, os.PathLike, Checkpoint)):
         return obj if not isinstance(obj, os.PathLike) else Path(obj)
+    from spectracli.io.arrays import array_checkpoint, is_array_mapping
+
+    if is_array_mapping(obj):  # numpy arrays alone: the torch-free path, as a file's
+        return array_checkpoint(obj)
     # An nn.Module exists only once torch is loaded: a path never imports it (the torch-free start)
     torch = sys.modules.get("torch")
     if isinstance(obj, Mapping) or (torch is not None and isinstance(obj, torch.nn.Module)):

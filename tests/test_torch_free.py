@@ -338,3 +338,56 @@ def test_numpy_read_without_memory_for_the_tensor_is_a_checkpoint_error(tmp_path
     with pytest.raises(CheckpointError, match=r"tensor 'w' of shape \(4, 3\).*not enough memory"):
         handle.load_numpy()
     ckpt.close()
+
+
+def test_python_api_on_numpy_arrays_never_imports_torch():
+    # a mapping of names to numpy arrays is read like an .npz: no torch (README table)
+    code = (
+        "import sys, numpy as np, spectracli\n"
+        "rng = np.random.default_rng(0)\n"
+        "w = rng.standard_normal((40, 30))\n"
+        "r = spectracli.analyze({'fc.weight': w, 'head.weight': w, 'fc.bias': np.zeros(40)},\n"
+        "                       device='cpu', ci_resamples=0)\n"
+        "assert [la.name for la in r.layers] == ['fc.weight'], r.layers\n"
+        "assert r.layers[0].aliases == ['head.weight'], r.layers[0].aliases\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_numpy_arrays_give_the_report_of_the_same_tensors_and_of_the_npz(tmp_path):
+    import torch
+
+    import spectracli
+    from spectracli.io.arrays import array_checkpoint
+
+    rng = np.random.default_rng(1)
+    arrays = {
+        "module.fc.weight": rng.standard_normal((50, 20)).astype(np.float32),
+        "module.fc.bias": np.zeros(50, np.float32),
+        "module.conv.weight": rng.standard_normal((12, 6, 3, 3)),
+        "module.steps": np.array([3], np.int64),
+        "module.mask": np.ones((20, 20), bool),
+        "module.phase": np.ones((20, 20), np.complex64),  # not a tensor on the torch path either
+        "module.big_endian.weight": rng.standard_normal((30, 20)).astype(">f8"),
+    }
+    arrays["module.tied.weight"] = arrays["module.fc.weight"]
+    config = {"device": "cpu", "ci_resamples": 20, "farms_window": 8}
+    mine = spectracli.analyze(arrays, **config).to_dict()
+    native = {k: v.astype(v.dtype.newbyteorder("="), copy=False) for k, v in arrays.items()
+              if v.dtype.kind != "c"}
+    via_torch = spectracli.analyze({k: torch.from_numpy(v) for k, v in native.items()},
+                                   **config).to_dict()
+    assert_same(mine, via_torch)  # names, ties, skips, prefixes and numbers alike
+    assert [la["name"] for la in mine["layers"]][:1] == ["fc.weight"]
+    assert mine["layers"][0]["aliases"] == ["tied.weight"]
+    with array_checkpoint(arrays) as ckpt:
+        assert all(h.numpy_loader is not None for h in ckpt.handles())
+        fc = next(h for h in ckpt.handles() if h.name == "fc.weight")
+        assert fc.load_numpy() is arrays["module.fc.weight"]  # no copy
+    np.savez(tmp_path / "same.npz", **{k.removeprefix("module."): v for k, v in arrays.items()
+                                       if k != "module.tied.weight"})
+    from_file = analyze_checkpoint(tmp_path / "same.npz", AnalyzeConfig(**config)).to_dict()
+    assert_same([la for la in mine["layers"]],
+                [dict(la, aliases=["tied.weight"]) if la["name"] == "fc.weight" else la
+                 for la in from_file["layers"]])

@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path, PureWindowsPath
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,20 @@ def read_weight_map(index_path: Path) -> dict[str, str]:
             f"index {index_path} names shard(s) missing from {root}{os.sep}: {listed}"
         )
     return weight_map
+
+
+def strip_prefixes(state: dict[str, Any]) -> dict[str, Any]:
+    """Remove ``_orig_mod.`` everywhere and ``module.`` when every name starts with it.
+
+    Returns:
+        ``state`` renamed (the same values), or as saved when stripping would merge two names.
+    """
+    names = {k: k.replace("_orig_mod.", "") for k in state}
+    while names and all(v.startswith("module.") for v in names.values()):
+        names = {k: v[len("module.") :] for k, v in names.items()}
+    if len(set(names.values())) != len(names):  # stripping would merge two tensors: keep as saved
+        return state
+    return {names[k]: v for k, v in state.items()}
 
 
 def missing_extra(package: str, extra: str, what: str) -> CheckpointError:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import one_line, read_weight_map
+from spectracli.io._common import one_line, read_weight_map, strip_prefixes
 from spectracli.io.base import Checkpoint, TensorHandle
 from spectracli.io.stub_pickle import (
     ForeignTensorError,
@@ -233,16 +233,6 @@ def _collect(obj: Mapping, prefix: str) -> dict[str, torch.Tensor]:
         elif isinstance(value, Mapping) and key not in IGNORED_KEYS:
             out.update(_collect(value, f"{prefix}{key}."))
     return out
-
-
-def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove ``_orig_mod.`` everywhere and ``module.`` when every name starts with it."""
-    names = {k: k.replace("_orig_mod.", "") for k in state}
-    while names and all(v.startswith("module.") for v in names.values()):
-        names = {k: v[len("module.") :] for k, v in names.items()}
-    if len(set(names.values())) != len(names):  # stripping would merge two tensors: keep as saved
-        return state
-    return {names[k]: v for k, v in state.items()}
 
 
 def _tie_key(t: torch.Tensor) -> tuple | None:
