@@ -122,10 +122,11 @@ def test_blank_cells_of_a_tiny_model_are_explained(tmp_path):
         save_file({"fc1.weight": torch.randn(8, 4, generator=gen),
                    "fc2.weight": torch.randn(3, 8, generator=gen)},
                   str(tmp_path / f"checkpoint-{step}" / "model.safetensors"))
+    # no matrix at all in any step is an error naming --min-size (tests/test_analyze_nothing.py)
     res = runner.invoke(app, ["track", str(tmp_path), "--no-cache"])
-    assert res.exit_code == 0, res.output
-    assert ("steps 1, 2: no layer analysed: 2 skipped, matrix has fewer than min_size=10 rows "
-            "or columns (--min-size sets") in res.output
+    assert res.exit_code == 2, res.output
+    assert "no weight matrices in" in res.stderr and "a smaller --min-size" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     res = runner.invoke(app, ["track", str(tmp_path), "--no-cache", "--min-size", "3",
                               "--no-farms", "-f", "markdown"])
     assert res.exit_code == 0, res.output
@@ -192,7 +193,7 @@ def test_the_cache_is_keyed_by_content(run_dir, tmp_path):
     shutil.copytree(run_dir, grown)
     shutil.copytree(grown / "checkpoint-100", grown / "checkpoint-200")
     weights = grown / "checkpoint-5" / "model.safetensors"
-    state = {"fc1.weight": torch.ones(8, 16)}
+    state = {"fc1.weight": torch.ones(16, 16)}  # above min_size: still a matrix to analyse
     save_file(state, str(weights))
     report = track_run(grown, config).to_dict()
     cached = {s["step"]: s["source"]["cached"] for s in report["steps"]}
