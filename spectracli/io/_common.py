@@ -83,18 +83,18 @@ def contained_file(root: Path, name: str, manifest: Path, entry: str) -> Path:
         lexical = Path(os.path.normpath(base / name))
         target = path.resolve()
         if lexical == base:
-            why = "the directory itself, not a file in it"
+            why = "the checkpoint's directory itself, not a file in it"
         elif base not in lexical.parents:
-            why = "a path that climbs out of it with '..'"
+            why = "a path that climbs out of the checkpoint's directory with '..'"
         elif target == base or base not in target.parents:
             blobs = _hub_blobs(base)
             if blobs is None or blobs not in target.parents:
-                why = f"a symlink leading out of it, to {target}"
+                why = f"a symlink leading out of the checkpoint's directory, to {target}"
     if why is None:
         return path
     raise UnsafeReferenceError(
-        f"{manifest}: {entry} names {name!r}, {why}; refused (a checkpoint reads only files "
-        f"inside its directory {root}{os.sep})"
+        f"{manifest}: {entry} names {name!r}, {why}; refused: a checkpoint reads only files "
+        f"inside its own directory, {root}{os.sep}"
     )
 
 
