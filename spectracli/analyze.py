@@ -211,9 +211,11 @@ def _farms_fitter(
         metrics.sigma_max, metrics.frobenius_norm, (m, n), plan.n_matrices, dtype,
         window=(grid.rows, grid.cols),
     )
+    total = grid.n_windows * plan.n_matrices
     return functools.partial(
-        fit_power_law, method=config.fit, min_tail=config.min_tail,
-        n_groups=grid.n_windows * plan.n_matrices, sigma_zero=zero * root,
+        fit_power_law, method=config.fit, min_tail=config.min_tail, n_groups=total,
+        independent=independent_windows((m, n), grid, plan.n_matrices) / total,
+        sigma_zero=zero * root,
         sigma_resolution=res * root, ci_level=config.ci_level, ci_resamples=config.ci_resamples,
     )
 
@@ -272,6 +274,7 @@ def _farms_result(
         window_cols=grid.cols,
         n_windows=grid.n_windows * plan.n_matrices,
         grid=(len(grid.row_offsets), len(grid.col_offsets)),
+        independent_windows=independent_windows(plan.matrix_shape, grid, plan.n_matrices),
         esd=esd_sample(farms_np) if config.store_esd else None,
         solve_dtype=solve_dtype,
         alpha_error_bound=bound if bound is None or math.isfinite(bound) else None,
@@ -300,7 +303,7 @@ def _solve_windows(
     total = grid.n_windows * plan.n_matrices
 
     def first_decides(lam: Any, error: float) -> bool:  # one window stands for the grid
-        first = fitter(to_numpy(lam), n_groups=1, ci_resamples=0)
+        first = fitter(to_numpy(lam), n_groups=1, ci_resamples=0, independent=1.0)
         if first.alpha is None or first.xmin is None:
             return False
         return float32_alpha_bound(to_numpy(lam), first.xmin, first.alpha, error) <= (

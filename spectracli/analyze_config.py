@@ -129,7 +129,7 @@ class AnalyzeConfig:
     farms_steps: int = _setting(10, **_POSITIVE_INT)  # offsets per dimension (released grid)
     farms_grid: str = _choice("bounded", FarmsGrid)  # spectracli.spectral.farms
     # bounded grid: window solves at most this x the plain ESD's
-    farms_budget: float = _setting(2.0, **_POSITIVE_NUMBER, rule="a finite number > 0")
+    farms_budget: float = _setting(1.0, **_POSITIVE_NUMBER, rule="a finite number > 0")
     # window eigen solves: auto (float32 where its bound allows), float64 or float32
     farms_precision: str = _choice("auto", FarmsPrecision)
     min_size: int = _setting(10, **_POSITIVE_INT, rule="at least 1")

@@ -62,7 +62,7 @@ def test_plan_cost_counts_the_farms_windows_of_the_grid_in_use():
 
     for layout in ("bounded", "released"):
         config = AnalyzeConfig(farms_grid=layout, ci_resamples=0)
-        grid = farms_grid(5632, 2048, 2000, 1.0, 10, layout, 2.0)
+        grid = farms_grid(5632, 2048, 2000, 1.0, 10, layout, config.farms_budget)
         fits = 300.0 * 2 * 2048
         expected = solve_cost(5632, 2048) + grid.n_windows * solve_cost(2000, 2000) + fits
         assert plan_cost(Plan(), config) == pytest.approx(expected)

@@ -115,7 +115,7 @@ def analyze(
                                           "window layout: bounded (the released windows, as "
                                           "many as --farms-budget allows) or released (the "
                                           "released code's --farms-steps x --farms-steps grid)."),
-    farms_budget: float = typer.Option(2.0, help="bounded grid: FARMS window solves cost at "
+    farms_budget: float = typer.Option(1.0, help="bounded grid: FARMS window solves cost at "
                                        "most this times the plain ESD (modelled)."),
     farms_steps: int = typer.Option(10, help="FARMS offsets per dimension of the released "
                                     "grid."),

@@ -20,13 +20,16 @@ r = min(window, rows, cols / ratio), columns c = r * ratio:
   lays). Starting from one window, a window is added along the dimension that is least covered
   (a dimension spanned to ``COVERED`` = 90 % needs no more) while the budget allows; each
   dimension's offsets are evenly spaced from the first valid one to the last, so the windows
-  spread over the whole matrix. With 2000-row windows and the default budget 2, a square matrix
-  of up to 2048 rows gets one window (released: 100 nearly identical ones), a 5632 x 2048
-  projection 3, a 32000 x 2048 embedding 10. Window size is kept as released on purpose: the
-  tail of a sub-window's ESD depends on the window size (measured: half-size windows move a
-  Pareto-2.5 matrix's FARMS alpha from 2.57 to 3.18), much less on the number of windows.
-  Agreement with ``released`` (budget 1: 10 of 12 synthetic heavy-tailed matrices inside the
-  released fit's alpha_ci, budget 2: 11, budget 4: 12) and the costs of both:
+  spread over the whole matrix. With 2000-row windows and the default budget 1 (FARMS then costs
+  at most about twice the plain analysis), a square matrix of up to 2048 rows gets one window
+  (released: 100 nearly identical ones), a 5632 x 2048 projection 1, a 32000 x 2048 embedding 5.
+  Window size is kept as released on purpose: the tail of a sub-window's ESD depends on the
+  window size (measured: half-size windows move a Pareto-2.5 matrix's FARMS alpha from 2.57 to
+  3.18), much less on the number of windows.
+  Agreement with ``released`` (the bounded alpha inside the released fit's alpha_ci, which
+  counts the pooled tail at its independent share, :func:`independent_windows`): 12 of 12
+  synthetic heavy-tailed matrices at budget 1 (tests/spectral/test_farms_mp.py), 27 of 28
+  heavy-tailed and sample-model matrices at a quarter of LLM scale; the costs of both:
   ``python benchmarks/farms_grid_study.py``.
 
 ``farms_esd`` takes a numpy array or a torch tensor (spectracli.spectral.arrays): one code path,
@@ -39,7 +42,7 @@ Example::
     (128, 128, 4, 4)
     >>> b = farms_grid(32000, 2048, window=2000, layout="bounded")
     >>> (b.rows, b.cols, len(b.row_offsets), b.col_offsets)
-    (2000, 2000, 10, (0,))
+    (2000, 2000, 5, (0,))
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def farms_grid(
     ratio: float = 1.0,
     steps: int = 10,
     layout: str = "released",
-    budget: float = 2.0,
+    budget: float = 1.0,
 ) -> FarmsGrid:
     """The window shape and offsets FARMS uses on a rows x cols matrix.
 
@@ -351,7 +354,7 @@ def farms_spectrum(
     normalize: bool = False,
     dtype: Any = "float64",
     layout: str = "released",
-    budget: float = 2.0,
+    budget: float = 1.0,
     *,
     workers: int = 1,
     batch: int | None = None,
@@ -445,7 +448,7 @@ def farms_esd(
     normalize: bool = False,
     dtype: Any = "float64",
     layout: str = "released",
-    budget: float = 2.0,
+    budget: float = 1.0,
 ) -> tuple[Any, FarmsGrid]:
     """Pooled ESD (ascending) of the FARMS windows of ``w``: :func:`farms_spectrum`'s lambda.
 

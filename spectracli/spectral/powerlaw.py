@@ -209,15 +209,17 @@ def fit_power_law(
     ci_level: float = 0.95,
     ci_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    independent: float = 1.0,
 ) -> PowerLawFit:
     """Fit a power law to the upper tail of an ESD; see the module docstring for the rules.
 
     Uncertainty (fits with status ``ok`` or ``no_power_law``): ``alpha_se`` = (alpha - 1) /
-    sqrt(tail_size), and ``alpha_ci`` at ``ci_level``: a percentile bootstrap of
-    ``ci_resamples`` resamples that re-runs the xmin rule on each
-    (:mod:`spectracli.spectral.bootstrap`, seeded by ``seed``: the same input gives the same
-    interval), or the analytic alpha +- z se when ``ci_resamples`` is 0 or the ESD has more than
-    ``MAX_BOOTSTRAP`` nonzero eigenvalues; ``ci_method`` says which.
+    sqrt(independent x tail_size), and ``alpha_ci`` at ``ci_level``: a percentile bootstrap of
+    ``ci_resamples`` resamples that re-runs the xmin rule on each, its percentiles' distances
+    from alpha widened by 1 / sqrt(independent) (:mod:`spectracli.spectral.bootstrap`, seeded
+    by ``seed``: the same input gives the same interval), or the analytic alpha +- z se when
+    ``ci_resamples`` is 0 or the ESD has more than ``MAX_BOOTSTRAP`` nonzero eigenvalues;
+    ``ci_method`` says which.
 
     ``fit_status`` is ``ok`` or one of (``fit_reason`` says why in words; alpha is still
     reported when it can be computed, but it is not a fit to act on):
@@ -245,6 +247,10 @@ def fit_power_law(
         ci_level: the level of ``alpha_ci``.
         ci_resamples: bootstrap resamples (0: the analytic interval).
         seed: seed of the bootstrap.
+        independent: the share of the eigenvalues that are independent, in (0, 1]: 1 for one
+            matrix; for overlapping FARMS windows, the windows' worth of distinct entries over
+            the windows pooled (:func:`spectracli.spectral.farms.independent_windows`). The
+            uncertainty counts the tail at that share (the fit itself is unchanged).
 
     Returns:
         The fit: alpha, xmin, tail size, KS distance and their status; alpha_se and alpha_ci
@@ -252,8 +258,8 @@ def fit_power_law(
 
     Raises:
         ValueError: an unknown ``method``, ``min_tail`` < 2, ``n_groups`` < 1, a ``ks_level`` or
-            ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, or NaN/Inf
-            eigenvalues.
+            ``ci_level`` outside (0, 1), ``ci_resamples`` neither 0 nor >= 10, ``independent``
+            outside (0, 1], or NaN/Inf eigenvalues.
 
     Example:
         >>> import numpy as np
@@ -264,6 +270,8 @@ def fit_power_law(
         ('ok', 3.0, 1000)
     """
     _check_fit_settings(method, min_tail, n_groups, ks_level, ci_level, ci_resamples)
+    if not 0 < independent <= 1:
+        raise ValueError(f"independent must be in (0, 1], got {independent}")
     fitter = _Fitter.of(eigs, sigma_zero, float(sigma_resolution or 0.0), method, ks_level)
     early = fitter.too_few_or_flat(n_groups, min_tail)
     if early is not None:
@@ -287,7 +295,8 @@ def fit_power_law(
     else:
         fit = fitter.result("ok", None, i, a, d, int(distinct[i]))
     if fit.alpha is not None:
-        _add_uncertainty(fit, lam, method, last, min_tail, ci_level, ci_resamples, seed)
+        _add_uncertainty(fit, lam, method, last, min_tail, (ci_level, ci_resamples, seed),
+                         independent)
     return fit
 
 
@@ -469,15 +478,27 @@ def _choose_xmin(fitter: _Fitter, last: int,
 
 
 def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, min_tail: int,
-                     ci_level: float, ci_resamples: int, seed: int) -> None:
-    """Set ``alpha_se`` and ``alpha_ci`` of a fit with an alpha (bootstrap or analytic)."""
+                     ci: tuple[float, int, int], independent: float) -> None:
+    """Set ``alpha_se`` and ``alpha_ci`` of a fit with an alpha (bootstrap or analytic).
+
+    ``ci``: (level, resamples, seed). The tail counts at ``independent`` x its size; the
+    bootstrap percentiles' distances from alpha are widened by 1 / sqrt(independent).
+    """
     assert fit.alpha is not None
-    n_tail = fit.tail_size
+    ci_level, ci_resamples, seed = ci
+    n_tail = fit.tail_size * independent
     fit.alpha_se = standard_error(fit.alpha, n_tail)
     fit.ci_level = ci_level
     interval = None
     if ci_resamples and lam.size <= MAX_BOOTSTRAP:
         interval = bootstrap_interval(lam, method, last, min_tail, ci_level, ci_resamples, seed)
+    if interval is not None and independent < 1:
+        # the percentile deviations shrink as 1 / sqrt(n): those of N pooled eigenvalues,
+        # widened to the independent count (the m-out-of-n scaling, Bickel et al. 1997)
+        widen = 1.0 / math.sqrt(independent)
+        low, high, count = interval
+        interval = (fit.alpha - (fit.alpha - low) * widen, fit.alpha + (high - fit.alpha) * widen,
+                    count)
     if interval is not None:
         # A percentile interval can miss its own point estimate when the resampled fits jump
         # between xmin choices (Gaussian noise: alpha 29, percentiles [3.1, 18.7]); the

@@ -55,6 +55,9 @@ class FarmsResult(JsonFields):
     # the FARMS ESD is the full ESD) and, for float32, the bound on |alpha - alpha(exact)|
     solve_dtype: str | None = None
     alpha_error_bound: float | None = None
+    # the windows' worth of distinct entries (farms.independent_windows): the fit's alpha_se and
+    # alpha_ci count the pooled tail at independent_windows / n_windows of its size
+    independent_windows: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the fit's keys plus the window size, count, grid and pooled ESD."""
@@ -66,6 +69,7 @@ class FarmsResult(JsonFields):
             grid=list(self.grid),
             solve_dtype=self.solve_dtype,
             alpha_error_bound=self.alpha_error_bound,
+            independent_windows=self.independent_windows,
             esd=self.esd.to_dict() if self.esd else None,
         )
         return out
