@@ -53,7 +53,7 @@ def main() -> None:
                 w = pareto_matrix(a, m, n, seed=1000 + seed)
                 lam, grid = farms_esd(w, window=args.window, layout="released")
                 lam = np.asarray(lam)
-                share = independent_windows((m, n), grid) / grid.n_windows
+                share = independent_windows(grid) / grid.n_windows
                 fit = dict(method="ks", n_groups=grid.n_windows)
                 boot = fit_power_law(lam, **fit, independent=share)
                 honest = fit_power_law(lam, **fit, independent=share, ci_resamples=0)

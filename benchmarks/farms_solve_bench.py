@@ -122,7 +122,7 @@ def accuracy(scale: float, seeds: list[int], fit: str) -> None:
                         lam, fit, 10, n_groups=spec.grid.n_windows, ci_resamples=0))
                 (l64, _, f64), (l32, s32, f32) = fits["float64"], fits["float32"]
                 bound = float32_alpha_bound(l32, f32.xmin, f32.alpha, s32.error)
-                share = independent_windows((m, n), s32.grid) / s32.grid.n_windows
+                share = independent_windows(s32.grid) / s32.grid.n_windows
                 tol = float32_alpha_tolerance(f32.alpha, f32.tail_size, share)
                 keep = bound <= tol
                 kept += keep

@@ -72,6 +72,7 @@ from spectracli.spectral.esd import all_finite
 from spectracli.spectral.farms import (
     float32_alpha_bound,
     float32_alpha_tolerance,
+    float32_unresolved,
     independent_windows,
     solve_cost,
     window_dtype,
@@ -214,7 +215,7 @@ def _farms_fitter(
     total = grid.n_windows * plan.n_matrices
     return functools.partial(
         fit_power_law, method=config.fit, min_tail=config.min_tail, n_groups=total,
-        independent=independent_windows((m, n), grid, plan.n_matrices) / total,
+        independent=independent_windows(grid, plan.n_matrices) / total,
         sigma_zero=zero * root,
         sigma_resolution=res * root, ci_level=config.ci_level, ci_resamples=config.ci_resamples,
     )
@@ -274,7 +275,7 @@ def _farms_result(
         window_cols=grid.cols,
         n_windows=grid.n_windows * plan.n_matrices,
         grid=(len(grid.row_offsets), len(grid.col_offsets)),
-        independent_windows=independent_windows(plan.matrix_shape, grid, plan.n_matrices),
+        independent_windows=independent_windows(grid, plan.n_matrices),
         esd=esd_sample(farms_np) if config.store_esd else None,
         solve_dtype=solve_dtype,
         alpha_error_bound=bound if bound is None or math.isfinite(bound) else None,
@@ -299,14 +300,17 @@ def _solve_windows(
     """
     checked = config.farms_precision == "auto" and config.dtype != "float32"
     checked = checked and solve_dtype == "float32"
-    independent = independent_windows(plan.matrix_shape, grid, plan.n_matrices)
+    independent = independent_windows(grid, plan.n_matrices)
     total = grid.n_windows * plan.n_matrices
 
     def first_decides(lam: Any, error: float) -> bool:  # one window stands for the grid
-        first = fitter(to_numpy(lam), n_groups=1, ci_resamples=0, independent=1.0)
+        lam = to_numpy(lam)
+        if float32_unresolved(lam, fitter.keywords["sigma_zero"], error):
+            return False
+        first = fitter(lam, n_groups=1, ci_resamples=0, independent=1.0)
         if first.alpha is None or first.xmin is None:
             return False
-        return float32_alpha_bound(to_numpy(lam), first.xmin, first.alpha, error) <= (
+        return float32_alpha_bound(lam, first.xmin, first.alpha, error) <= (
             float32_alpha_tolerance(first.alpha, first.tail_size, independent))
 
     def solve(dtype_: str) -> tuple[np.ndarray, PowerLawFit, str, float | None]:

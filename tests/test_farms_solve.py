@@ -171,7 +171,7 @@ def test_float32_fit_moves_alpha_less_than_its_bound(kind: str) -> None:
     bound = float32_alpha_bound(l32, f32.xmin, f32.alpha, s32.error)
     assert f32.xmin == pytest.approx(f64.xmin, rel=1e-3)  # the same tail was chosen
     assert abs(f32.alpha - f64.alpha) <= bound
-    share = farms.independent_windows((300, 128), s32.grid) / s32.grid.n_windows
+    share = farms.independent_windows(s32.grid) / s32.grid.n_windows
     assert bound <= farms.float32_alpha_tolerance(f32.alpha, f32.tail_size, share)  # kept
 
 
@@ -191,7 +191,7 @@ def test_analyze_keeps_float32_windows_within_the_bound_else_solves_float64(monk
     assert (auto.solve_dtype, exact.solve_dtype) == ("float32", "float64")
     assert exact.alpha_error_bound is None
     assert abs(auto.fit.alpha - exact.fit.alpha) <= auto.alpha_error_bound
-    share = farms.independent_windows((240, 64), farms.farms_grid(240, 64, 60)) / 50
+    share = farms.independent_windows(farms.farms_grid(240, 64, 60)) / 50
     assert auto.alpha_error_bound <= farms.float32_alpha_tolerance(
         auto.fit.alpha, auto.fit.tail_size, share)
     # no tolerance at all: the first window refuses float32, every window is solved once, in
@@ -271,11 +271,57 @@ def test_the_first_window_decides_the_precision_of_the_rest(accept: bool) -> Non
 def test_independent_windows_and_the_tolerance_in_closed_form() -> None:
     released = farms.farms_grid(2048, 2048, 2000)
     assert released.n_windows == 100
-    assert farms.independent_windows((2048, 2048), released) == pytest.approx(2048**2 / 2000**2)
+    # offsets 0, 5, ..., 45: the windows cover 2045 of the 2048 rows and columns
+    assert farms.independent_windows(released) == pytest.approx(2045**2 / 2000**2)
     tall = farms.farms_grid(32000, 2048, 2000)
-    assert farms.independent_windows((32000, 2048), tall, 3) == pytest.approx(3 * 16.384)
+    # its 10 row windows of 2000 cover 20000 of the 32000 rows (and 2045 of the columns)
+    assert farms.independent_windows(tall, 3) == pytest.approx(3 * 20000 * 2045 / 2000**2)
+    five = farms.farms_grid(32000, 2048, 2000, layout="bounded")  # 5 disjoint windows
+    assert farms.independent_windows(five) == pytest.approx(5.0)
+    three = farms.farms_grid(5632, 2048, 2000, layout="bounded", budget=2)  # overlapping rows
+    assert three.row_offsets == (0, 1816, 3632)
+    assert farms.independent_windows(three) == pytest.approx(5632 * 2000 / 2000**2)
     one = farms.farms_grid(2048, 2048, 2000, layout="bounded")
-    assert farms.independent_windows((2048, 2048), one) == 1.0  # never more than the windows
+    assert farms.independent_windows(one) == 1.0  # never more than the windows
     # se = (alpha - 1) / sqrt(share n): alpha 21, 400 eigenvalues of which a quarter independent
     assert farms.float32_alpha_tolerance(21.0, 400, 0.25) == pytest.approx(0.1 * 20 / 10)
     assert farms.float32_alpha_tolerance(2.0, 10**6) == farms.ALPHA_ATOL
+
+
+def test_auto_solves_float64_where_float32_cannot_resolve_eigenvalues_the_fit_keeps() -> None:
+    """A rank-40 600 x 600 matrix plus 1e-4 noise, stored in float32 (its zero level far below
+    the float32 solve error): 216 of each window's 256 eigenvalues are noise that float32 cannot
+    tell from zero. Kept in float32 (before), the xmin scan ran over another set and chose
+    another tail: alpha 41.6 from 47 eigenvalues, against 7.45 from 560 in float64 (a
+    fresh-user report); now the first window sends every window to float64."""
+    import spectracli
+
+    r = np.random.default_rng(11)
+    w = r.standard_normal((600, 40)) @ r.standard_normal((40, 600)) / 40
+    w = (w + 1e-4 * r.standard_normal((600, 600))).astype(np.float32)
+    options = dict(farms_grid="released", farms_window=256, ci_resamples=0)
+    auto = spectracli.analyze({"x.weight": w}, **options).layers[0].farms
+    exact = spectracli.analyze({"x.weight": w}, farms_precision="float64",
+                               **options).layers[0].farms
+    forced = spectracli.analyze({"x.weight": w}, farms_precision="float32",
+                                **options).layers[0].farms
+    assert auto.solve_dtype == "float64" and auto.fit.alpha == exact.fit.alpha
+    assert abs(forced.fit.alpha - exact.fit.alpha) > 1  # what auto now avoids
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+def test_float32_windows_of_huge_or_tiny_weights_are_scaled_first(scale: float) -> None:
+    """Weights of 1e20 (Gram entries 1e42, past float32's 3.4e38) or 1e-30 (1e-58, below its
+    smallest subnormal): the window Gram matrices are divided by a power of two before the
+    float32 solve, so the fit is the float64 one within its bound (before: LinAlgError at 1e20,
+    a fit of zeros at 1e-30, from a fresh-user report)."""
+    import spectracli
+
+    w = (_pareto(2.5, 200, 200, 8) * scale).astype(np.float32)
+    options = dict(farms_grid="released", farms_window=64, ci_resamples=0)
+    f32 = spectracli.analyze({"x.weight": w}, farms_precision="float32",
+                             **options).layers[0].farms
+    f64 = spectracli.analyze({"x.weight": w}, farms_precision="float64",
+                             **options).layers[0].farms
+    assert f32.solve_dtype == "float32" and f32.fit.fit_status == f64.fit.fit_status
+    assert abs(f32.fit.alpha - f64.fit.alpha) <= f32.alpha_error_bound

@@ -24,11 +24,6 @@ Two economies, both bounded, make it cheap enough to run on every layer (its cos
   rise by at most about 1 / ``POINTS``, so the distance is underestimated by at most that
   (0.02), small against the KS distances that separate candidates.
 
-A pooled ESD whose eigenvalues are not all independent (overlapping FARMS windows repeat the same
-entries) is resampled m out of n (Bickel, Goetze & van Zwet 1997): each resample draws only the
-m = share x N eigenvalues that are independent, so its spread is that of an estimate from m
-eigenvalues, not from N repeated ones.
-
 Beyond ``MAX_BOOTSTRAP`` eigenvalues (large FARMS ESDs) the interval is the analytic one,
 alpha +- z (alpha - 1) / sqrt(n_tail) (the asymptotic standard error of the MLE at fixed xmin,
 Clauset et al. eq. 3.2), which leaves out the uncertainty of xmin: ``ci_method`` says which.
@@ -145,8 +140,8 @@ def _refine(logs: np.ndarray, cc: np.ndarray, cl: np.ndarray, left: np.ndarray,
 
 def _resample_median(lam: np.ndarray, logs: np.ndarray, cc: np.ndarray, cl: np.ndarray,
                      counts: np.ndarray, last: int, min_tail: int) -> np.ndarray:
-    """``median``: xmin = the resample's order statistic at rank M // 2 (M draws)."""
-    # the first index whose count crosses rank M // 2 (M: the resample's draws, N or fewer)
+    """``median``: xmin = the resample's order statistic at rank N // 2."""
+    # the first index whose count crosses rank N // 2 (N: the resample's draws)
     i = np.argmax(cc[:, 1:] > cc[:, -1:] // 2, axis=1)
     i = np.minimum(i, last)[:, None]
     alpha, _ = _alpha_ks(logs, cc, cl, i, min_tail)
@@ -235,12 +230,10 @@ def bootstrap_interval(
     level: float = 0.95,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    draws: int | None = None,
 ) -> tuple[float, float, int] | None:
     """Percentile bootstrap interval of alpha, xmin chosen again on every resample.
 
     Efron & Tibshirani (1993), the percentile interval; deterministic for a given ``seed``.
-    With ``draws`` < N, the m-out-of-n bootstrap (module docstring).
 
     Args:
         lam: the N nonzero eigenvalues, ascending (float64, shape (N,)).
@@ -251,19 +244,15 @@ def bootstrap_interval(
         level: the interval's level, in (0, 1).
         n_resamples: resamples drawn, at least 10.
         seed: seed of the resampling.
-        draws: eigenvalues drawn per resample (1..N); ``None``: N.
 
     Returns:
         ``(low, high, resamples that gave an alpha)``, or None when fewer than half of them
         did.
 
     Raises:
-        ValueError: a ``level`` outside (0, 1), ``n_resamples`` < 10 or ``draws`` outside 1..N.
+        ValueError: a ``level`` outside (0, 1) or ``n_resamples`` < 10.
     """
     n_all = lam.size
-    m = n_all if draws is None else draws
-    if not 1 <= m <= n_all:
-        raise ValueError(f"draws must be in 1..{n_all}, got {draws}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_resamples < 10:
@@ -273,7 +262,7 @@ def bootstrap_interval(
     alphas = []
     for start in range(0, n_resamples, per_chunk):
         b = min(per_chunk, n_resamples - start)
-        picks = rng.integers(0, n_all, size=(b, m)) + n_all * np.arange(b)[:, None]
+        picks = rng.integers(0, n_all, size=(b, n_all)) + n_all * np.arange(b)[:, None]
         counts = np.bincount(picks.ravel(), minlength=b * n_all).reshape(b, n_all)
         counts = counts.astype(np.int32)
         alphas.append(_resample_alphas(lam, method, last, min_tail, counts))

@@ -269,15 +269,21 @@ def window_grams(
                 yield i, j, run[j - a : j - a + c, j - a : j - a + c]
 
 
-def _eigvalsh_batch(xp: Any, batch: list[Any]) -> Any:
+def _eigvalsh_batch(xp: Any, batch: list[Any], scale: float = 1.0) -> Any:
     """Eigenvalues of a list of equal-shape symmetric matrices, one batched solve, float64.
 
     numpy.linalg solves float32 input in float64 (no faster), so float32 numpy matrices go to
     LAPACK's ssyevd through scipy.linalg.eigh, one at a time.
 
     Returns:
-        The eigenvalues of all matrices, ascending per matrix, concatenated, float64.
+        The eigenvalues of all matrices, ascending per matrix, concatenated, float64, times
+        ``scale`` (the factor the matrices were divided by).
     """
+    lam = _eigvalsh_unscaled(xp, batch)
+    return lam if scale == 1.0 else lam * scale
+
+
+def _eigvalsh_unscaled(xp: Any, batch: list[Any]) -> Any:
     f64 = float_dtype(xp, "float64")
     if isinstance(batch[0], np.ndarray) and batch[0].dtype == np.float32:
         from scipy.linalg import eigh  # its OpenBLAS: loaded by analyze before limiting BLAS
@@ -297,8 +303,8 @@ class _Solver:
     windows (at least 1).
     """
 
-    def __init__(self, xp: Any, workers: int, batch: int) -> None:
-        self.xp, self.workers, self.batch = xp, workers, batch
+    def __init__(self, xp: Any, workers: int, batch: int, scale: float = 1.0) -> None:
+        self.xp, self.workers, self.batch, self.scale = xp, workers, batch, scale
         self.pool = ThreadPoolExecutor(workers) if workers > 1 else None
         self.pending: deque[Future] = deque()
         self.chunk: list[Any] = []
@@ -317,7 +323,7 @@ class _Solver:
     def reference(self, g: Any, low_dtype: Any) -> None:
         """Solve ``g`` in float64 (pooled) and in ``low_dtype`` (compared), in line."""
         exact = _eigvalsh_batch(self.xp, [g])
-        low = _eigvalsh_batch(self.xp, [self.xp.astype(g, low_dtype)])
+        low = _eigvalsh_batch(self.xp, [self.xp.astype(g / self.scale, low_dtype)], self.scale)
         top = float(exact[-1])
         if top > 0:
             gap = float(self.xp.max(self.xp.abs(low - exact)))
@@ -327,9 +333,9 @@ class _Solver:
     def _flush(self) -> None:
         part, self.chunk = self.chunk, []
         if self.pool is None:
-            self.pooled.append(_eigvalsh_batch(self.xp, part))
+            self.pooled.append(_eigvalsh_batch(self.xp, part, self.scale))
             return
-        self.pending.append(self.pool.submit(_eigvalsh_batch, self.xp, part))
+        self.pending.append(self.pool.submit(_eigvalsh_batch, self.xp, part, self.scale))
         while len(self.pending) > 2 * self.workers:  # bounds the Gram copies in flight
             self.pooled.append(self.pending.popleft().result())
 
@@ -415,24 +421,42 @@ def farms_spectrum(
     # float32: three windows spread over the grid are also solved in float64 (module docstring)
     references = {0, total // 2, total - 1} if name == "float32" else set()
     unit = 1.0 / max(grid.rows, grid.cols) if normalize else 1.0
-    with _Solver(xp, workers, batch) as solver:
+    with _Solver(xp, workers, batch, _float32_scale(xp, mats, grid) if name == "float32"
+                 else 1.0) as solver:
         count = 0
         for index in range(mats.shape[0]):
             for _, _, g in window_grams(mats[index], oriented):
                 if count in references:
                     solver.reference(g, solve)
                 else:
-                    solver.add(xp.astype(g, solve, copy=True))
+                    solver.add(xp.astype(g / solver.scale, solve, copy=True))
                 if count == 0 and name == "float32" and decide is not None:
                     first = solver.pooled[0]
                     bound = _float32_error(k, solver.ratio_32, float(first[-1]))
                     if not decide(first * unit, bound * unit):  # the rest in float64
                         solve, name, references = float_dtype(xp, "float64"), "float64", set()
+                        solver.scale = 1.0
                 count += 1
     lam = xp.sort(xp.clip(xp.concat(solver.pooled), min=0.0)) * unit
     biggest = float(lam[-1]) if lam.shape[0] else 0.0
     error = _float32_error(k, solver.ratio_32, biggest) if name == "float32" else 0.0
     return FarmsSpectrum(lam, grid, name, error)
+
+
+def _float32_scale(xp: Any, mats: Any, grid: FarmsGrid) -> float:
+    """The power of two window Gram matrices are divided by before a float32 solve.
+
+    Every Gram entry is at most r max|w|^2 (r rows of a window); divided by that, rounded to a
+    power of two (exact in float64), the entries lie in [-1, 1]: weights of 1e20 or 1e-30 do not
+    overflow or underflow float32 (measured before: LinAlgError at 1e20, all zero at 1e-30).
+
+    Returns:
+        The factor (1.0 for an all-zero input).
+    """
+    amax = float(xp.max(xp.abs(mats)))
+    if not amax > 0 or not math.isfinite(amax):
+        return 1.0
+    return 2.0 ** round(math.log2(amax) * 2 + math.log2(max(grid.rows, grid.cols)))
 
 
 def _float32_error(k: int, ratio_32: float, top: float) -> float:
@@ -530,25 +554,69 @@ def float32_alpha_bound(lam: Any, xmin: float, alpha: float, error: float) -> fl
     return float(max(abs(1.0 + n / low - alpha), abs(1.0 + n / high - alpha)))
 
 
-def independent_windows(shape: tuple[int, int], grid: FarmsGrid, n_matrices: int = 1) -> float:
-    """How many windows' worth of distinct entries the windows of ``grid`` hold together.
+def float32_unresolved(lam: Any, sigma_zero: float | None, error: float) -> int:
+    """How many eigenvalues the fit keeps that a float32 solve cannot tell from zero.
 
-    Per matrix, min(windows, m n / (r c)): overlapping windows repeat entries, and so repeat
-    eigen-information (the released grid's 100 windows of 2000 x 2000 on a 2048 x 2048 matrix
-    share 95 % of their rows and columns: 1.05 windows' worth); disjoint ones do not.
+    The fit leaves out eigenvalues at or below ``sigma_zero``^2 (zero at the stored precision)
+    and chooses xmin among all the others. A float32 solve moves every eigenvalue by up to
+    ``error``: those the fit keeps yet lie within ``error`` of zero come out as noise, some
+    clipped to 0 and dropped, so the set the xmin scan runs over changes, and with it, where two
+    tails fit almost equally well, the chosen tail (a rank-40 600 x 600 matrix plus 1e-4 noise:
+    FARMS alpha 41.6 from 47 eigenvalues in float32, 7.5 from 560 in float64). float32 stands
+    for float64 only where this count is 0.
 
     Args:
-        shape: (m, n) of one matrix.
-        grid: its windows (:func:`farms_grid`), r x c each.
+        lam: eigenvalues (numpy), float64 solve, any order.
+        sigma_zero: the fit's zero level for singular values (None: 0).
+        error: the float32 |d lambda| bound (:attr:`FarmsSpectrum.error`).
+
+    Returns:
+        The number of eigenvalues in (sigma_zero^2, error].
+
+    Example:
+        >>> float32_unresolved(np.array([0.0, 1e-9, 1e-3, 1.0]), 1e-6, 1e-4)  # 1e-9 only
+        1
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    floor = (sigma_zero or 0.0) ** 2
+    return int(np.count_nonzero((lam > floor) & (lam <= error)))
+
+
+def independent_windows(grid: FarmsGrid, n_matrices: int = 1) -> float:
+    """How many windows' worth of distinct entries the windows of ``grid`` hold together.
+
+    Per matrix, min(windows, R C / (r c)) with R and C the rows and columns the windows cover
+    (the union of their offset ranges): overlapping windows repeat entries, and so repeat
+    eigen-information (the released grid's 100 windows of 2000 x 2000 on a 2048 x 2048 matrix
+    share 95 % of their rows and columns: 1.05 windows' worth), disjoint ones do not, and
+    entries no window covers add nothing (the released grid on a 32000 x 2048 embedding covers
+    20000 of its rows: 10.2).
+
+    Args:
+        grid: the windows (:func:`farms_grid`), r x c each.
         n_matrices: the matrices (slices) the layer pools, each with the same grid.
 
     Returns:
         The count, between min(1, windows) and the number of windows, per matrix times
         ``n_matrices``.
+
+    Example:
+        >>> round(independent_windows(farms_grid(32000, 2048, 2000)), 3)  # 20000 x 2045 covered
+        10.225
     """
-    m, n = shape
-    per_matrix = min(float(grid.n_windows), m * n / (grid.rows * grid.cols))
+    covered = _covered(grid.row_offsets, grid.rows) * _covered(grid.col_offsets, grid.cols)
+    per_matrix = min(float(grid.n_windows), covered / (grid.rows * grid.cols))
     return n_matrices * per_matrix
+
+
+def _covered(offsets: tuple[int, ...], width: int) -> int:
+    """The length of the union of the ranges [o, o + width) over ``offsets`` (ascending)."""
+    total, end = 0, None
+    for o in offsets:
+        start = o if end is None else max(o, end)
+        total += o + width - start
+        end = o + width
+    return total
 
 
 def float32_alpha_tolerance(alpha: float, tail_size: int, independent: float = 1.0) -> float:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -216,10 +217,11 @@ def fit_power_law(
     Uncertainty (fits with status ``ok`` or ``no_power_law``): ``alpha_se`` = (alpha - 1) /
     sqrt(independent x tail_size), and ``alpha_ci`` at ``ci_level``: a percentile bootstrap of
     ``ci_resamples`` resamples that re-runs the xmin rule on each, its percentiles' distances
-    from alpha widened by 1 / sqrt(independent) (:mod:`spectracli.spectral.bootstrap`, seeded
-    by ``seed``: the same input gives the same interval), or the analytic alpha +- z se when
-    ``ci_resamples`` is 0 or the ESD has more than ``MAX_BOOTSTRAP`` nonzero eigenvalues;
-    ``ci_method`` says which.
+    from alpha on ln(alpha - 1) widened by 1 / sqrt(independent) (:mod:`spectracli.spectral.
+    bootstrap`, seeded by ``seed``: the same input gives the same interval), or the analytic
+    alpha +- z se when ``ci_resamples`` is 0 or the ESD has more than ``MAX_BOOTSTRAP`` nonzero
+    eigenvalues (with ``independent`` < 1: 1 + (alpha - 1) exp(+-z / sqrt(independent x
+    tail_size)), the same se on ln(alpha - 1)); ``ci_method`` says which.
 
     ``fit_status`` is ``ok`` or one of (``fit_reason`` says why in words; alpha is still
     reported when it can be computed, but it is not a fit to act on):
@@ -481,8 +483,8 @@ def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, 
                      ci: tuple[float, int, int], independent: float) -> None:
     """Set ``alpha_se`` and ``alpha_ci`` of a fit with an alpha (bootstrap or analytic).
 
-    ``ci``: (level, resamples, seed). The tail counts at ``independent`` x its size; the
-    bootstrap percentiles' distances from alpha are widened by 1 / sqrt(independent).
+    ``ci``: (level, resamples, seed). The tail counts at ``independent`` x its size
+    (:func:`_widened`).
     """
     assert fit.alpha is not None
     ci_level, ci_resamples, seed = ci
@@ -492,22 +494,39 @@ def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, 
     interval = None
     if ci_resamples and lam.size <= MAX_BOOTSTRAP:
         interval = bootstrap_interval(lam, method, last, min_tail, ci_level, ci_resamples, seed)
-    if interval is not None and independent < 1:
-        # the percentile deviations shrink as 1 / sqrt(n): those of N pooled eigenvalues,
-        # widened to the independent count (the m-out-of-n scaling, Bickel et al. 1997)
-        widen = 1.0 / math.sqrt(independent)
-        low, high, count = interval
-        interval = (fit.alpha - (fit.alpha - low) * widen, fit.alpha + (high - fit.alpha) * widen,
-                    count)
     if interval is not None:
+        low, high = _widened(fit.alpha, interval[:2], independent)
         # A percentile interval can miss its own point estimate when the resampled fits jump
         # between xmin choices (Gaussian noise: alpha 29, percentiles [3.1, 18.7]); the
         # reported interval always contains alpha, which only widens it.
-        fit.alpha_ci = [min(interval[0], fit.alpha), max(interval[1], fit.alpha)]
+        fit.alpha_ci = [min(low, fit.alpha), max(high, fit.alpha)]
         fit.ci_method, fit.ci_resamples = "bootstrap", interval[2]
+    elif independent < 1:
+        z = NormalDist().inv_cdf(0.5 + ci_level / 2.0)
+        fit.alpha_ci = [1.0 + (fit.alpha - 1.0) * math.exp(s * z / math.sqrt(n_tail))
+                        for s in (-1.0, 1.0)]
+        fit.ci_method = "analytic"
     else:
         fit.alpha_ci = list(analytic_interval(fit.alpha, n_tail, ci_level))
         fit.ci_method = "analytic"
+
+
+def _widened(alpha: float, ends: tuple[float, float], independent: float) -> tuple[float, float]:
+    """Bootstrap percentiles of N pooled eigenvalues widened to ``independent`` x N of them.
+
+    The MLE's relative error (alpha_hat - 1) / (alpha - 1) has a spread of 1 / sqrt(n)
+    (Clauset et al. 2009, eq. 3.2), so on ln(alpha - 1) the percentiles' distances from the
+    estimate scale as 1 / sqrt(n): from N to independent x N they grow by 1 / sqrt(independent)
+    (the m-out-of-n scaling, Bickel, Goetze & van Zwet 1997). On that scale the ends stay above
+    1, as every alpha of a power law does. ``independent`` = 1: the ends unchanged.
+
+    Returns:
+        (low, high).
+    """
+    if independent >= 1:
+        return ends
+    widen = 1.0 / math.sqrt(independent)
+    return tuple(1.0 + (alpha - 1.0) * ((end - 1.0) / (alpha - 1.0)) ** widen for end in ends)
 
 
 def alpha_warning(alpha: float | None, label: str = "alpha") -> str | None:

@@ -169,7 +169,7 @@ def test_bounded_farms_alpha_agrees_with_the_released_grid():
             fits = {}
             for layout in ("released", "bounded"):
                 lam, grid = farms_esd(w, window=250, layout=layout)
-                share = independent_windows((m, n), grid) / grid.n_windows
+                share = independent_windows(grid) / grid.n_windows
                 fits[layout] = fit_power_law(lam.numpy(), "ks", n_groups=grid.n_windows,
                                              independent=share)
             lo, hi = fits["released"].alpha_ci
