@@ -104,6 +104,11 @@ def test_csv_carries_the_interval_ends(one_thread):
         if layer["alpha_ci"]:
             assert float(row["alpha_ci_low"]) == layer["alpha_ci"][0]
             assert float(row["alpha_se"]) == pytest.approx(layer["alpha_se"])
+        farms = layer["farms"] or {}
+        for key in ("independent_windows", "alpha_error_bound"):  # how the FARMS fit was made
+            value = farms.get(key)
+            assert row[f"farms_{key}"] == ("" if value is None else str(value))
+        assert row["farms_solve_dtype"] == (farms.get("solve_dtype") or "")
 
 
 def test_an_independent_share_widens_the_interval_by_one_over_its_root():
