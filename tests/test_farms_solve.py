@@ -185,7 +185,7 @@ def test_analyze_keeps_float32_windows_within_the_bound_else_solves_float64(monk
         return spectracli.analyze({"w.weight": w}, **{**options, **extra}).layers[0].farms
 
     assert farms_of().solve_dtype == "float64"  # 60 x 60 windows: too small to pay
-    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE", 32)
+    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE_CPU", 32)
     auto, exact = farms_of(), farms_of(farms_precision="float64")
     assert auto.n_windows == 50  # 10 row x 5 column offsets: auto picks float32
     assert (auto.solve_dtype, exact.solve_dtype) == ("float32", "float64")
@@ -213,6 +213,8 @@ def test_analyze_keeps_float32_windows_within_the_bound_else_solves_float64(monk
 
 def test_window_dtype_per_device_and_window_count() -> None:
     assert farms.window_dtype("auto", 100, on_gpu=False) == "float32"
+    assert farms.window_dtype("auto", 100, on_gpu=False, size=384) == "float64"  # scipy import
+    assert farms.window_dtype("auto", 1, on_gpu=True, size=384) == "float32"
     assert farms.window_dtype("auto", 3, on_gpu=False) == "float64"
     assert farms.window_dtype("auto", 1, on_gpu=True) == "float32"
     assert farms.window_dtype("auto", 100, on_gpu=True, size=64) == "float64"
@@ -228,7 +230,7 @@ def test_the_pooled_fit_is_checked_again_and_solved_in_float64_when_it_fails(mon
 
     w = torch.from_numpy(_pareto(2.5, 240, 64, 5)).to(torch.bfloat16)
     options = dict(farms_grid="released", farms_window=60, ci_resamples=0, threads=1)
-    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE", 32)
+    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE_CPU", 32)
     answers = iter([math.inf, 0.0])
     monkeypatch.setattr(analyze_module, "float32_alpha_tolerance", lambda *a: next(answers))
     calls = []
@@ -288,7 +290,9 @@ def test_independent_windows_and_the_tolerance_in_closed_form() -> None:
     assert farms.float32_alpha_tolerance(2.0, 10**6) == farms.ALPHA_ATOL
 
 
-def test_auto_solves_float64_where_float32_cannot_resolve_eigenvalues_the_fit_keeps() -> None:
+def test_auto_solves_float64_where_float32_cannot_resolve_eigenvalues_the_fit_keeps(
+    monkeypatch,
+) -> None:
     """A rank-40 600 x 600 matrix plus 1e-4 noise, stored in float32 (its zero level far below
     the float32 solve error): 216 of each window's 256 eigenvalues are noise that float32 cannot
     tell from zero. Kept in float32 (before), the xmin scan ran over another set and chose
@@ -296,6 +300,7 @@ def test_auto_solves_float64_where_float32_cannot_resolve_eigenvalues_the_fit_ke
     fresh-user report); now the first window sends every window to float64."""
     import spectracli
 
+    monkeypatch.setattr(farms, "FLOAT32_MIN_SIZE_CPU", 256)  # windows of 256 would go float32
     r = np.random.default_rng(11)
     w = r.standard_normal((600, 40)) @ r.standard_normal((40, 600)) / 40
     w = (w + 1e-4 * r.standard_normal((600, 600))).astype(np.float32)

@@ -164,6 +164,8 @@ import json, sys
 import numpy as np
 from threadpoolctl import threadpool_info
 import spectracli
+from spectracli.spectral import farms
+farms.FLOAT32_MIN_SIZE_CPU = 256  # float32 windows of 256 (the default waits for 1024)
 def counts():
     return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 seen = []

@@ -81,6 +81,11 @@ FLOAT32_SAFETY = 8.0
 # (farms_spectrum's ``decide``): float32 for all when its fit's bound is within the tolerance.
 FLOAT32_MIN_WINDOWS = 8
 FLOAT32_MIN_SIZE = 256
+# On the CPU float32 windows also need scipy (numpy's float32 eigvalsh is no faster than float64),
+# whose import costs ~0.27 s, while a float32 k x k solve saves 1.6 ms at k = 384, 29 ms at 1024
+# and ~200 ms at 2000 (one OpenBLAS thread, this project's 2-core box): from 1024 on it pays
+# within a grid's windows (all-MiniLM-L6-v2's 10 windows of 384 would not: +0.2 s to its start).
+FLOAT32_MIN_SIZE_CPU = 1024
 # A float32 FARMS fit stands when its alpha bound is at most max(ALPHA_ATOL, ALPHA_SE_SHARE se),
 # se the Hill standard error of the tail counted at its independent share
 # (float32_alpha_tolerance).
@@ -507,8 +512,9 @@ def window_dtype(precision: str, n_windows: int, on_gpu: bool, size: int = 2000)
 
     Returns:
         ``"float32"`` or ``"float64"``: ``auto`` is float32 for windows of at least
-        ``FLOAT32_MIN_SIZE`` on CUDA or from ``FLOAT32_MIN_WINDOWS`` windows on (the caller then
-        checks the fit), else float64.
+        ``FLOAT32_MIN_SIZE`` on CUDA, and on the CPU for windows of at least
+        ``FLOAT32_MIN_SIZE_CPU`` from ``FLOAT32_MIN_WINDOWS`` windows on (the caller then checks
+        the fit), else float64.
 
     Raises:
         ValueError: an unknown ``precision``.
@@ -519,8 +525,10 @@ def window_dtype(precision: str, n_windows: int, on_gpu: bool, size: int = 2000)
         )
     if precision != "auto":
         return precision
-    many = on_gpu or n_windows >= FLOAT32_MIN_WINDOWS
-    return "float32" if many and size >= FLOAT32_MIN_SIZE else "float64"
+    if on_gpu:
+        return "float32" if size >= FLOAT32_MIN_SIZE else "float64"
+    many = n_windows >= FLOAT32_MIN_WINDOWS
+    return "float32" if many and size >= FLOAT32_MIN_SIZE_CPU else "float64"
 
 
 def float32_alpha_bound(lam: Any, xmin: float, alpha: float, error: float) -> float:
