@@ -111,11 +111,18 @@ def _alpha_ks(
     alpha = np.full(below.shape, np.nan)
     alpha[ok] = 1.0 + n[ok] / spread[ok]
     inv_n = (1.0 / np.maximum(n, 1)).astype(np.float32)[:, :, None]
-    ecdf = (at_j - below[:, :, None]).astype(np.float32) * inv_n
+    # |F_fit - F_emp| at the points, in place on two (b, C, P) arrays: the same float32
+    # operations in the same order as 1 - exp(expo ratio) - ecdf, 3.5x faster than with a new
+    # array per step (the bootstrap was 39 % of a MiniLM analysis)
+    ecdf = np.subtract(at_j, below[:, :, None]).astype(np.float32, copy=False)
+    ecdf *= inv_n
     expo = (1.0 - np.where(ok, alpha, 2.0)).astype(np.float32)[:, :, None]
-    fitted = 1.0 - np.exp(expo * ratio)  # exponent <= 0: no overflow
-    dist = np.abs(fitted - ecdf).max(axis=2)
-    return alpha, np.where(ok, dist, np.inf)
+    dist = expo * ratio
+    np.exp(dist, out=dist)  # exponent <= 0: no overflow
+    np.subtract(1.0, dist, out=dist)
+    dist -= ecdf
+    np.abs(dist, out=dist)
+    return alpha, np.where(ok, dist.max(axis=2), np.inf)
 
 
 def _best(alpha: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
