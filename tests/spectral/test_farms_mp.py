@@ -45,7 +45,7 @@ def test_farms_pools_every_window_exactly():
     np.testing.assert_allclose(lam.numpy(), ref, rtol=0, atol=50 * eps * 10 * ref[-1])
 
 
-def test_farms_removes_the_aspect_ratio_bias_on_gaussian_matrices():
+def test_farms_removes_the_aspect_ratio_bias_on_gaussian_matrices(one_thread):
     """Hu et al. 2025: Hill alpha of i.i.d. matrices drifts with Q; FARMS alpha does not.
 
     Measured in REFERENCES.md: full-matrix 2.13 (Q=1) .. 4.53 (Q=8); FARMS 64x64: 2.10-2.12.
@@ -64,7 +64,7 @@ def test_farms_removes_the_aspect_ratio_bias_on_gaussian_matrices():
 
 
 @pytest.mark.parametrize("q", [1, 2, 4])
-def test_mp_bulk_edge_and_variance_on_gaussian_matrices(q):
+def test_mp_bulk_edge_and_variance_on_gaussian_matrices(q, one_thread):
     s2 = 0.25
     w = torch.randn(400 * q, 400, dtype=torch.float64, generator=torch.Generator().manual_seed(q))
     lam = esd(w * math.sqrt(s2)).numpy()
@@ -90,7 +90,7 @@ def test_a_planted_spike_is_counted_and_normalized_units_agree():
     assert norm.bulk_edge == pytest.approx(mp_fit(lam, n, m).bulk_edge / n, rel=1e-12)
 
 
-def test_mp_median_matches_a_large_gaussian_sample():
+def test_mp_median_matches_a_large_gaussian_sample(one_thread):
     w = torch.randn(2000, 1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     lam = esd(w).numpy() / 2000
     assert np.median(lam) == pytest.approx(mp_median(0.5), rel=0.01)
@@ -153,7 +153,7 @@ def test_bounded_grid_rejects_bad_arguments():
         farms_grid(100, 100, layout="tiles")
 
 
-def test_bounded_farms_alpha_agrees_with_the_released_grid():
+def test_bounded_farms_alpha_agrees_with_the_released_grid(one_thread):
     """The issue's criterion on heavy-tailed matrices with a known ESD law (Pareto lambda,
     alpha 2.5, 3.5, 5) in LLM shapes scaled by 1/8 (window 250 for 2000): the bounded layout's
     FARMS alpha (default budget 1) lies inside the released layout's 95 % alpha_ci on at least
