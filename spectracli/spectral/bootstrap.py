@@ -24,9 +24,12 @@ Two economies, both bounded, make it cheap enough to run on every layer (its cos
   rise by at most about 1 / ``POINTS``, so the distance is underestimated by at most that
   (0.02), small against the KS distances that separate candidates.
 
-Beyond ``MAX_BOOTSTRAP`` eigenvalues (large FARMS ESDs) the interval is the analytic one,
-alpha +- z (alpha - 1) / sqrt(n_tail) (the asymptotic standard error of the MLE at fixed xmin,
-Clauset et al. eq. 3.2), which leaves out the uncertainty of xmin: ``ci_method`` says which.
+Beyond ``MAX_BOOTSTRAP`` eigenvalues (large pooled FARMS ESDs) each resample draws only
+``MAX_BOOTSTRAP`` of them (``draws``: the m-out-of-n bootstrap), which bounds the cost, and the
+caller rescales the percentiles (:func:`spectracli.spectral.powerlaw.fit_power_law`). With
+``ci_resamples`` 0 the interval is the analytic one, alpha +- z (alpha - 1) / sqrt(n_tail) (the
+asymptotic standard error of the MLE at fixed xmin, Clauset et al. eq. 3.2), which leaves out
+the uncertainty of xmin: ``ci_method`` says which.
 """
 
 from __future__ import annotations
@@ -237,10 +240,14 @@ def bootstrap_interval(
     level: float = 0.95,
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    draws: int | None = None,
 ) -> tuple[float, float, int] | None:
     """Percentile bootstrap interval of alpha, xmin chosen again on every resample.
 
     Efron & Tibshirani (1993), the percentile interval; deterministic for a given ``seed``.
+    With ``draws`` = m < N each resample draws m of the N eigenvalues (the m-out-of-n
+    bootstrap, Bickel, Goetze & van Zwet 1997): its percentiles are those of an estimate from m
+    eigenvalues, for the caller to rescale.
 
     Args:
         lam: the N nonzero eigenvalues, ascending (float64, shape (N,)).
@@ -251,15 +258,19 @@ def bootstrap_interval(
         level: the interval's level, in (0, 1).
         n_resamples: resamples drawn, at least 10.
         seed: seed of the resampling.
+        draws: eigenvalues drawn per resample, 1..N; ``None``: N.
 
     Returns:
         ``(low, high, resamples that gave an alpha)``, or None when fewer than half of them
         did.
 
     Raises:
-        ValueError: a ``level`` outside (0, 1) or ``n_resamples`` < 10.
+        ValueError: a ``level`` outside (0, 1), ``n_resamples`` < 10 or ``draws`` outside 1..N.
     """
     n_all = lam.size
+    m = n_all if draws is None else draws
+    if not 1 <= m <= n_all:
+        raise ValueError(f"draws must be in 1..{n_all}, got {draws}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_resamples < 10:
@@ -269,7 +280,7 @@ def bootstrap_interval(
     alphas = []
     for start in range(0, n_resamples, per_chunk):
         b = min(per_chunk, n_resamples - start)
-        picks = rng.integers(0, n_all, size=(b, n_all)) + n_all * np.arange(b)[:, None]
+        picks = rng.integers(0, n_all, size=(b, m)) + n_all * np.arange(b)[:, None]
         counts = np.bincount(picks.ravel(), minlength=b * n_all).reshape(b, n_all)
         counts = counts.astype(np.int32)
         alphas.append(_resample_alphas(lam, method, last, min_tail, counts))

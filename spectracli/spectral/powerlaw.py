@@ -218,10 +218,11 @@ def fit_power_law(
     sqrt(independent x tail_size), and ``alpha_ci`` at ``ci_level``: a percentile bootstrap of
     ``ci_resamples`` resamples that re-runs the xmin rule on each, its percentiles' distances
     from alpha on ln(alpha - 1) widened by 1 / sqrt(independent) (:mod:`spectracli.spectral.
-    bootstrap`, seeded by ``seed``: the same input gives the same interval), or the analytic
-    alpha +- z se when ``ci_resamples`` is 0 or the ESD has more than ``MAX_BOOTSTRAP`` nonzero
-    eigenvalues (with ``independent`` < 1: 1 + (alpha - 1) exp(+-z / sqrt(independent x
-    tail_size)), the same se on ln(alpha - 1)); ``ci_method`` says which.
+    bootstrap`, seeded by ``seed``: the same input gives the same interval; beyond
+    ``MAX_BOOTSTRAP`` nonzero eigenvalues each resample draws that many and the percentiles are
+    rescaled the same way), or the analytic alpha +- z se when ``ci_resamples`` is 0 (with
+    ``independent`` < 1: 1 + (alpha - 1) exp(+-z / sqrt(independent x tail_size)), the same se on
+    ln(alpha - 1)); ``ci_method`` says which.
 
     ``fit_status`` is ``ok`` or one of (``fit_reason`` says why in words; alpha is still
     reported when it can be computed, but it is not a fit to act on):
@@ -483,8 +484,8 @@ def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, 
                      ci: tuple[float, int, int], independent: float) -> None:
     """Set ``alpha_se`` and ``alpha_ci`` of a fit with an alpha (bootstrap or analytic).
 
-    ``ci``: (level, resamples, seed). The tail counts at ``independent`` x its size
-    (:func:`_widened`).
+    ``ci``: (level, resamples, seed). The tail counts at ``independent`` x its size; the
+    bootstrap draws at most ``MAX_BOOTSTRAP`` eigenvalues per resample (:func:`_widened`).
     """
     assert fit.alpha is not None
     ci_level, ci_resamples, seed = ci
@@ -492,10 +493,12 @@ def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, 
     fit.alpha_se = standard_error(fit.alpha, n_tail)
     fit.ci_level = ci_level
     interval = None
-    if ci_resamples and lam.size <= MAX_BOOTSTRAP:
-        interval = bootstrap_interval(lam, method, last, min_tail, ci_level, ci_resamples, seed)
+    draws = min(lam.size, MAX_BOOTSTRAP)  # beyond it, m out of n: the percentiles of m draws
+    if ci_resamples:
+        interval = bootstrap_interval(lam, method, last, min_tail, ci_level, ci_resamples, seed,
+                                      draws)
     if interval is not None:
-        low, high = _widened(fit.alpha, interval[:2], independent)
+        low, high = _widened(fit.alpha, interval[:2], independent * lam.size / draws)
         # A percentile interval can miss its own point estimate when the resampled fits jump
         # between xmin choices (Gaussian noise: alpha 29, percentiles [3.1, 18.7]); the
         # reported interval always contains alpha, which only widens it.
@@ -511,21 +514,22 @@ def _add_uncertainty(fit: PowerLawFit, lam: np.ndarray, method: str, last: int, 
         fit.ci_method = "analytic"
 
 
-def _widened(alpha: float, ends: tuple[float, float], independent: float) -> tuple[float, float]:
-    """Bootstrap percentiles of N pooled eigenvalues widened to ``independent`` x N of them.
+def _widened(alpha: float, ends: tuple[float, float], ratio: float) -> tuple[float, float]:
+    """Bootstrap percentiles of m drawn eigenvalues rescaled to ``ratio`` x m independent ones.
 
     The MLE's relative error (alpha_hat - 1) / (alpha - 1) has a spread of 1 / sqrt(n)
     (Clauset et al. 2009, eq. 3.2), so on ln(alpha - 1) the percentiles' distances from the
-    estimate scale as 1 / sqrt(n): from N to independent x N they grow by 1 / sqrt(independent)
-    (the m-out-of-n scaling, Bickel, Goetze & van Zwet 1997). On that scale the ends stay above
-    1, as every alpha of a power law does. ``independent`` = 1: the ends unchanged.
+    estimate scale as 1 / sqrt(n): from m to ratio x m they change by 1 / sqrt(ratio) (the
+    m-out-of-n scaling, Bickel, Goetze & van Zwet 1997): wider for pooled overlapping windows
+    (ratio < 1), narrower for an ESD subsampled for cost (ratio > 1). On that scale the ends stay
+    above 1, as every alpha of a power law does. ``ratio`` = 1: the ends unchanged.
 
     Returns:
         (low, high).
     """
-    if independent >= 1:
+    if ratio == 1:
         return ends
-    widen = 1.0 / math.sqrt(independent)
+    widen = 1.0 / math.sqrt(ratio)
     return tuple(1.0 + (alpha - 1.0) * ((end - 1.0) / (alpha - 1.0)) ** widen for end in ends)
 
 
