@@ -15,7 +15,7 @@ _FARMS_EXTRA = ("window_rows", "window_cols", "n_windows")
 _PROVENANCE = ("rule", "sources", "part", "conv_view", "transposed")  # spectracli.layers
 _CI = ("alpha_ci_low", "alpha_ci_high", "farms_alpha_ci_low", "farms_alpha_ci_high")
 # appended last, so the earlier columns keep their positions
-_FARMS_SOLVE = ("independent_windows", "solve_dtype", "alpha_error_bound")
+_FARMS_SOLVE = ("independent_windows", "solve_dtype", "alpha_error_bound", "ci_method")
 
 
 def _ci_end(block: dict[str, Any], end: int) -> Any:
@@ -29,7 +29,7 @@ def render_csv(report: dict[str, Any]) -> str:
     farms = [m.split(".", 1)[1] for m in LAYER_METRICS if m.startswith("farms.")]
     header = [*_LEADING, *metrics, "rank_deficient", "fit_status", "fit_method",
               *(f"farms_{m}" for m in (*farms, "fit_status", *_FARMS_EXTRA)), "aliases", "warnings",
-              *_PROVENANCE, *_CI, *(f"farms_{m}" for m in _FARMS_SOLVE)]
+              *_PROVENANCE, *_CI, *(f"farms_{m}" for m in _FARMS_SOLVE), "ci_method"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -47,5 +47,6 @@ def render_csv(report: dict[str, Any]) -> str:
                 for k in _PROVENANCE]
         row += [_ci_end(block, end) for block in (layer, f) for end in (0, 1)]
         row += [f.get(m) for m in _FARMS_SOLVE]
+        row.append(layer.get("ci_method"))
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
