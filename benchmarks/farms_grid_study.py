@@ -11,6 +11,8 @@ Llama-1.1B geometry: hidden 2048, intermediate 5632, 256-wide k/v):
 - heavy-tailed synthetic W = U diag(sqrt(lambda)) V^T, lambda Pareto with density ~ x^-a for
   a = 2.5, 3.5, 5 (the ESD of W is lambda, known tail), in every shape;
 - Gaussian i.i.d. (Marchenko-Pastur, no power-law tail) in every shape;
+- Student-t i.i.d. entries with 2.5 and 3 degrees of freedom (heavy-tailed entries, a power-law
+  ESD tail) in every shape;
 - the layers of the shipped sample models.
 
     python benchmarks/farms_grid_study.py               # scale 0.25, seeds 0 1
@@ -24,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +49,9 @@ def workload(scale: float, seeds: list[int], minilm: bool = False) -> dict[str, 
                 out[f"pareto{a}.s{seed}.{name}.weight"] = pareto_matrix(a, m, n, seed).float()
             g = torch.Generator().manual_seed(1000 + seed)
             out[f"gauss.s{seed}.{name}.weight"] = torch.randn(m, n, generator=g) / n**0.5
+            for df in (2.5, 3.0):  # i.i.d. heavy-tailed entries: a power-law ESD tail
+                t = np.random.default_rng(2000 + seed).standard_t(df, size=(m, n))
+                out[f"student{df}.s{seed}.{name}.weight"] = torch.from_numpy(t).float()
     for model in ("digits_mlp", "digits_cnn"):
         for key, t in load_file(ROOT / "sample_models" / f"{model}.safetensors").items():
             out[f"{model}.{key}"] = t
