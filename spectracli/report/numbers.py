@@ -60,12 +60,18 @@ def ci_half_width(block: dict[str, Any] | None) -> float | None:
     return (float(ci[1]) - float(ci[0])) / 2.0
 
 
+# alpha_ci shown as +- half-width while its two ends are within this ratio of alpha's distance
+ASYMMETRIC = 1.25
+
+
 def fmt_alpha(block: dict[str, Any] | None) -> str:
     """A fit's alpha as the table shows it.
 
     Returns:
-        ``3.49 ± 0.41`` (half-width of alpha_ci), in parentheses when the fit is not ok (its
-        status says why), ``-`` when there is none.
+        ``3.49 ± 0.41`` (half-width of alpha_ci) when alpha is near the interval's middle (the
+        two distances within ASYMMETRIC of each other), else ``4.91 +9.1/-3.3`` (distances to
+        the upper and lower end: FARMS intervals, widened on ln(alpha - 1), are asymmetric); in
+        parentheses when the fit is not ok (its status says why), ``-`` when there is none.
     """
     block = block or {}
     alpha = block.get("alpha")
@@ -74,6 +80,11 @@ def fmt_alpha(block: dict[str, Any] | None) -> str:
     text = fmt_num(alpha)
     half = ci_half_width(block)
     if half is not None and math.isfinite(half):
-        text += f" \u00b1 {fmt_num(half, 2)}"
+        low, high = block["alpha_ci"]
+        up, down = float(high) - alpha, alpha - float(low)
+        if max(up, down) <= ASYMMETRIC * min(up, down):
+            text += f" \u00b1 {fmt_num(half, 2)}"
+        else:
+            text += f" +{fmt_num(up, 2)}/-{fmt_num(down, 2)}"
     status = block.get("fit_status")
     return text if status in (None, "ok") else f"({text})"

@@ -82,12 +82,28 @@ def test_reports_show_alpha_with_its_interval(one_thread):
     low, high = layer["alpha_ci"]
     assert low <= layer["alpha"] <= high and layer["ci_method"] == "bootstrap"
     cell = fmt_alpha(layer)
-    assert f"\u00b1 {(high - low) / 2:.2g}" in cell
+    up, down = high - layer["alpha"], layer["alpha"] - low
+    shown = (f"\u00b1 {(high - low) / 2:.2g}" if max(up, down) <= 1.25 * min(up, down)
+             else f"+{up:.2g}/-{down:.2g}")
+    assert shown in cell
     assert cell in render(report, "table")
     markdown = render(report, "markdown")
     assert "| alpha ± |" in markdown.replace("alpha \u00b1", "alpha ±")
     assert ci_half_width(layer) == pytest.approx((high - low) / 2)
     assert fmt_alpha({"alpha": 3.0, "fit_status": "no_power_law"}) == "(3)"
+
+
+def test_an_asymmetric_interval_is_shown_by_its_two_distances():
+    """[1.06, 31.17] around 31.17 is not "31.17 +- 15" (which reads as 16 to 46): the table
+    shows the distance to each end; a near-symmetric interval keeps the +- form."""
+    from spectracli.report.numbers import fmt_alpha
+
+    assert fmt_alpha({"alpha": 31.17, "alpha_ci": [1.06, 31.17], "fit_status": "ok"}) == (
+        "31.17 +0/-30")
+    assert fmt_alpha({"alpha": 4.91, "alpha_ci": [1.61, 14.0], "fit_status": "ok"}) == (
+        "4.91 +9.1/-3.3")
+    assert fmt_alpha({"alpha": 3.0, "alpha_ci": [2.6, 3.45], "fit_status": "ok"}) == (
+        "3 \u00b1 0.43")  # distances 0.45 and 0.4: within 1.25 of each other
 
 
 def test_csv_carries_the_interval_ends(one_thread):
