@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -199,3 +200,30 @@ def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
         array([ 1., -2., inf], dtype=float32)
     """
     return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def group_tied(
+    items: Mapping[str, Any], tie_key: Callable[[Any], tuple | None]
+) -> list[tuple[str, list[str]]]:
+    """Names grouped by a tie key: an item whose key another already has is its alias.
+
+    Args:
+        items: name -> array or tensor, in checkpoint order.
+        tie_key: the view an item stands for (storage, offset, shape, strides, dtype), or None
+            when it cannot be told (never tied).
+
+    Returns:
+        ``(name, aliases)`` in the order of ``items``, one entry per distinct view.
+    """
+    groups: dict[tuple, list[str]] = {}
+    order: list[tuple[str, list[str]]] = []
+    for name, item in items.items():
+        key = tie_key(item)
+        if key is not None and key in groups:
+            groups[key].append(name)
+            continue
+        aliases: list[str] = []
+        if key is not None:
+            groups[key] = aliases
+        order.append((name, aliases))
+    return order

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spectracli.errors import CheckpointError
-from spectracli.io._common import strip_prefixes, tensor_dtype_name
+from spectracli.io._common import group_tied, strip_prefixes, tensor_dtype_name
 from spectracli.io.base import Checkpoint, TensorHandle
 
 if TYPE_CHECKING:
@@ -56,17 +56,7 @@ class ArrayCheckpoint(Checkpoint):
         self.format = "state_dict"
         self.config = None
         self._arrays = arrays
-        groups: dict[tuple, list[str]] = {}
-        self._order: list[tuple[str, list[str]]] = []
-        for name, a in arrays.items():
-            key = _tie_key(a)
-            if key is not None and key in groups:
-                groups[key].append(name)
-                continue
-            aliases: list[str] = []
-            if key is not None:
-                groups[key] = aliases
-            self._order.append((name, aliases))
+        self._order = group_tied(arrays, _tie_key)
         self.size_bytes = sum(arrays[name].nbytes for name, _ in self._order)
 
     def handles(self) -> Iterator[TensorHandle]:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from spectracli.errors import CheckpointError
+from spectracli.io._common import group_tied as _group_tied
 from spectracli.io._common import one_line, read_weight_map, strip_prefixes
 from spectracli.io.base import Checkpoint, TensorHandle
 from spectracli.io.stub_pickle import (
@@ -251,18 +252,7 @@ def group_tied(tensors: Mapping[str, torch.Tensor]) -> list[tuple[str, list[str]
     Returns:
         ``(name, aliases)`` in the order of ``tensors``, one entry per distinct view.
     """
-    groups: dict[tuple, list[str]] = {}
-    order: list[tuple[str, list[str]]] = []
-    for name, t in tensors.items():
-        key = _tie_key(t)
-        if key is not None and key in groups:
-            groups[key].append(name)
-            continue
-        aliases: list[str] = []
-        if key is not None:
-            groups[key] = aliases
-        order.append((name, aliases))
-    return order
+    return _group_tied(tensors, _tie_key)
 
 
 def _dtype_name(t: torch.Tensor) -> str:
