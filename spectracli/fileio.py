@@ -37,6 +37,22 @@ def _target_checks(target: Path) -> Path:
     return directory
 
 
+def _temp_beside(target: Path) -> tuple[int, str]:
+    """A new empty temporary file in ``target``'s directory, named after it.
+
+    Returns:
+        (its open file descriptor, its path).
+
+    Raises:
+        SpectraError: as :func:`_target_checks`, or the file cannot be created there.
+    """
+    directory = _target_checks(target)
+    try:
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise SpectraError(f"cannot write {target}: {exc.strerror} ({directory})") from None
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Fail now, before any work, where :func:`atomic_open` of ``path`` would fail at the end.
 
@@ -48,12 +64,7 @@ def check_writable(path: str | os.PathLike) -> None:
         SpectraError: the directory does not exist or is not writable, or ``path`` is a
             directory (one line naming them).
     """
-    target = Path(path)
-    directory = _target_checks(target)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise SpectraError(f"cannot write {target}: {exc.strerror} ({directory})") from None
+    fd, tmp = _temp_beside(Path(path))
     os.close(fd)
     os.unlink(tmp)
 
@@ -97,11 +108,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             file cannot be created.
     """
     target = Path(path)
-    directory = _target_checks(target)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise SpectraError(f"cannot write {target}: {exc.strerror}") from None
+    fd, tmp = _temp_beside(target)
     encoding = None if "b" in mode else "utf-8"
     try:
         # mkstemp creates the file 0600; give the output the mode a plain open() would have.
