@@ -79,7 +79,7 @@ from spectracli.spectral.farms import (
 )
 from spectracli.spectral.metrics import precision_thresholds
 from spectracli.spectral.powerlaw import PowerLawFit
-from spectracli.threads import available_cores, blas_threads, scipy_linalg
+from spectracli.threads import available_cores, blas_threads
 
 if TYPE_CHECKING:
     import torch
@@ -887,9 +887,10 @@ def _analyze(
         # most `workers` load groups (a tensor, or the tensors one matrix is built from) are in
         # memory at once; a large one is solved alone (its parts in parallel); results keep
         # checkpoint order.
-        if not on_gpu and _float32_windows(items, config):
-            scipy_linalg()  # scipy's own OpenBLAS, loaded before blas_threads limits it
-        with blas_threads(None if on_gpu else 1), ThreadPoolExecutor(
+        # float32 window solves on the CPU use scipy's LAPACK, whose own BLAS must be loaded
+        # before the limit is set
+        scipy = ("scipy.linalg",) if not on_gpu and _float32_windows(items, config) else ()
+        with blas_threads(None if on_gpu else 1, load=scipy), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="spectracli"
         ) as pool:
             # one process: what is submitted names the bar; torchrun: the job's counters do

@@ -29,10 +29,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
-from collections.abc import Iterator
-from types import ModuleType
+from collections.abc import Iterator, Sequence
 
 from spectracli.errors import SpectraError
 
@@ -78,15 +78,20 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def blas_threads(n: int | None) -> Iterator[None]:
+def blas_threads(n: int | None, load: Sequence[str] = ()) -> Iterator[None]:
     """BLAS threads set to ``n`` inside the block and put back after.
 
-    Both the BLAS libraries numpy loaded (OpenBLAS, MKL; through threadpoolctl) and, when torch
-    is loaded, torch's intra-op count (:func:`torch_threads`). torch is not imported for it: a
-    torch-free analysis stays torch-free.
+    Both the BLAS libraries loaded when the block opens (numpy's OpenBLAS or MKL; through
+    threadpoolctl) and, when torch is loaded, torch's intra-op count (:func:`torch_threads`).
+    torch is not imported for it: a torch-free analysis stays torch-free. A library loaded later
+    keeps its own count (setting it afterwards, from a worker thread, measured not to take
+    effect): name in ``load`` the modules the block's work will import that bring their own BLAS
+    (``scipy.linalg``: scipy's OpenBLAS ran 2 spinning threads per worker inside
+    ``blas_threads(1)``); they are imported first, and only then.
 
     Args:
         n: threads inside the block; None leaves every count alone.
+        load: modules to import before the limits are set.
 
     Raises:
         SpectraError: ``n`` is below 1 (before anything is changed).
@@ -96,24 +101,11 @@ def blas_threads(n: int | None) -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
+    for module in load:
+        importlib.import_module(module)
     torch_loaded = "torch" in sys.modules
     with threadpool_limits(limits=n, user_api="blas"), torch_threads(n if torch_loaded else None):
         yield
-
-
-def scipy_linalg() -> ModuleType:
-    """``scipy.linalg``, imported on first use (an analysis that never needs it starts faster).
-
-    scipy brings its own OpenBLAS, which a :func:`blas_threads` block limits only when it was
-    loaded before the block opened: call this first where the block's work will use it (setting
-    the count after loading, from a worker thread, measured not to take effect).
-
-    Returns:
-        The ``scipy.linalg`` module.
-    """
-    import scipy.linalg
-
-    return scipy.linalg
 
 
 def available_cores() -> int:
