@@ -31,7 +31,7 @@ import math
 import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -537,10 +537,7 @@ def _result_aliases(plan: MatrixPlan, handles: dict[str, TensorHandle]) -> list[
 
 def _skip_summary(skipped: Sequence[SkippedTensor], limit: int = 3) -> str:
     """The skip reasons, most frequent first, with their counts: ``"1-D tensor (...) (x3)"``."""
-    counts: dict[str, int] = {}
-    for s in skipped:
-        counts[s.reason] = counts.get(s.reason, 0) + 1
-    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    ranked = Counter(s.reason for s in skipped).most_common()
     text = "; ".join(reason + (f" (x{n})" if n > 1 else "") for reason, n in ranked[:limit])
     more = sum(n for _, n in ranked[limit:])
     return text + (f"; {more} for other reasons" if more else "")
