@@ -458,7 +458,7 @@ def _float32_scale(xp: Any, mats: Any, grid: FarmsGrid) -> float:
     Returns:
         The factor (1.0 for an all-zero input).
     """
-    amax = float(xp.max(xp.abs(mats)))
+    amax = max(float(xp.max(mats)), -float(xp.min(mats)))  # no |w| copy of the matrices
     if not amax > 0 or not math.isfinite(amax):
         return 1.0
     return 2.0 ** round(math.log2(amax) * 2 + math.log2(max(grid.rows, grid.cols)))
