@@ -75,8 +75,9 @@ FARMS_PRECISIONS = ("auto", "float64", "float32")
 EPS32 = float(np.finfo(np.float32).eps)
 FLOAT32_SAFETY = 8.0
 # ``auto``: float32 windows (the fit then checked, float32_alpha_bound) of at least
-# FLOAT32_MIN_SIZE rows and columns, on CUDA, or on the CPU from FLOAT32_MIN_WINDOWS windows on
-# (the reference windows cost three float64 solves more; small windows gain nothing to speak of).
+# FLOAT32_MIN_SIZE rows and columns on CUDA, and on the CPU of at least FLOAT32_MIN_SIZE_CPU
+# from FLOAT32_MIN_WINDOWS windows on (the reference windows cost three float64 solves more;
+# small windows gain nothing to speak of).
 # The first window, solved in both precisions, decides before the others are solved
 # (farms_spectrum's ``decide``): float32 for all when its fit's bound is within the tolerance.
 FLOAT32_MIN_WINDOWS = 8
